@@ -1,0 +1,45 @@
+# labbot: the two commands of the README are `make demo` and `make test`.
+# Both do all set-up on a fresh machine: a .venv with the project and its dev extras and, as root on
+# Debian, the packages the lab-in-a-box needs.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+APT_PACKAGES := openssh-server tgt libiscsi-bin iproute2 util-linux docker-compose
+
+.PHONY: setup system-packages test lint demo bench soak clean
+
+setup: $(STAMP) system-packages
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Installs the lab-in-a-box packages when we are root on Debian and any of them is missing.
+system-packages:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi; \
+	  mkdir -p /run/sshd; \
+	else echo "not root on Debian: skipping apt packages (sandbox tests will skip)"; fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+demo: setup
+	$(BIN)/labbot demo
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,179 @@
+"""labbot's one settings class: every knob, read from the environment (and ``.env``) at start-up.
+
+Slack keeps Bolt's usual variable names (``SLACK_BOT_TOKEN`` ...); everything else is ``LABBOT_*``.
+Validation fails fast and names the variable, so a typo stops start-up instead of a lab half-way.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.errors import ConfigError
+
+_PLACEHOLDER = re.compile(r"(changeme|change-me|your[-_]|example|placeholder|xxxx|<.*>)", re.IGNORECASE)
+_DURATION = re.compile(r"^(\d+)([mhd])$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Turn ``90m``, ``4h`` or ``2d`` into a timedelta; raise ValueError on anything else."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 90m, 4h or 2d")
+    amount, unit = int(match.group(1)), match.group(2)
+    if amount <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return {"m": timedelta(minutes=amount), "h": timedelta(hours=amount), "d": timedelta(days=amount)}[unit]
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Everything labbot can be told from outside. See ``.env.example`` for each variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LABBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- Slack (Bolt's own names) ---
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET"))
+    slack_app_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_APP_TOKEN"))
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=AliasChoices("SLACK_API_URL"))
+    channel: str | None = None
+    allowed_channels: CommaList = Field(default_factory=list)
+    admin_users: CommaList = Field(default_factory=list)
+
+    # --- storage ---
+    database_url: str = "sqlite+aiosqlite:///./labbot.db"
+    state_dir: Path = Path("./var")
+
+    # --- the lab platform (outer ZStack) ---
+    platform_url: str = "http://127.0.0.1:8080/zstack/v1"
+    platform_account: str = "admin"
+    platform_password: SecretStr = SecretStr("password")
+    platform_timeout_seconds: float = 30.0
+    nested_admin_password: SecretStr = SecretStr("password")
+
+    # --- labs ---
+    profiles_dir: Path = Path(__file__).parent / "profiles"
+    default_profile: str = "zcct"
+    max_labs_per_user: int = Field(2, ge=1)
+    max_labs_total: int = Field(20, ge=1)
+    resource_prefix: str = "labbot"
+    ssh_private_key: Path | None = None
+    ssh_user: str = "root"
+
+    # --- scheduler ---
+    scheduler_enabled: bool = True
+    expiry_interval_seconds: int = Field(60, ge=5)
+    expiry_warning_offsets: CommaList = Field(default_factory=lambda: ["30m"])
+    destroy_retry_base_seconds: int = Field(60, ge=1)
+    health_interval_minutes: int = Field(10, ge=1)
+    orphan_interval_minutes: int = Field(60, ge=1)
+    orphan_grace_minutes: int = Field(120, ge=0)
+    orphan_delete: bool = False
+    lease_seconds: int = Field(60, ge=10)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    _split = field_validator("allowed_channels", "admin_users", "expiry_warning_offsets", mode="before")(
+        _split_list
+    )
+
+    @field_validator("expiry_warning_offsets")
+    @classmethod
+    def _offsets_are_durations(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parse_duration(item)
+        return value
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_token(value, "xoxb-", "SLACK_BOT_TOKEN")
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_token(value, "xapp-", "SLACK_APP_TOKEN")
+
+    @field_validator("slack_signing_secret")
+    @classmethod
+    def _signing_secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (len(value.get_secret_value()) < 8 or _PLACEHOLDER.search(value.get_secret_value())):
+            raise ValueError("looks like a placeholder, not a real signing secret")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("platform_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _slack_pairs(self) -> Settings:
+        if self.slack_bot_token is not None and self.slack_app_token is None and self.slack_signing_secret is None:
+            raise ValueError("SLACK_SIGNING_SECRET is required in HTTP mode (when SLACK_APP_TOKEN is not set)")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is the embedded SQLite (single-process mode)."""
+        return self.database_url.startswith("sqlite")
+
+    def require_slack(self) -> None:
+        """Refuse to start the Slack front end without a bot token (named in the error)."""
+        if self.slack_bot_token is None:
+            raise ConfigError("SLACK_BOT_TOKEN is not set: the Slack front end needs a bot token (xoxb-...)")
+
+
+def _check_token(value: SecretStr | None, prefix: str, name: str) -> SecretStr | None:
+    if value is None:
+        return None
+    raw = value.get_secret_value()
+    if not raw.startswith(prefix):
+        raise ValueError(f"must start with {prefix!r}")
+    if _PLACEHOLDER.search(raw) or len(raw) < len(prefix) + 8:
+        raise ValueError("looks like a placeholder, not a real token")
+    return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning validation errors into one ConfigError that names each variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            env = field if field.isupper() else f"LABBOT_{field.upper()}"
+            problems.append(f"{env}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return load_settings()
