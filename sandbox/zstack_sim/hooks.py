@@ -1,0 +1,113 @@
+"""The seam between the ZStack simulator and the lab-in-a-box hosts.
+
+The simulator keeps ZStack's semantics (inventories, states, jobs, errors); hooks make some calls touch the
+machine for real: an outer ``CreateVmInstance`` starts a network-namespace host running sshd, a data volume
+becomes a sparse file that VM1 sees as a disk, and the nested ZStack's iSCSI calls run a real discovery
+from VM2's namespace. Without hooks (``NoHooks``) the simulator is purely in memory.
+
+The simulator owns IP allocation (from the L3 network's IP ranges, as ZStack does) and tells the hook
+which addresses each NIC got; the hook must make those addresses real.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class NicPlan:
+    """One NIC of a VM being started: which L3 network it is on and the address ZStack allocated."""
+
+    l3_network_uuid: str
+    l3_network_name: str
+    ip: str
+    netmask: str
+    gateway: str
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    """What the simulator knows about a VM when it starts it."""
+
+    vm_uuid: str
+    name: str
+    nics: list[NicPlan]
+    ssh_public_keys: list[str] = field(default_factory=list)  # from the ``sshkey::`` system tag
+    root_password: str | None = None  # from the ``rootPassword::`` system tag
+    user_data: str | None = None  # from the ``userdata::`` system tag (base64 in ZStack)
+
+
+@dataclass(frozen=True)
+class LunFound:
+    """One LUN seen by a real iSCSI discovery; ``wwid`` is what Linux ``scsi_id -g -u`` would print."""
+
+    lun_id: int
+    wwid: str
+    size: int  # bytes
+    vendor: str = ""
+    model: str = ""
+    serial: str = ""
+
+
+@dataclass(frozen=True)
+class TargetFound:
+    """One iSCSI target returned by discovery, with its LUNs."""
+
+    iqn: str
+    luns: list[LunFound]
+
+
+class OuterHooks(Protocol):
+    """Called by the ``outer`` simulator (the lab platform). Each may take seconds; raising fails the job."""
+
+    async def vm_started(self, plan: VmPlan) -> None:
+        """Make the VM exist and boot; return once its sshd accepts connections."""
+
+    async def vm_stopped(self, vm_uuid: str) -> None:
+        """Stop the VM (keep its disks)."""
+
+    async def vm_expunged(self, vm_uuid: str) -> None:
+        """Remove the VM and everything of it on the machine."""
+
+    async def volume_attached(self, volume_uuid: str, size: int, vm_uuid: str) -> None:
+        """Create the volume's backing file if needed and make VM ``vm_uuid`` see it as a disk."""
+
+    async def volume_detached(self, volume_uuid: str, vm_uuid: str) -> None:
+        """Make the VM stop seeing the disk (the data stays)."""
+
+    async def volume_expunged(self, volume_uuid: str) -> None:
+        """Delete the volume's backing file."""
+
+
+class NestedHooks(Protocol):
+    """Called by the ``nested`` simulator (the ZStack installed on VM2)."""
+
+    async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
+        """Run a real sendtargets discovery plus INQUIRY against ``ip:port`` from this host."""
+
+
+class NoHooks:
+    """The pure in-memory simulator: every hook succeeds and discovery finds nothing."""
+
+    async def vm_started(self, plan: VmPlan) -> None:
+        return None
+
+    async def vm_stopped(self, vm_uuid: str) -> None:
+        return None
+
+    async def vm_expunged(self, vm_uuid: str) -> None:
+        return None
+
+    async def volume_attached(self, volume_uuid: str, size: int, vm_uuid: str) -> None:
+        return None
+
+    async def volume_detached(self, volume_uuid: str, vm_uuid: str) -> None:
+        return None
+
+    async def volume_expunged(self, volume_uuid: str) -> None:
+        return None
+
+    async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
+        return []
