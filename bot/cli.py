@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from bot.cli_db import db_app
 from services import __version__
 
 app = typer.Typer(help="labbot: builds, watches and tears down ZStack training labs.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 @app.command()
@@ -16,5 +18,11 @@ def version() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: configuration errors print as one clear line, not a traceback."""
+    from services.errors import ConfigError
+
+    try:
+        app()
+    except ConfigError as err:
+        typer.secho(f"labbot: {err}", err=True, fg=typer.colors.RED)
+        raise SystemExit(2) from None

@@ -29,6 +29,8 @@ def parse_duration(text: str) -> timedelta:
     amount, unit = int(match.group(1)), match.group(2)
     if amount <= 0:
         raise ValueError(f"{text!r} must be longer than zero")
+    if amount > 100_000:
+        raise ValueError(f"{text!r} is far too long")
     return {"m": timedelta(minutes=amount), "h": timedelta(hours=amount), "d": timedelta(days=amount)}[unit]
 
 
@@ -60,6 +62,8 @@ class Settings(BaseSettings):
     # --- storage ---
     database_url: str = "sqlite+aiosqlite:///./labbot.db"
     state_dir: Path = Path("./var")
+    # Encrypts per-lab SSH keys and passwords at rest. The default is only fit for the embedded demo.
+    secret_key: SecretStr = SecretStr("labbot-demo-secret-key-change-me-in-production")
 
     # --- the lab platform (outer ZStack) ---
     platform_url: str = "http://127.0.0.1:8080/zstack/v1"
@@ -136,6 +140,12 @@ class Settings(BaseSettings):
     def _slack_pairs(self) -> Settings:
         if self.slack_bot_token is not None and self.slack_app_token is None and self.slack_signing_secret is None:
             raise ValueError("SLACK_SIGNING_SECRET is required in HTTP mode (when SLACK_APP_TOKEN is not set)")
+        return self
+
+    @model_validator(mode="after")
+    def _real_secret_key_with_slack(self) -> Settings:
+        if self.slack_bot_token is not None and "demo-secret-key" in self.secret_key.get_secret_value():
+            raise ValueError("LABBOT_SECRET_KEY must be set to a real secret before connecting to Slack")
         return self
 
     @property

@@ -1,0 +1,269 @@
+"""The command grammar everyone types, in Slack (``/lab ...``) and in the console: text in, typed command out.
+
+``parse_command`` never raises anything but CommandError, whose message says what was wrong and shows the
+right usage (property-tested with hypothesis).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from datetime import timedelta
+
+from config.settings import parse_duration
+from services.errors import CommandError
+
+LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}[a-z0-9]$")
+PROFILE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
+STEP_NAME = re.compile(r"^[a-z][a-z0-9_]{1,47}$")
+
+USAGE: dict[str, str] = {
+    "create": "/lab create [NAME] [--ttl DURATION] [--profile NAME]",
+    "list": "/lab list [--all]",
+    "status": "/lab status NAME",
+    "destroy": "/lab destroy NAME [--yes]",
+    "extend": "/lab extend NAME [DURATION]",
+    "health": "/lab health NAME",
+    "retry": "/lab retry NAME",
+    "logs": "/lab logs NAME [STEP]",
+    "access": "/lab access NAME",
+    "help": "/lab help [COMMAND]",
+}
+
+HELP: dict[str, str] = {
+    "create": "build a new lab (with no arguments in Slack: a form)",
+    "list": "your live labs (--all: everyone's, and destroyed ones)",
+    "status": "state, steps and expiry of a lab",
+    "destroy": "tear a lab down (--yes skips the confirmation)",
+    "extend": "push a lab's expiry out (default: the profile's TTL)",
+    "health": "run the health checks now",
+    "retry": "re-run a failed lab from its failed step",
+    "logs": "the output tail of a lab's steps",
+    "access": "how to reach VM1, VM2 and the ZStack UI (sent privately)",
+    "help": "this help",
+}
+
+
+@dataclass(frozen=True)
+class CreateCommand:
+    name: str | None = None
+    ttl: timedelta | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class ListCommand:
+    all: bool = False
+
+
+@dataclass(frozen=True)
+class StatusCommand:
+    name: str
+
+
+@dataclass(frozen=True)
+class DestroyCommand:
+    name: str
+    yes: bool = False
+
+
+@dataclass(frozen=True)
+class ExtendCommand:
+    name: str
+    duration: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class HealthCommand:
+    name: str
+
+
+@dataclass(frozen=True)
+class RetryCommand:
+    name: str
+
+
+@dataclass(frozen=True)
+class LogsCommand:
+    name: str
+    step: str | None = None
+
+
+@dataclass(frozen=True)
+class AccessCommand:
+    name: str
+
+
+@dataclass(frozen=True)
+class HelpCommand:
+    topic: str | None = None
+
+
+Command = (
+    CreateCommand
+    | ListCommand
+    | StatusCommand
+    | DestroyCommand
+    | ExtendCommand
+    | HealthCommand
+    | RetryCommand
+    | LogsCommand
+    | AccessCommand
+    | HelpCommand
+)
+
+
+def validate_lab_name(name: str, usage: str | None = None) -> str:
+    """Return ``name`` if it is a valid lab name (a DNS label of 2-31 characters), else CommandError."""
+    if not LAB_NAME.match(name):
+        shown = name if len(name) <= 40 and name.isprintable() else repr(name[:40])
+        raise CommandError(
+            f"`{shown}` is not a valid lab name: use 2-31 lower-case letters, digits and hyphens, "
+            "starting with a letter and not ending with a hyphen (it becomes part of VM names)",
+            usage,
+        )
+    return name
+
+
+def help_text(topic: str | None = None) -> str:
+    """Usage of one command, or of all of them."""
+    if topic is not None and topic in USAGE:
+        return f"`{USAGE[topic]}`: {HELP[topic]}"
+    return "\n".join(f"`{USAGE[verb]}`: {HELP[verb]}" for verb in USAGE)
+
+
+def parse_command(text: str) -> Command:
+    """Parse what follows ``/lab`` (a leading ``/lab`` is accepted too) into a typed command."""
+    if len(text) > 1000:
+        raise CommandError("that command is too long (1000 characters at most)")
+    try:
+        words = shlex.split(text.replace("\u2014", "--").replace("\u2013", "--"))
+    except ValueError as err:
+        raise CommandError(f"could not read the command: {err}", USAGE["help"]) from None
+    if words and words[0] == "/lab":
+        words = words[1:]
+    if not words:
+        return HelpCommand()
+    verb, args = words[0].lower(), words[1:]
+    parser = _PARSERS.get(verb)
+    if parser is None:
+        raise CommandError(f"unknown command `{verb[:30]}`; try one of: {', '.join(USAGE)}", USAGE["help"])
+    return parser(args)
+
+
+def _options(args: list[str], verb: str, *, flags: set[str], valued: set[str]) -> tuple[list[str], dict[str, str]]:
+    """Split ``args`` into positionals and options (``--opt value`` or ``--opt=value``)."""
+    usage = USAGE[verb]
+    positionals: list[str] = []
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--"):
+            key, _, inline = arg[2:].partition("=")
+            if key in options:
+                raise CommandError(f"`--{key[:30]}` given twice", usage)
+            if key in flags and not inline:
+                options[key] = "yes"
+            elif key in valued:
+                if inline:
+                    options[key] = inline
+                elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                    i += 1
+                    options[key] = args[i]
+                else:
+                    raise CommandError(f"`--{key}` needs a value", usage)
+            else:
+                raise CommandError(f"`{arg[:30]}` is not an option of `{verb}`", usage)
+        else:
+            positionals.append(arg)
+        i += 1
+    return positionals, options
+
+
+def _duration(text: str, verb: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise CommandError(
+            f"`{text[:30]}` is not a duration: use minutes, hours or days like 90m, 4h or 2d", USAGE[verb]
+        ) from None
+
+
+def _exactly_name(args: list[str], verb: str, *, flags: set[str] | None = None) -> tuple[str, dict[str, str]]:
+    positionals, options = _options(args, verb, flags=flags or set(), valued=set())
+    if not positionals:
+        raise CommandError(f"`{verb}` needs the lab's name", USAGE[verb])
+    if len(positionals) > 1:
+        raise CommandError(f"`{verb}` takes one lab name, got {len(positionals)} words", USAGE[verb])
+    return validate_lab_name(positionals[0], USAGE[verb]), options
+
+
+def _parse_create(args: list[str]) -> Command:
+    positionals, options = _options(args, "create", flags=set(), valued={"ttl", "profile"})
+    if len(positionals) > 1:
+        raise CommandError("`create` takes at most one lab name", USAGE["create"])
+    name = validate_lab_name(positionals[0], USAGE["create"]) if positionals else None
+    ttl = _duration(options["ttl"], "create") if "ttl" in options else None
+    profile = options.get("profile")
+    if profile is not None and not PROFILE_NAME.match(profile):
+        raise CommandError(f"`{profile[:30]}` is not a profile name", USAGE["create"])
+    return CreateCommand(name=name, ttl=ttl, profile=profile)
+
+
+def _parse_list(args: list[str]) -> Command:
+    positionals, options = _options(args, "list", flags={"all"}, valued=set())
+    if positionals:
+        raise CommandError("`list` takes no lab name", USAGE["list"])
+    return ListCommand(all="all" in options)
+
+
+def _parse_destroy(args: list[str]) -> Command:
+    name, options = _exactly_name(args, "destroy", flags={"yes"})
+    return DestroyCommand(name=name, yes="yes" in options)
+
+
+def _parse_extend(args: list[str]) -> Command:
+    positionals, _ = _options(args, "extend", flags=set(), valued=set())
+    if not positionals or len(positionals) > 2:
+        raise CommandError("`extend` takes a lab name and optionally a duration", USAGE["extend"])
+    name = validate_lab_name(positionals[0], USAGE["extend"])
+    duration = _duration(positionals[1], "extend") if len(positionals) == 2 else None
+    return ExtendCommand(name=name, duration=duration)
+
+
+def _parse_logs(args: list[str]) -> Command:
+    positionals, _ = _options(args, "logs", flags=set(), valued=set())
+    if not positionals or len(positionals) > 2:
+        raise CommandError("`logs` takes a lab name and optionally a step", USAGE["logs"])
+    name = validate_lab_name(positionals[0], USAGE["logs"])
+    step = positionals[1] if len(positionals) == 2 else None
+    if step is not None and not STEP_NAME.match(step):
+        raise CommandError(f"`{step[:30]}` is not a step name", USAGE["logs"])
+    return LogsCommand(name=name, step=step)
+
+
+def _parse_help(args: list[str]) -> Command:
+    if len(args) > 1:
+        raise CommandError("`help` takes at most one command name", USAGE["help"])
+    topic = args[0].lower() if args else None
+    if topic is not None and topic not in USAGE:
+        raise CommandError(f"there is no command `{topic[:30]}`", USAGE["help"])
+    return HelpCommand(topic=topic)
+
+
+_PARSERS = {
+    "create": _parse_create,
+    "list": _parse_list,
+    "ls": _parse_list,
+    "status": lambda a: StatusCommand(_exactly_name(a, "status")[0]),
+    "destroy": _parse_destroy,
+    "delete": _parse_destroy,
+    "extend": _parse_extend,
+    "health": lambda a: HealthCommand(_exactly_name(a, "health")[0]),
+    "retry": lambda a: RetryCommand(_exactly_name(a, "retry")[0]),
+    "logs": _parse_logs,
+    "access": lambda a: AccessCommand(_exactly_name(a, "access")[0]),
+    "help": _parse_help,
+}

@@ -1,0 +1,242 @@
+"""Persistence of labs, steps, events and host keys: keyword-only functions over an AsyncSession.
+
+Callers own the unit of work (``async with sessions() as session, session.begin():``). ``save`` turns a lost
+optimistic lock into StaleWriteError and a taken live name into ConflictError, so no caller sees SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from services.db import utcnow
+from services.errors import ConflictError, NotFoundError, StaleWriteError
+from services.labs.models import HealthCheck, HostKey, Lab, LabEvent, LabState, LabStep, StepState
+from services.labs.states import LIVE_STATES, check_transition
+
+
+async def save(*, session: AsyncSession) -> None:
+    """Flush pending changes, translating lock and uniqueness failures into domain errors."""
+    try:
+        await session.flush()
+    except StaleDataError:
+        await session.rollback()
+        raise StaleWriteError("the lab was changed by someone else at the same time; try again") from None
+    except IntegrityError as err:
+        await session.rollback()
+        if "name" in str(err.orig).lower():
+            raise ConflictError("a live lab already has that name") from None
+        raise
+
+
+async def create(
+    *, session: AsyncSession, name: str, owner: str, profile: str, expires_at: datetime, channel: str | None
+) -> Lab:
+    """Insert a new lab in ``requested``; a live lab with the same name is a ConflictError."""
+    lab = Lab(
+        uuid=uuidlib.uuid4().hex,
+        name=name,
+        owner=owner,
+        channel=channel,
+        profile=profile,
+        state=LabState.REQUESTED,
+        expires_at=expires_at,
+        warned_offsets=[],
+        nested_ids={},
+        summary={},
+        health_failing=[],
+    )
+    session.add(lab)
+    await save(session=session)
+    return lab
+
+
+async def get(*, session: AsyncSession, lab_id: int) -> Lab:
+    """The lab with this id, or NotFoundError."""
+    lab = await session.get(Lab, lab_id)
+    if lab is None:
+        raise NotFoundError(f"no lab with id {lab_id}")
+    return lab
+
+
+async def get_live_by_name(*, session: AsyncSession, name: str) -> Lab:
+    """The live lab called ``name``, or NotFoundError."""
+    lab = await session.scalar(select(Lab).where(Lab.name == name, Lab.state != LabState.DESTROYED))
+    if lab is None:
+        raise NotFoundError(f"there is no live lab called `{name}` (try `/lab list`)")
+    return lab
+
+
+async def get_latest_by_name(*, session: AsyncSession, name: str) -> Lab:
+    """The live lab called ``name`` or else the most recently destroyed one (for logs and status)."""
+    lab = await session.scalar(
+        select(Lab).where(Lab.name == name).order_by((Lab.state == LabState.DESTROYED).asc(), Lab.id.desc())
+    )
+    if lab is None:
+        raise NotFoundError(f"there is no lab called `{name}` (try `/lab list --all`)")
+    return lab
+
+
+async def list_(
+    *, session: AsyncSession, owner: str | None = None, states: Sequence[str] | None = None, limit: int = 200
+) -> list[Lab]:
+    """Labs, newest first, optionally of one owner and in some states (default: live ones)."""
+    wanted = list(states) if states is not None else [s.value for s in LIVE_STATES]
+    query = select(Lab).where(Lab.state.in_(wanted)).order_by(Lab.id.desc()).limit(limit)
+    if owner is not None:
+        query = query.where(Lab.owner == owner)
+    return list((await session.scalars(query)).all())
+
+
+async def count_live(*, session: AsyncSession, owner: str | None = None) -> int:
+    """How many live labs there are (of one owner, if given)."""
+    query = select(func.count()).select_from(Lab).where(Lab.state != LabState.DESTROYED)
+    if owner is not None:
+        query = query.where(Lab.owner == owner)
+    return int(await session.scalar(query) or 0)
+
+
+async def transition(
+    *, session: AsyncSession, lab: Lab, target: str, actor: str, detail: str = ""
+) -> None:
+    """Move the lab along one state-machine edge and record who did it."""
+    old = lab.state
+    lab.state = check_transition(lab.state, target, lab=f"lab `{lab.name}`")
+    if lab.state == LabState.DESTROYED:
+        lab.destroyed_at = utcnow()
+    await add_event(session=session, lab=lab, actor=actor, kind=f"state:{target}", detail=detail or f"{old} → {target}")
+    await save(session=session)
+
+
+async def add_event(*, session: AsyncSession, lab: Lab | None, actor: str, kind: str, detail: str = "") -> None:
+    """Append one audit event."""
+    session.add(LabEvent(lab_id=lab.id if lab else None, actor=actor, kind=kind, detail=detail[:4000]))
+
+
+async def list_events(*, session: AsyncSession, lab_id: int, limit: int = 50) -> list[LabEvent]:
+    """The lab's audit trail, oldest first (the last ``limit`` entries)."""
+    rows = await session.scalars(
+        select(LabEvent).where(LabEvent.lab_id == lab_id).order_by(LabEvent.id.desc()).limit(limit)
+    )
+    return list(reversed(rows.all()))
+
+
+# --- steps -------------------------------------------------------------------------------------------
+
+
+async def list_steps(*, session: AsyncSession, lab_id: int) -> list[LabStep]:
+    """The lab's steps in creation order."""
+    rows = await session.scalars(select(LabStep).where(LabStep.lab_id == lab_id).order_by(LabStep.id))
+    return list(rows.all())
+
+
+async def ensure_steps(*, session: AsyncSession, lab_id: int, names: Sequence[str]) -> list[LabStep]:
+    """Create the pending steps that do not exist yet; return all steps of the lab in order."""
+    existing = {s.name for s in await list_steps(session=session, lab_id=lab_id)}
+    for name in names:
+        if name not in existing:
+            session.add(LabStep(lab_id=lab_id, name=name, state=StepState.PENDING, attempt=0))
+    await session.flush()
+    return await list_steps(session=session, lab_id=lab_id)
+
+
+async def get_step(*, session: AsyncSession, lab_id: int, name: str) -> LabStep:
+    """One step of a lab, or NotFoundError."""
+    step = await session.scalar(select(LabStep).where(LabStep.lab_id == lab_id, LabStep.name == name))
+    if step is None:
+        raise NotFoundError(f"the lab has no step called `{name}`")
+    return step
+
+
+# --- leases: which process works on which lab ----------------------------------------------------------
+
+
+async def claim(*, session: AsyncSession, lab_id: int, owner: str, seconds: int) -> bool:
+    """Take (or renew) the work lease on a lab; False when another live process holds it.
+
+    One conditional UPDATE, so two processes racing for the same lab cannot both win on either database.
+    """
+    now = utcnow()
+    result = await session.execute(
+        update(Lab)
+        .where(
+            Lab.id == lab_id,
+            or_(Lab.lease_owner.is_(None), Lab.lease_owner == owner, Lab.lease_expires_at < now),
+        )
+        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def release(*, session: AsyncSession, lab_id: int, owner: str) -> None:
+    """Give the lease back (only if we still hold it)."""
+    await session.execute(
+        update(Lab)
+        .where(Lab.id == lab_id, Lab.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def claimable_ids(*, session: AsyncSession, states: Sequence[str], owner: str, limit: int = 50) -> list[int]:
+    """Labs in ``states`` whose lease is free, expired or ours (PostgreSQL skips rows others lock)."""
+    now = utcnow()
+    query = (
+        select(Lab.id)
+        .where(
+            Lab.state.in_(list(states)),
+            or_(Lab.lease_owner.is_(None), Lab.lease_owner == owner, Lab.lease_expires_at < now),
+            or_(Lab.next_attempt_at.is_(None), Lab.next_attempt_at <= now),
+        )
+        .order_by(Lab.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.scalars(query)).all())
+
+
+# --- pinned SSH host keys ------------------------------------------------------------------------------
+
+
+class DatabaseHostKeyStore:
+    """services.ssh.hostkeys.HostKeyStore on the host_keys table (trust on first use, then pinned)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def get(self, lab: str, host: str) -> str | None:
+        """The pinned key of ``host`` in lab ``lab`` (the lab's uuid), if any."""
+        async with self._sessions() as session:
+            return await session.scalar(select(HostKey.key).where(HostKey.lab_uuid == lab, HostKey.host == host))
+
+    async def pin(self, lab: str, host: str, key: str) -> None:
+        """Pin a key seen for the first time; pinning again with another key is refused by the caller."""
+        async with self._sessions() as session, session.begin():
+            existing = await session.scalar(
+                select(HostKey).where(and_(HostKey.lab_uuid == lab, HostKey.host == host))
+            )
+            if existing is None:
+                session.add(HostKey(lab_uuid=lab, host=host, key=key))
+
+    async def forget(self, lab: str) -> None:
+        """Drop every pinned key of a lab (on destroy)."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(HostKey).where(HostKey.lab_uuid == lab))
+
+
+# --- health --------------------------------------------------------------------------------------------
+
+
+async def add_health_checks(*, session: AsyncSession, lab_id: int, results: Sequence[HealthCheck]) -> None:
+    """Store the results of one health run."""
+    for result in results:
+        result.lab_id = lab_id
+        session.add(result)
+    await session.flush()

@@ -1,0 +1,73 @@
+"""Settings and lab profiles fail fast with messages that name the variable or field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.profiles import load_profile, load_profiles
+from config.settings import load_settings
+from services.errors import ConfigError
+
+PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
+
+
+def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.is_sqlite and settings.slack_bot_token is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SLACK_BOT_TOKEN": "xoxp-123456789012"}, "SLACK_BOT_TOKEN: must start with 'xoxb-'"),
+        ({"SLACK_BOT_TOKEN": "xoxb-your-token-here"}, "SLACK_BOT_TOKEN: looks like a placeholder"),
+        ({"LABBOT_DATABASE_URL": "mysql://x"}, "LABBOT_DATABASE_URL: must start with"),
+        ({"LABBOT_MAX_LABS_PER_USER": "0"}, "LABBOT_MAX_LABS_PER_USER"),
+        ({"LABBOT_EXPIRY_WARNING_OFFSETS": "30m,soon"}, "LABBOT_EXPIRY_WARNING_OFFSETS"),
+    ],
+)
+def test_bad_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
+def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1234567890-abcdefghij")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "0123456789abcdef0123")
+    monkeypatch.setenv("LABBOT_SECRET_KEY", "a-real-secret-key-of-some-length")
+    settings = load_settings()
+    assert "xoxb-1234567890" not in repr(settings) and "0123456789abcdef" not in str(settings.model_dump())
+
+
+def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LABBOT_ADMIN_USERS", "U1, U2,,")
+    assert load_settings().admin_users == ["U1", "U2"]
+
+
+def test_shipped_profiles_load() -> None:
+    profiles = load_profiles(PROFILES)
+    assert set(profiles) >= {"zcct", "sandbox"}
+    assert profiles["zcct"].iscsi.backend == "targetcli" and profiles["sandbox"].iscsi.backend == "tgt"
+    assert profiles["zcct"].vpc_network == "lab-vpc"
+    assert profiles["zcct"].data_volume.size_gb == 50
+
+
+def test_bad_profile_names_file_field_and_reason(tmp_path: Path) -> None:
+    text = (PROFILES / "sandbox.yaml").read_text().replace("backend: tgt", "backend: lio")
+    bad = tmp_path / "sandbox.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=r"sandbox.yaml: iscsi.backend: Input should be 'targetcli' or 'tgt'"):
+        load_profile(bad)
+    bad.write_text(text.replace("backend: lio", "backend: tgt").replace("[sandbox-vpc]", "[elsewhere]"))
+    with pytest.raises(ConfigError, match="must share an L3 network"):
+        load_profile(bad)
