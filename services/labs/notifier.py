@@ -1,0 +1,92 @@
+"""How the lab engine tells the world what happens, without knowing who listens.
+
+The engine emits ``Notice`` values; a front end implements ``Notifier`` (the console prints them, Slack keeps
+one live card per lab and puts details in its thread). Notifiers must not raise into the engine: a failed
+message must never fail a lab, so ``FanOut`` logs and swallows their errors.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from services.labs.views import LabView, StepView
+
+log = logging.getLogger(__name__)
+
+
+class NoticeKind(enum.StrEnum):
+    """Everything the engine and the scheduler announce."""
+
+    CREATED = "created"
+    STEP_STARTED = "step_started"
+    STEP_PROGRESS = "step_progress"
+    STEP_FINISHED = "step_finished"
+    STEP_FAILED = "step_failed"
+    READY = "ready"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    EXTENDED = "extended"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+    DESTROY_FAILED = "destroy_failed"
+    HEALTH_CHANGED = "health_changed"
+    EXPIRY_WARNING = "expiry_warning"
+    ORPHANS_FOUND = "orphans_found"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One thing that happened to a lab, with the lab as it is now."""
+
+    kind: NoticeKind
+    lab: LabView
+    step: StepView | None = None
+    actor: str | None = None
+    text: str = ""
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class Notifier(Protocol):
+    """Something that shows notices to people (console, Slack, a test recorder)."""
+
+    async def notify(self, notice: Notice) -> None:
+        """Show one notice; called from the engine's tasks, possibly concurrently for different labs."""
+
+
+class FanOut:
+    """Sends every notice to several notifiers; one failing does not stop the others or the engine."""
+
+    def __init__(self, notifiers: Sequence[Notifier] = ()) -> None:
+        self._notifiers = list(notifiers)
+
+    def add(self, notifier: Notifier) -> None:
+        """Subscribe one more notifier."""
+        self._notifiers.append(notifier)
+
+    async def notify(self, notice: Notice) -> None:
+        """Deliver to each subscriber, logging (not raising) their failures."""
+        for notifier in self._notifiers:
+            try:
+                await notifier.notify(notice)
+            except Exception:
+                log.exception("notifier %s failed on %s for lab %s", type(notifier).__name__, notice.kind,
+                              notice.lab.name)
+
+
+class RecordingNotifier:
+    """Keeps every notice in order: the console's transcript and the tests' witness."""
+
+    def __init__(self) -> None:
+        self.notices: list[Notice] = []
+
+    async def notify(self, notice: Notice) -> None:
+        """Record the notice."""
+        self.notices.append(notice)
+
+    def kinds(self, lab: str | None = None) -> list[NoticeKind]:
+        """The kinds recorded (for one lab, if given), in order."""
+        return [n.kind for n in self.notices if lab is None or n.lab.name == lab]
