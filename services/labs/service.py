@@ -258,10 +258,10 @@ class LabService:
             lab.progress_ref = ref
             await repo.save(session=session)
 
-    def authorize_view_secrets(self, actor: Actor, lab: LabView) -> None:
-        """Only the owner or an admin may see a lab's access details."""
+    def check_can_act(self, actor: Actor, lab: LabView, verb: str) -> None:
+        """Only the owner or an admin may destroy, extend, retry or see how to reach a lab."""
         if not (actor.is_admin or actor.user_id == lab.owner):
-            raise PermissionDeniedError(f"only <@{lab.owner}> or an admin can see how to reach lab `{lab.name}`")
+            raise PermissionDeniedError(f"only <@{lab.owner}> (the owner) or an admin can {verb} lab `{lab.name}`")
 
     # --- helpers -------------------------------------------------------------------------------------
 
