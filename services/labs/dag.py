@@ -147,7 +147,7 @@ async def _attempt(step: Step, recorder: StepRecorder, is_retryable: Callable[[B
             if last:
                 message = describe_error(err)
                 if isinstance(err, TimeoutError):
-                    message = f"timed out after {step.timeout:.0f} s"
+                    message = f"timed out after {step.timeout:g} s"
                 await recorder.failed(step.name, message)
                 raise StepFailed(step.name, message, err) from err
             await asyncio.sleep(step.retry_delay * attempt)

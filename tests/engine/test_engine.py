@@ -1,0 +1,144 @@
+"""The engine with small real jobs: background work, destroy during a build, leases across two engines."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config.profiles import load_profiles
+from config.settings import Settings
+from services.errors import ConflictError, PermissionDeniedError, QuotaError
+from services.labs.engine import LabEngine, mark
+from services.labs.models import LabState
+from services.labs.notifier import NoticeKind, RecordingNotifier
+from services.labs.service import Actor, LabService
+
+PROFILES = load_profiles(Path(__file__).resolve().parents[2] / "config" / "profiles")
+Sessions = async_sessionmaker[AsyncSession]
+
+
+def _settings(**kw: object) -> Settings:
+    return Settings(database_url="sqlite+aiosqlite:///unused.db", default_profile="sandbox", lease_seconds=10, **kw)
+
+
+class Jobs:
+    """Builds that wait for a gate (so a test can act mid-build) and destroys that just succeed."""
+
+    def __init__(self, sessions: Sessions, notifier: RecordingNotifier) -> None:
+        self.sessions, self.notifier = sessions, notifier
+        self.gate = asyncio.Event()
+        self.builds: list[int] = []
+        self.destroys: list[int] = []
+
+    async def build(self, lab_id: int, attention: asyncio.Event) -> None:
+        self.builds.append(lab_id)
+        await mark(self.sessions, self.notifier, lab_id, target=LabState.PROVISIONING, kind=NoticeKind.STEP_STARTED)
+        await self.gate.wait()
+        await mark(self.sessions, self.notifier, lab_id, target=LabState.READY, kind=NoticeKind.READY)
+
+    async def destroy(self, lab_id: int, attention: asyncio.Event) -> None:
+        self.destroys.append(lab_id)
+        await mark(self.sessions, self.notifier, lab_id, target=LabState.DESTROYED, kind=NoticeKind.DESTROYED)
+
+
+@pytest.fixture
+async def world(sessions: Sessions):
+    notifier = RecordingNotifier()
+    jobs = Jobs(sessions, notifier)
+    settings = _settings(max_labs_per_user=2)
+    engine = LabEngine(sessions=sessions, settings=settings, notifier=notifier, build=jobs.build,
+                       destroy=jobs.destroy, poll_interval=0.1)
+    service = LabService(sessions=sessions, settings=settings, profiles=PROFILES, notifier=notifier, kicker=engine)
+    await engine.start()
+    try:
+        yield service, engine, jobs, notifier
+    finally:
+        await engine.stop()
+
+
+async def test_create_build_ready_destroy(world) -> None:
+    service, engine, jobs, notifier = world
+    alice = Actor("U_ALICE")
+    lab = await service.create(alice, name="demo")
+    jobs.gate.set()
+    await engine.wait_idle(lab.id, timeout=5)
+    assert (await service.status("demo")).state == LabState.READY
+    await service.destroy(alice, "demo")
+    await engine.wait_idle(lab.id, timeout=5)
+    assert (await service.status("demo")).state == LabState.DESTROYED
+    assert jobs.builds == [lab.id] and jobs.destroys == [lab.id]
+    assert notifier.kinds("demo") == [NoticeKind.CREATED, NoticeKind.STEP_STARTED, NoticeKind.READY,
+                                      NoticeKind.DESTROYING, NoticeKind.DESTROYED]
+
+
+async def test_destroy_during_build_stops_the_build(world) -> None:
+    service, engine, jobs, _ = world
+    lab = await service.create(Actor("U1"), name="half")
+    await asyncio.sleep(0.1)
+    assert (await service.status("half")).state == LabState.PROVISIONING
+    await service.destroy(Actor("U1"), "half")
+    await engine.wait_idle(lab.id, timeout=5)
+    assert (await service.status("half")).state == LabState.DESTROYED
+    assert jobs.destroys == [lab.id]
+
+
+async def test_rules_change_nothing(world) -> None:
+    service, engine, jobs, _ = world
+    await service.create(Actor("U1"), name="one")
+    await service.create(Actor("U1"), name="two")
+    with pytest.raises(QuotaError, match="already have 2 live labs"):
+        await service.create(Actor("U1"), name="three")
+    with pytest.raises(ConflictError, match="already has that name"):
+        await service.create(Actor("U2"), name="one")
+    with pytest.raises(QuotaError, match="at most 1d"):
+        await service.create(Actor("U2"), name="long", ttl=__import__("datetime").timedelta(days=3))
+    with pytest.raises(PermissionDeniedError, match="only <@U1>"):
+        await service.destroy(Actor("U2"), "one")
+    with pytest.raises(PermissionDeniedError):
+        await service.extend(Actor("U2"), "one")
+    admin = Actor("UADMIN", is_admin=True)
+    assert [lab.name for lab in await service.list_labs(admin, everything=True)] == ["two", "one"]
+    jobs.gate.set()
+    await engine.wait_idle(timeout=5)
+
+
+async def test_extend_is_capped_at_max_lifetime(world) -> None:
+    service, engine, jobs, _ = world
+    jobs.gate.set()
+    lab = await service.create(Actor("U1"), name="ext")
+    await engine.wait_idle(lab.id, timeout=5)
+    longer = await service.extend(Actor("U1"), "ext")
+    assert longer.expires_at > lab.expires_at and longer.ttl_extensions == 1
+    capped = await service.extend(Actor("U1"), "ext", __import__("datetime").timedelta(days=5))
+    assert capped.expires_at == capped.created_at + PROFILES["sandbox"].max_ttl
+    with pytest.raises(QuotaError, match="maximum lifetime"):
+        await service.extend(Actor("U1"), "ext")
+
+
+async def test_a_lab_is_worked_on_by_one_engine_and_taken_over_when_it_dies(sessions: Sessions) -> None:
+    notifier = RecordingNotifier()
+    jobs_a, jobs_b = Jobs(sessions, notifier), Jobs(sessions, notifier)
+    settings = _settings()
+    engine_a = LabEngine(sessions=sessions, settings=settings, notifier=notifier, build=jobs_a.build,
+                         destroy=jobs_a.destroy, owner="A", poll_interval=0.05)
+    engine_b = LabEngine(sessions=sessions, settings=settings, notifier=notifier, build=jobs_b.build,
+                         destroy=jobs_b.destroy, owner="B", poll_interval=0.05)
+    service = LabService(sessions=sessions, settings=settings, profiles=PROFILES, notifier=notifier, kicker=engine_a)
+    await engine_a.start()
+    await engine_b.start()
+    try:
+        lab = await service.create(Actor("U1"), name="shared")
+        await asyncio.sleep(0.3)
+        assert jobs_a.builds == [lab.id] and jobs_b.builds == []  # B saw it but A holds the lease
+        await engine_a.stop()  # A dies mid-build (its lease is released on a clean stop)
+        await asyncio.sleep(0.3)
+        assert jobs_b.builds == [lab.id]
+        jobs_b.gate.set()
+        await engine_b.wait_idle(lab.id, timeout=5)
+        assert (await service.status("shared")).state == LabState.READY
+    finally:
+        await engine_a.stop()
+        await engine_b.stop()
