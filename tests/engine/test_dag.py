@@ -95,7 +95,7 @@ async def test_transient_failures_are_retried() -> None:
 
 async def test_timeout_is_reported() -> None:
     steps = [Step("t", "T", _sleeper([], "t", 5), timeout=0.05, attempts=1)]
-    with pytest.raises(StepFailed, match="timed out after 0.05 s"):
+    with pytest.raises(StepFailed, match=r"timed out after 0\.05 s"):
         await run_dag(steps, done=set(), recorder=Recorder(), is_retryable=lambda e: True)
 
 
