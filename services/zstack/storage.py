@@ -1,0 +1,162 @@
+"""Typed client methods for iSCSI servers, SharedBlock and other primary storage, backup storage and images.
+
+The nested lab's storage is built in the order of zstack-api.md §15: AddIscsiServer →
+AttachIscsiServerToCluster → GetSharedBlockCandidate → AddSharedBlockGroupPrimaryStorage (disk uuids are
+the LUNs' wwids, with ``forceWipe``) → AttachPrimaryStorageToCluster. Attach methods are idempotent: when
+the attachment already exists they return the current inventory instead of calling ZStack.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pydantic import SecretStr
+
+from services.zstack.errors import ZStackInvalidArgumentError
+from services.zstack.infra import InfraApi
+from services.zstack.query import ne
+from services.zstack.storage_inventories import (
+    BackupStorageInventory,
+    ImageInventory,
+    IscsiServerInventory,
+    PrimaryStorageCapacity,
+    PrimaryStorageInventory,
+    SharedBlockCandidate,
+)
+
+log = logging.getLogger(__name__)
+
+
+class StorageApi(InfraApi):
+    """iSCSI, SharedBlock, primary/backup storage and images."""
+
+    # --- iSCSI ---------------------------------------------------------------------------------------
+
+    async def add_iscsi_server(self, ip: str, *, port: int = 3260, name: str | None = None,
+                               chap_user_name: str | None = None, chap_user_password: SecretStr | None = None,
+                               resource_uuid: str | None = None, user_tags: Sequence[str] | None = None,
+                               deadline: float | None = None) -> IscsiServerInventory:
+        """Register an iSCSI portal (ZStack discovers its targets); idempotent on ``resource_uuid``."""
+        params = {"ip": ip, "port": port, "name": name, "chapUserName": chap_user_name,
+                  "chapUserPassword": chap_user_password.get_secret_value() if chap_user_password else None}
+        return await self._create("AddIscsiServer", "QueryIscsiServer", IscsiServerInventory, params,
+                                  resource_uuid=resource_uuid, user_tags=user_tags, deadline=deadline,
+                                  secrets=(chap_user_password,) if chap_user_password else ())
+
+    async def get_iscsi_server(self, uuid: str, *, deadline: float | None = None) -> IscsiServerInventory | None:
+        """One iSCSI server by uuid (with its targets and LUNs), or None."""
+        return await self._get("QueryIscsiServer", IscsiServerInventory, uuid, deadline=deadline)
+
+    async def attach_iscsi_server_to_cluster(self, iscsi_server_uuid: str, cluster_uuid: str, *,
+                                             deadline: float | None = None) -> IscsiServerInventory:
+        """Log every host of the cluster in to the server's targets (no-op when already attached)."""
+        server = await self._require("QueryIscsiServer", IscsiServerInventory, iscsi_server_uuid, "iscsi server",
+                                     deadline=deadline)
+        if cluster_uuid in server.attached_cluster_uuids:
+            return server
+        result = await self.call("AttachIscsiServerToCluster", {"uuid": iscsi_server_uuid,
+                                                                "clusterUuid": cluster_uuid}, deadline=deadline)
+        return IscsiServerInventory.model_validate(result["inventory"])
+
+    async def get_shared_block_candidates(self, cluster_uuid: str, *,
+                                          deadline: float | None = None) -> list[SharedBlockCandidate]:
+        """Block devices every connected host of the cluster sees and no SharedBlock uses yet."""
+        result = await self.call("GetSharedBlockCandidate", {"clusterUuid": cluster_uuid}, deadline=deadline)
+        return [SharedBlockCandidate.model_validate(item) for item in result.get("results") or []]
+
+    # --- primary storage -----------------------------------------------------------------------------
+
+    async def add_shared_block_group_primary_storage(
+        self, name: str, zone_uuid: str, disk_uuids: Sequence[str], *, force_wipe: bool = True,
+        description: str | None = None, resource_uuid: str | None = None, user_tags: Sequence[str] | None = None,
+        deadline: float | None = None,
+    ) -> PrimaryStorageInventory:
+        """Create SharedBlock primary storage on LUNs given by wwid; ``force_wipe`` wipes what is on them."""
+        if not disk_uuids:
+            raise ZStackInvalidArgumentError("SYS.1007", "One or more API argument is invalid",
+                                             "diskUuids must name at least one disk",
+                                             action="AddSharedBlockGroupPrimaryStorage")
+        params = {"name": name, "zoneUuid": zone_uuid, "diskUuids": list(disk_uuids), "description": description}
+        return await self._create("AddSharedBlockGroupPrimaryStorage", "QuerySharedBlockGroupPrimaryStorage",
+                                  PrimaryStorageInventory, params, resource_uuid=resource_uuid,
+                                  system_tags=["forceWipe"] if force_wipe else None, user_tags=user_tags,
+                                  deadline=deadline)
+
+    async def get_primary_storage(self, uuid: str, *, deadline: float | None = None) -> PrimaryStorageInventory | None:
+        """One primary storage by uuid (SharedBlock ones with their disks), or None."""
+        shared = await self._get("QuerySharedBlockGroupPrimaryStorage", PrimaryStorageInventory, uuid,
+                                 deadline=deadline)
+        return shared or await self._get("QueryPrimaryStorage", PrimaryStorageInventory, uuid, deadline=deadline)
+
+    async def attach_primary_storage_to_cluster(self, primary_storage_uuid: str, cluster_uuid: str, *,
+                                                deadline: float | None = None) -> PrimaryStorageInventory:
+        """Attach primary storage to a cluster (no-op when already attached)."""
+        storage = await self._require("QueryPrimaryStorage", PrimaryStorageInventory, primary_storage_uuid,
+                                      "primary storage", deadline=deadline)
+        if cluster_uuid in storage.attached_cluster_uuids:
+            return storage
+        result = await self.call("AttachPrimaryStorageToCluster", {"primaryStorageUuid": primary_storage_uuid,
+                                                                   "clusterUuid": cluster_uuid}, deadline=deadline)
+        return PrimaryStorageInventory.model_validate(result["inventory"])
+
+    async def get_primary_storage_capacity(self, *, zone_uuids: Sequence[str] = (),
+                                           cluster_uuids: Sequence[str] = (),
+                                           primary_storage_uuids: Sequence[str] = (),
+                                           deadline: float | None = None) -> PrimaryStorageCapacity:
+        """Primary storage capacity of the given scope, or of everything when no scope is given."""
+        params = {"zoneUuids": list(zone_uuids), "clusterUuids": list(cluster_uuids),
+                  "primaryStorageUuids": list(primary_storage_uuids),
+                  "all": not (zone_uuids or cluster_uuids or primary_storage_uuids)}
+        result = await self.call("GetPrimaryStorageCapacity", params, deadline=deadline)
+        return PrimaryStorageCapacity.model_validate(result)
+
+    # --- backup storage and images -------------------------------------------------------------------
+
+    async def add_image_store_backup_storage(
+        self, name: str, hostname: str, *, username: str, password: SecretStr, url: str, ssh_port: int = 22,
+        description: str | None = None, resource_uuid: str | None = None, user_tags: Sequence[str] | None = None,
+        deadline: float | None = None,
+    ) -> BackupStorageInventory:
+        """Add ImageStore backup storage on ``hostname`` (path ``url``); returns once it is Connected."""
+        params = {"name": name, "hostname": hostname, "username": username, "password": password.get_secret_value(),
+                  "url": url, "sshPort": ssh_port, "description": description}
+        return await self._create("AddImageStoreBackupStorage", "QueryBackupStorage", BackupStorageInventory, params,
+                                  resource_uuid=resource_uuid, user_tags=user_tags, deadline=deadline,
+                                  secrets=(password,))
+
+    async def get_backup_storage(self, uuid: str, *, deadline: float | None = None) -> BackupStorageInventory | None:
+        """One backup storage by uuid, or None."""
+        return await self._get("QueryBackupStorage", BackupStorageInventory, uuid, deadline=deadline)
+
+    async def attach_backup_storage_to_zone(self, backup_storage_uuid: str, zone_uuid: str, *,
+                                            deadline: float | None = None) -> BackupStorageInventory:
+        """Attach backup storage to a zone (no-op when already attached)."""
+        storage = await self._require("QueryBackupStorage", BackupStorageInventory, backup_storage_uuid,
+                                      "backup storage", deadline=deadline)
+        if zone_uuid in storage.attached_zone_uuids:
+            return storage
+        result = await self.call("AttachBackupStorageToZone", {"backupStorageUuid": backup_storage_uuid,
+                                                               "zoneUuid": zone_uuid}, deadline=deadline)
+        return BackupStorageInventory.model_validate(result["inventory"])
+
+    async def add_image(self, name: str, url: str, backup_storage_uuids: Sequence[str], *, format: str = "qcow2",
+                        media_type: str = "RootVolumeTemplate", platform: str = "Linux",
+                        architecture: str | None = None, guest_os_type: str | None = None,
+                        description: str | None = None, resource_uuid: str | None = None,
+                        user_tags: Sequence[str] | None = None, deadline: float | None = None) -> ImageInventory:
+        """Add an image from ``url``; returns once it is Ready (or fails with the download error)."""
+        params = {"name": name, "url": url, "backupStorageUuids": list(backup_storage_uuids), "format": format,
+                  "mediaType": media_type, "platform": platform, "architecture": architecture,
+                  "guestOsType": guest_os_type, "description": description}
+        return await self._create("AddImage", "QueryImage", ImageInventory, params, resource_uuid=resource_uuid,
+                                  user_tags=user_tags, deadline=deadline)
+
+    async def get_image(self, uuid: str, *, deadline: float | None = None) -> ImageInventory | None:
+        """One image by uuid, or None."""
+        return await self._get("QueryImage", ImageInventory, uuid, deadline=deadline)
+
+    async def find_image_by_name(self, name: str, *, deadline: float | None = None) -> ImageInventory | None:
+        """The image named ``name`` that is not Deleted (a Ready, Enabled one wins over others), or None."""
+        return await self._find_by_name("QueryImage", ImageInventory, name, "image", extra=[ne("status", "Deleted")],
+                                        usable=lambda image: image.usable, deadline=deadline)
