@@ -1,0 +1,122 @@
+"""Words and marks for lab states, steps and times, as Slack shows them (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+
+from bot.blocks.kit import clip, escape
+from services.labs.views import LabView, StepView
+
+log = logging.getLogger(__name__)
+
+STATE_EMOJI = {
+    "requested": ":hourglass_flowing_sand:",
+    "provisioning": ":building_construction:",
+    "ready": ":white_check_mark:",
+    "expiring": ":alarm_clock:",
+    "destroying": ":broom:",
+    "destroyed": ":wastebasket:",
+    "failed": ":x:",
+}
+STATE_WORD = {
+    "requested": "Requested",
+    "provisioning": "Building",
+    "ready": "Ready",
+    "expiring": "Expiring soon",
+    "destroying": "Destroying",
+    "destroyed": "Destroyed",
+    "failed": "Failed",
+}
+STEP_EMOJI = {
+    "pending": ":white_circle:",
+    "running": ":arrows_counterclockwise:",
+    "done": ":large_green_circle:",
+    "failed": ":red_circle:",
+}
+_PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
+BAR_WIDTH = 20
+
+
+def state_label(state: str) -> str:
+    """``:white_check_mark: Ready``."""
+    return f"{STATE_EMOJI.get(state, ':grey_question:')} {STATE_WORD.get(state, state)}"
+
+
+def duration(seconds: float | None) -> str:
+    """``42s``, ``3m 05s``, ``1h 02m``, ``2d 03h``."""
+    if seconds is None:
+        return ""
+    total = max(0, int(seconds))
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m {total % 60:02d}s"
+    if total < 86400:
+        return f"{total // 3600}h {total % 3600 // 60:02d}m"
+    return f"{total // 86400}d {total % 86400 // 3600:02d}h"
+
+
+def short_duration(delta: timedelta) -> str:
+    """``90m`` → ``1h 30m``; for option labels and confirmations."""
+    minutes = int(delta.total_seconds() // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{mins}m" if mins else ""]
+    return " ".join(p for p in parts if p) or "0m"
+
+
+def slack_date(when: datetime, pattern: str = "{date_short_pretty} {time}") -> str:
+    """A Slack date token: shown in each reader's own time zone, with a UTC fallback."""
+    return f"<!date^{int(when.timestamp())}^{pattern}|{when:%Y-%m-%d %H:%M} UTC>"
+
+
+def countdown(expires_at: datetime, now: datetime) -> str:
+    """``3h 59m left (until <date>)`` or ``expired 5m ago``; the card is re-rendered as time passes."""
+    left = (expires_at - now).total_seconds()
+    if left < 0:
+        return f"expired {duration(-left)} ago"
+    return f"{duration(left)} left (until {slack_date(expires_at)})"
+
+
+def percent(progress: str | None) -> float | None:
+    """The last percentage in a progress text (``installing: 45%`` → 45.0), if any."""
+    if not progress:
+        return None
+    found = _PERCENT.findall(progress)
+    if not found:
+        return None
+    return max(0.0, min(100.0, float(found[-1])))
+
+
+def progress_bar(value: float) -> str:
+    """``▓▓▓▓▓▓▓▓▓░░░░░░░░░░░ 45%``."""
+    filled = round(value / 100 * BAR_WIDTH)
+    return "▓" * filled + "░" * (BAR_WIDTH - filled) + f" {value:.0f}%"
+
+
+def step_line(step: StepView) -> str:
+    """One mrkdwn line per step: mark, title, duration, and the progress or error of this attempt."""
+    parts = [STEP_EMOJI.get(step.state, ":grey_question:"), escape(clip(step.title, 80))]
+    if step.state != "pending" and step.duration_seconds is not None:
+        parts.append(f"`{duration(step.duration_seconds)}`")
+    if step.attempt > 1:
+        parts.append(f"_(attempt {step.attempt})_")
+    if step.state == "running" and step.progress:
+        parts.append("— " + escape(clip(step.progress, 120)))
+    if step.state == "failed" and step.error:
+        parts.append("— " + escape(clip(step.error.splitlines()[0] if step.error.strip() else step.error, 200)))
+    return " ".join(parts)
+
+
+def user(user_id: str) -> str:
+    """A mention of a Slack user; labbot's own actions are named as such."""
+    if user_id == "labbot":
+        return "labbot"
+    return f"<@{user_id}>"
+
+
+def lab_title(lab: LabView) -> str:
+    """``:white_check_mark: Lab demo — Ready`` (plain text, for headers and fallbacks)."""
+    return f"{STATE_EMOJI.get(lab.state, '')} Lab {lab.name} — {STATE_WORD.get(lab.state, lab.state)}"

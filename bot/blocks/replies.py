@@ -1,0 +1,126 @@
+"""Block Kit for the answers to ``/lab`` commands and button clicks (``handlers.dispatch.Reply``) and errors.
+
+One builder per ReplyKind; ``build_reply`` picks it. Whether the answer is shown to everyone or only to the
+person who asked is the handler's business (``Reply.private``); access details are always private.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from bot.blocks import format as fmt
+from bot.blocks.card import build_lab_card
+from bot.blocks.details import build_access, build_health
+from bot.blocks.ids import LabAction, LabRef, encode
+from bot.blocks.kit import (
+    Message,
+    actions,
+    button,
+    clip,
+    code_block,
+    escape,
+    fallback,
+    fit_blocks,
+    section,
+)
+from handlers.dispatch import Reply, ReplyKind
+from services.labs.views import LabView, StepView
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_CHARS = 1800
+MAX_LISTED_LABS = 30
+
+
+def build_reply(reply: Reply, *, now: datetime) -> Message:
+    """The message for one command outcome."""
+    return _BUILDERS[reply.kind](reply, now)
+
+
+def build_error(text: str, *, error_id: str | None = None) -> Message:
+    """An error shown only to the person who asked; unknown errors carry an id that is also in the log."""
+    body = f":warning: {escape(clip(text, 2500))}" if error_id is None else (
+        f":warning: Something went wrong on labbot's side. If it keeps happening, tell an admin the error id "
+        f"`{error_id}`."
+    )
+    return Message(text=fallback(text if error_id is None else f"labbot error {error_id}"), blocks=[section(body)])
+
+
+def build_notice(text: str) -> Message:
+    """A short plain answer (``Creating lab demo…``)."""
+    return Message(text=fallback(text), blocks=[section(escape(clip(text, 2900)))])
+
+
+def build_help(text: str) -> Message:
+    """Usage of the ``/lab`` commands (the grammar's own help text, one command per line)."""
+    return Message(text=fallback("labbot help"), blocks=[section("*labbot commands*\n" + clip(text, 2800))])
+
+
+def build_lab_list(labs: Sequence[LabView], *, everyone: bool, now: datetime) -> Message:
+    """One line per lab: state, name, owner, time left."""
+    if not labs:
+        text = "No labs." if everyone else "You have no live labs. `/lab create` builds one."
+        return build_notice(text)
+    lines = [_lab_line(lab, now) for lab in labs[:MAX_LISTED_LABS]]
+    if len(labs) > MAX_LISTED_LABS:
+        lines.append(f"_… and {len(labs) - MAX_LISTED_LABS} more_")
+    title = "*All labs*" if everyone else "*Your labs*"
+    return Message(text=fallback(f"{len(labs)} labs"), blocks=fit_blocks([section(title + "\n" + "\n".join(lines))]))
+
+
+def build_logs(name: str, steps: Sequence[StepView]) -> Message:
+    """The output tail of each step that ran, newest attempt only."""
+    if not steps:
+        return build_notice(f"Lab `{name}` has not run any step yet.")
+    blocks = [section(f"*Logs of lab `{escape(name)}`*")]
+    for step in steps:
+        head = fmt.step_line(step)
+        tail = step.output_tail or step.error or ""
+        blocks.append(section(head + ("\n" + code_block(tail, LOG_TAIL_CHARS) if tail.strip() else "")))
+    return Message(text=fallback(f"Logs of lab {name}"), blocks=fit_blocks(blocks))
+
+
+def build_confirm_destroy(lab: LabView) -> Message:
+    """``/lab destroy NAME`` without ``--yes``: ask first, privately."""
+    ref = encode(LabRef(lab_id=lab.id, name=lab.name))
+    blocks = [
+        section(f":warning: Destroy lab `{escape(lab.name)}` of {fmt.user(lab.owner)}? Both VMs, the data volume and "
+                "the nested ZStack are deleted. This cannot be undone."),
+        actions([button("Destroy", LabAction.DESTROY, ref, style="danger"),
+                 button("Keep it", LabAction.CANCEL, ref)]),
+    ]
+    return Message(text=fallback(f"Destroy lab {lab.name}?"), blocks=blocks)
+
+
+def _lab_line(lab: LabView, now: datetime) -> str:
+    left = "" if lab.state == "destroyed" else f" · {fmt.countdown(lab.expires_at, now)}"
+    return f"{fmt.STATE_EMOJI.get(lab.state, '')} `{lab.name}` · {fmt.STATE_WORD.get(lab.state, lab.state)} · " \
+           f"{fmt.user(lab.owner)} · `{escape(lab.profile)}`{left}"
+
+
+def _require_lab(reply: Reply) -> LabView:
+    if reply.lab is None:
+        raise ValueError(f"a {reply.kind} reply needs a lab")
+    return reply.lab
+
+
+def _short(reply: Reply, now: datetime) -> Message:
+    return build_notice(reply.text)
+
+
+_BUILDERS: dict[ReplyKind, Callable[[Reply, datetime], Message]] = {
+    ReplyKind.HELP: lambda r, now: build_help(r.text),
+    ReplyKind.CREATED: _short,
+    ReplyKind.DESTROYING: _short,
+    ReplyKind.RETRYING: _short,
+    ReplyKind.EXTENDED: _short,
+    ReplyKind.LAB: lambda r, now: build_lab_card(_require_lab(r), now=now),
+    ReplyKind.LABS: lambda r, now: build_lab_list(r.labs, everyone=bool(r.data.get("all")), now=now),
+    ReplyKind.LOGS: lambda r, now: build_logs(str(r.data.get("name", "")), r.steps),
+    ReplyKind.CONFIRM_DESTROY: lambda r, now: build_confirm_destroy(_require_lab(r)),
+    ReplyKind.ACCESS: lambda r, now: build_access(r.data["access"]),
+    ReplyKind.HEALTH: lambda r, now: build_health(r.data["report"], now=now),
+}
+

@@ -1,0 +1,219 @@
+"""The Block Kit builders: snapshots per state, the buttons each state offers, and Slack's limits."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.blocks import (
+    CardNote,
+    build_audit_note,
+    build_build_report,
+    build_create_modal,
+    build_error,
+    build_expiry_warning,
+    build_health_changed,
+    build_home,
+    build_lab_card,
+    build_reply,
+    build_step_failure,
+    parse_create_form,
+)
+from bot.blocks.ids import CreateField, CreateModalMeta, ExtendChoice, LabAction, LabRef, parse_value
+from config.profiles import load_profiles
+from handlers.dispatch import Reply, ReplyKind
+from services.db import PROJECT_ROOT
+from services.errors import CommandError
+from tests.fakes.slack_api import message_problem, view_problem
+from tests.slack.factories import NOW, STEP_NAMES, in_state, lab, step
+from tests.slack.snapshot import assert_snapshot
+
+STATES = ["requested", "provisioning", "ready", "expiring", "failed", "destroying", "destroyed"]
+PROFILES = load_profiles(PROJECT_ROOT / "config" / "profiles")
+
+
+def action_ids(blocks: list[dict]) -> list[str]:
+    return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def all_text(blocks: list[dict]) -> str:
+    return json.dumps(blocks, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_card_snapshot_per_state(state: str) -> None:
+    message = build_lab_card(in_state(state), now=NOW)
+    assert message_problem({"text": message.text, "blocks": message.blocks}) is None
+    assert_snapshot(f"card_{state}", {"text": message.text, "blocks": message.blocks})
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("requested", [LabAction.EXTEND, LabAction.LOGS, LabAction.DESTROY]),
+        ("provisioning", [LabAction.EXTEND, LabAction.LOGS, LabAction.DESTROY]),
+        ("ready", [LabAction.EXTEND, LabAction.ACCESS, LabAction.HEALTH, LabAction.LOGS, LabAction.DESTROY]),
+        ("expiring", [LabAction.EXTEND, LabAction.ACCESS, LabAction.HEALTH, LabAction.LOGS, LabAction.DESTROY]),
+        ("failed", [LabAction.RETRY, LabAction.LOGS, LabAction.DESTROY]),
+        ("destroying", [LabAction.LOGS]),
+        ("destroyed", []),
+    ],
+)
+def test_buttons_follow_the_state(state: str, expected: list[LabAction]) -> None:
+    assert action_ids(build_lab_card(in_state(state), now=NOW).blocks) == expected
+
+
+def test_failed_destroy_offers_only_retry_and_logs() -> None:
+    failed = replace(in_state("failed"), failed_step="destroy", error="platform said no")
+    assert action_ids(build_lab_card(failed, now=NOW).blocks) == [LabAction.RETRY, LabAction.LOGS]
+
+
+def test_button_values_round_trip_and_destroy_asks_first() -> None:
+    blocks = build_lab_card(in_state("ready"), now=NOW).blocks
+    elements = {e["action_id"]: e for b in blocks if b["type"] == "actions" for e in b["elements"]}
+    assert parse_value(LabRef, elements[LabAction.DESTROY]["value"]) == LabRef(lab_id=7, name="demo")
+    assert elements[LabAction.DESTROY]["confirm"]["style"] == "danger"
+    choices = [parse_value(ExtendChoice, o["value"]) for o in elements[LabAction.EXTEND]["options"]]
+    assert [c.duration for c in choices] == ["1h", "4h", "1d"] and {c.lab_id for c in choices} == {7}
+    with pytest.raises(CommandError, match="out of date"):
+        parse_value(LabRef, '{"lab_id": "x"}')
+
+
+def test_card_content_per_state() -> None:
+    provisioning = all_text(build_lab_card(in_state("provisioning"), now=NOW).blocks)
+    assert "45%" in provisioning and "▓" in provisioning and "3/7 done" in provisioning
+    assert "3h 50m left" in provisioning
+    ready = all_text(build_lab_card(in_state("ready"), now=NOW).blocks)
+    assert "198.18.0.10" in ready and "iqn.2026-11.io.labbot:demo" in ready and "ps-sharedblock" in ready
+    assert "must-not-show" not in ready  # secret-looking summary keys never reach the channel
+    failed = all_text(build_lab_card(in_state("failed"), now=NOW).blocks)
+    assert "install_zstack" in failed and "status 3" in failed and "attempt 2" in failed
+
+
+def test_card_says_who_did_what_and_when() -> None:
+    note = CardNote(actor="U_BOB", what="Extended by 4h", at=NOW)
+    blocks = build_lab_card(in_state("ready"), now=NOW, note=note).blocks
+    last = next(b for b in blocks if b.get("block_id") == "lab_last_action")
+    assert "<@U_BOB>" in last["elements"][0]["text"] and "Extended by 4h" in last["elements"][0]["text"]
+    assert "<!date^" in last["elements"][0]["text"]
+
+
+def test_thread_messages() -> None:
+    failed = in_state("failed")
+    failure = build_step_failure(failed, failed.steps[3])
+    assert "ERROR: disk full" in all_text(failure.blocks) and "attempt 2" in all_text(failure.blocks)
+    report = build_build_report(in_state("ready"))
+    assert all_text(report.blocks).count(":large_green_circle:") == 7
+    audit = build_audit_note(failed, actor="U_BOB", what="asked to destroy the lab", at=NOW)
+    assert "<@U_BOB> asked to destroy the lab" in all_text(audit.blocks)
+    assert_snapshot("thread_step_failure", failure.blocks)
+
+
+def test_channel_notices_mention_the_owner() -> None:
+    degraded = replace(in_state("ready"), health="degraded", health_failing=("iscsi_session", "zstack_api"))
+    health = build_health_changed(degraded, now=NOW)
+    assert "<@U_ALICE>" in all_text(health.blocks) and "iscsi_session" in all_text(health.blocks)
+    warning = build_expiry_warning(in_state("expiring"), now=NOW)
+    assert action_ids(warning.blocks) == [LabAction.EXTEND]
+    for message in (health, warning):
+        assert message_problem({"text": message.text, "blocks": message.blocks}) is None
+
+
+def test_unknown_errors_show_only_an_id() -> None:
+    message = build_error("KeyError: 'secret-token'", error_id="e-1a2b3c")
+    assert "e-1a2b3c" in all_text(message.blocks) and "secret-token" not in all_text(message.blocks)
+    assert "e-1a2b3c" in message.text and "secret-token" not in message.text
+
+
+def test_every_reply_kind_has_a_builder() -> None:
+    ready = in_state("ready")
+    replies = [
+        Reply(ReplyKind.HELP, text="`/lab help`: this help"),
+        Reply(ReplyKind.CREATED, text="Creating lab `demo`…", lab=ready),
+        Reply(ReplyKind.LAB, lab=ready),
+        Reply(ReplyKind.LABS, labs=(ready, in_state("failed"))),
+        Reply(ReplyKind.LOGS, steps=in_state("failed").steps, data={"name": "demo"}),
+        Reply(ReplyKind.CONFIRM_DESTROY, lab=ready),
+        Reply(ReplyKind.DESTROYING, text="Destroying…", lab=ready),
+        Reply(ReplyKind.EXTENDED, text="extended", lab=ready),
+        Reply(ReplyKind.RETRYING, text="retrying", lab=ready),
+    ]
+    for reply in replies:
+        message = build_reply(reply, now=NOW)
+        assert message_problem({"text": message.text, "blocks": message.blocks}) is None, reply.kind
+    confirm = build_reply(Reply(ReplyKind.CONFIRM_DESTROY, lab=ready), now=NOW)
+    assert action_ids(confirm.blocks) == [LabAction.DESTROY, LabAction.CANCEL]
+
+
+def test_create_modal_and_its_validation() -> None:
+    view = build_create_modal(profiles=PROFILES, default_profile="sandbox", meta=CreateModalMeta(channel_id="C1"))
+    assert view_problem(view, "modal") is None
+    assert parse_value(CreateModalMeta, view["private_metadata"]).channel_id == "C1"
+    assert_snapshot("create_modal", view)
+
+    def values(name: str | None, profile: str, ttl: str | None) -> dict:
+        return {
+            CreateField.NAME: {CreateField.NAME: {"type": "plain_text_input", "value": name}},
+            CreateField.PROFILE: {CreateField.PROFILE: {"type": "static_select",
+                                                        "selected_option": {"value": profile}}},
+            CreateField.TTL: {CreateField.TTL: {"type": "static_select",
+                                                "selected_option": {"value": ttl} if ttl else None}},
+        }
+
+    form = parse_create_form(values("alice-1", "sandbox", "4h"), PROFILES)
+    assert form.name == "alice-1" and form.profile == "sandbox" and form.ttl == timedelta(hours=4)
+    assert parse_create_form(values(None, "zcct", None), PROFILES).name is None
+    errors = parse_create_form(values("Bad_Name", "nope", "3d"), PROFILES)
+    assert set(errors) == {CreateField.NAME, CreateField.PROFILE}
+    assert CreateField.TTL in parse_create_form(values("ok-name", "sandbox", "3d"), PROFILES)  # sandbox max 1d
+
+
+def test_home_for_users_and_admins() -> None:
+    mine = [in_state("ready"), replace(in_state("provisioning"), id=8, name="second")]
+    everyone = [*mine, replace(in_state("failed"), id=9, name="bobs", owner="U_BOB")]
+    user_view = build_home(user_id="U_ALICE", my_labs=mine, all_labs=None, now=NOW)
+    admin_view = build_home(user_id="U_ALICE", my_labs=mine, all_labs=everyone, now=NOW)
+    for view in (user_view, admin_view):
+        assert view_problem(view, "home") is None
+    assert "Every lab" not in all_text(user_view["blocks"]) and "Next cleanups" in all_text(admin_view["blocks"])
+    assert "bobs" in all_text(admin_view["blocks"]) and "bobs" not in all_text(user_view["blocks"])
+    assert LabAction.OPEN_CREATE in action_ids(user_view["blocks"])
+    assert action_ids(user_view["blocks"]).count(LabAction.DESTROY) == 2
+    assert_snapshot("home_admin", admin_view)
+
+
+def test_home_with_very_many_labs_stays_within_the_view_limit() -> None:
+    many = [replace(in_state("ready"), id=i, name=f"lab-{i}") for i in range(1, 80)]
+    view = build_home(user_id="U_ALICE", my_labs=many, all_labs=many * 3, now=NOW)
+    assert view_problem(view, "home") is None
+
+
+huge = st.text(min_size=0, max_size=30_000)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(error=huge, output=huge, progress=st.text(max_size=500), steps_count=st.integers(0, 120),
+       summary_value=st.text(max_size=5000), profile=st.text(min_size=1, max_size=300))
+def test_any_lab_fits_slacks_limits(error: str, output: str, progress: str, steps_count: int,
+                                    summary_value: str, profile: str) -> None:
+    many = tuple(
+        step(f"s{i}", STEP_NAMES[i % len(STEP_NAMES)][1] * 3, ["done", "running", "failed", "pending"][i % 4],
+             progress=progress, error=error, output=output)
+        for i in range(steps_count)
+    )
+    for state in STATES:
+        subject = lab(name="a" * 31, state=state, steps=many, error=error, failed_step="x" * 48, profile=profile,
+                      summary={f"k{i}": summary_value for i in range(30)}, health="degraded",
+                      health_failing=tuple("c" * 100 for _ in range(20)), vm1_public_ip="198.18.0.1",
+                      iscsi_iqn="iqn." + "x" * 219)
+        messages = [build_lab_card(subject, now=NOW, note=CardNote("U1", error[:300], NOW)),
+                    build_build_report(subject), build_health_changed(subject, now=NOW, detail=error),
+                    build_reply(Reply(ReplyKind.LOGS, steps=many, data={"name": "a" * 31}), now=NOW)]
+        messages += [build_step_failure(subject, s) for s in many[:3]]
+        for message in messages:
+            assert message_problem({"text": message.text, "blocks": message.blocks}) is None
