@@ -27,7 +27,7 @@ from services.labs.dag import StepFailed
 from services.labs.models import LabState
 from services.labs.notifier import Notice, NoticeKind, Notifier
 from services.labs.states import WORKING_STATES
-from services.labs.views import lab_view
+from services.labs.views import LabView, lab_view
 
 log = logging.getLogger(__name__)
 
@@ -224,13 +224,14 @@ async def mark(
     lab_id: int,
     *,
     target: LabState,
-    kind: NoticeKind,
+    kind: NoticeKind | None,
     actor: str = "labbot",
     detail: str = "",
     changes: dict[str, object] | None = None,
     retry_after: timedelta | None = None,
-) -> None:
-    """Move a lab to ``target`` (with field changes), retrying lost optimistic locks, then notify."""
+    titles: dict[str, str] | None = None,
+) -> LabView:
+    """Move a lab to ``target`` (with field changes), retrying lost optimistic locks, then notify ``kind``."""
     for _ in range(10):
         try:
             async with sessions() as session, session.begin():
@@ -244,10 +245,12 @@ async def mark(
                 else:
                     await repo.save(session=session)
                 steps = await repo.list_steps(session=session, lab_id=lab_id)
-                view = lab_view(lab, steps)
+                view = lab_view(lab, steps, titles)
             break
         except StaleWriteError:
             await asyncio.sleep(0.05)
     else:
         raise StaleWriteError(f"could not update lab {lab_id}: too much contention")
-    await notifier.notify(Notice(kind, view, actor=actor, text=detail))
+    if kind is not None:
+        await notifier.notify(Notice(kind, view, actor=actor, text=detail))
+    return view

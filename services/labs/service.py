@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -19,12 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.profiles import LabProfile
 from config.settings import Settings
+from services.crypto import SecretBox
 from services.db import utcnow
 from services.errors import ConflictError, NotFoundError, PermissionDeniedError, QuotaError
 from services.labs import repository as repo
+from services.labs.access import AccessDetails
+from services.labs.health import HealthReport
 from services.labs.models import Lab, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
 from services.labs.views import LabView, StepView, lab_view
+from services.ssh.access import access_commands
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,8 @@ class LabService:
         notifier: Notifier,
         kicker: WorkKicker | None = None,
         step_titles: dict[str, str] | None = None,
+        box: SecretBox | None = None,
+        health_runner: Callable[[int], Awaitable[HealthReport]] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
@@ -71,6 +77,8 @@ class LabService:
         self.notifier = notifier
         self.kicker = kicker
         self.step_titles = step_titles or {}
+        self.box = box
+        self.health_runner = health_runner
         self.clock = clock
 
     # --- reads ---------------------------------------------------------------------------------------
@@ -250,6 +258,36 @@ class LabService:
         await self.notifier.notify(Notice(NoticeKind.RETRYING, view, actor=actor.user_id))
         self._kick(view.id)
         return view
+
+    async def access(self, actor: Actor, name: str) -> AccessDetails:
+        """The owner's (or an admin's) way into a ready lab: commands and credentials (show privately)."""
+        lab = await self.status(name)
+        self.check_can_act(actor, lab, "see how to reach")
+        if lab.state not in (LabState.READY, LabState.EXPIRING) or not lab.vm1_public_ip or not lab.vm2_ip:
+            raise ConflictError(f"lab `{name}` is {lab.state}; access details exist once it is ready")
+        async with self.sessions() as session:
+            row = await repo.get(session=session, lab_id=lab.id)
+        if not row.host_password_enc or self.box is None:
+            raise NotFoundError(f"lab `{name}` has no credentials any more")
+        profile = self.profiles[lab.profile]
+        commands = access_commands(lab.vm1_public_ip, profile.vm1.ssh_port, lab.vm2_ip, self.settings.ssh_user,
+                                   ui_port=profile.install.ui_port, api_port=profile.install.api_port)
+        return AccessDetails(
+            lab=lab,
+            commands=commands,
+            root_password=self.box.decrypt(row.host_password_enc).get_secret_value(),
+            zstack_user="admin",
+            zstack_password=self.settings.nested_admin_password.get_secret_value(),
+        )
+
+    async def health(self, actor: Actor, name: str) -> HealthReport:
+        """Run a ready lab's health checks now (anyone may look; results carry no secrets)."""
+        lab = await self.status(name)
+        if lab.state not in (LabState.READY, LabState.EXPIRING):
+            raise ConflictError(f"lab `{name}` is {lab.state}; health checks run on ready labs")
+        if self.health_runner is None:
+            raise ConflictError("health checks are not available in this labbot")
+        return await self.health_runner(lab.id)
 
     async def set_progress_ref(self, lab_id: int, ref: str) -> None:
         """Remember where a front end shows the lab's live progress (e.g. a Slack message)."""

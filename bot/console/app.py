@@ -1,0 +1,101 @@
+"""The console front end: the same grammar and dispatch as Slack, in a terminal (like a chat shell).
+
+Interactive: type ``/lab …`` lines; progress of every lab prints as it happens. Script mode runs commands one
+after another, waits for the work each one starts, checks it ended as asked, and reports a failure by exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from rich.console import Console
+
+from bot.console.render import render_reply
+from handlers.dispatch import Reply, ReplyKind, execute
+from services.commands import CreateCommand, DestroyCommand, RetryCommand, parse_command
+from services.errors import LabbotError
+from services.labs.models import LabState
+from services.labs.runtime import Runtime
+from services.labs.service import Actor
+
+log = logging.getLogger(__name__)
+
+# What a scripted command must end in for the script to go on.
+_EXPECTED = {
+    ReplyKind.CREATED: LabState.READY,
+    ReplyKind.RETRYING: LabState.READY,
+    ReplyKind.DESTROYING: LabState.DESTROYED,
+}
+
+
+class ConsoleFrontEnd:
+    """Reads commands, prints replies; one user (the console's) who is an admin of this labbot."""
+
+    def __init__(self, runtime: Runtime, console: Console, *, user: str = "console", admin: bool = True) -> None:
+        self.runtime = runtime
+        self.console = console
+        self.actor = Actor(user, is_admin=admin)
+
+    async def handle(self, line: str) -> Reply | None:
+        """Run one command line; errors are printed (as Slack would show them) and return None."""
+        try:
+            command = parse_command(line)
+            reply = await execute(command, actor=self.actor, service=self.runtime.service, channel="console")
+        except LabbotError as err:
+            self.console.print(f"✗ {err.user_message}", style="red", markup=False, highlight=False)
+            return None
+        render_reply(self.console, reply)
+        return reply
+
+    async def run_script(self, lines: list[str], *, limit: float = 1800) -> int:
+        """Run commands in order, waiting for each one's work; 0 when every one ended as asked."""
+        for line in lines:
+            self.console.rule(f"[bold]{line}")
+            command = _safe_parse(line)
+            reply = await self.handle(line)
+            if reply is None:
+                return 1
+            wanted = _EXPECTED.get(reply.kind)
+            if wanted is None or reply.lab is None:
+                continue
+            await self.runtime.engine.wait_idle(reply.lab.id, timeout=limit)
+            lab = await self.runtime.service.view(reply.lab.id)
+            if lab.state != wanted:
+                detail = f" at {lab.failed_step}: {lab.error}" if lab.error else ""
+                self.console.print(f"✗ `{line}` ended with lab {lab.name} {lab.state}{detail}", style="bold red")
+                return 1
+            if isinstance(command, CreateCommand | RetryCommand | DestroyCommand):
+                self.console.print(f"✓ lab {lab.name} is {lab.state}", style="bold green")
+        return 0
+
+    async def run_interactive(self) -> None:
+        """A prompt loop until EOF or `exit`; progress prints between prompts."""
+        self.console.print("labbot console — type `/lab help`, or `exit`.", style="bold")
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, _prompt)
+            if line is None or line.strip() in ("exit", "quit"):
+                return
+            if line.strip():
+                await self.handle(line)
+
+
+def _safe_parse(line: str) -> object:
+    try:
+        return parse_command(line)
+    except LabbotError:
+        return None
+
+
+def _prompt() -> str | None:
+    try:
+        return input("lab> ")
+    except EOFError:
+        return None
+
+
+def stdin_is_terminal() -> bool:
+    """Whether an interactive prompt makes sense."""
+    return sys.stdin.isatty()

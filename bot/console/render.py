@@ -1,0 +1,56 @@
+"""Renders command replies for the terminal (the console front end's Block Kit)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from bot.text import lab_headline, ready_summary, step_line, time_left
+from handlers.dispatch import Reply, ReplyKind
+
+
+def render_reply(console: Console, reply: Reply) -> None:
+    """Print one reply."""
+    match reply.kind:
+        case ReplyKind.LABS:
+            if not reply.labs:
+                console.print("no labs" + ("" if reply.data.get("all") else " of yours (`/lab list --all` for all)"))
+                return
+            table = Table("name", "state", "owner", "profile", "expires", "health")
+            for lab in reply.labs:
+                expires = "" if lab.state == "destroyed" else time_left(lab.expires_at)
+                table.add_row(lab.name, lab.state, lab.owner, lab.profile, expires, lab.health)
+            console.print(table)
+        case ReplyKind.LAB | ReplyKind.EXTENDED | ReplyKind.RETRYING | ReplyKind.DESTROYING | ReplyKind.CREATED:
+            if reply.text:
+                console.print(reply.text, markup=False)
+            if reply.lab is not None:
+                console.print(lab_headline(reply.lab), markup=False)
+                for step in reply.lab.steps:
+                    console.print(f"  {step_line(step)}", markup=False, highlight=False)
+                if reply.lab.state == "ready":
+                    for fact in ready_summary(reply.lab):
+                        console.print(f"  {fact}", markup=False)
+                if reply.lab.state == "failed":
+                    console.print(f"  failed at {reply.lab.failed_step}: {reply.lab.error}", style="red", markup=False)
+        case ReplyKind.LOGS:
+            console.print(reply.text, markup=False)
+            for step in reply.steps:
+                console.print(f"── {step_line(step)}", markup=False, highlight=False)
+                if step.output_tail:
+                    console.print(step.output_tail.rstrip(), markup=False, highlight=False)
+        case ReplyKind.ACCESS:
+            access = reply.data["access"]
+            for line in access.lines(reveal=True):
+                console.print(line, markup=False, highlight=False)
+        case ReplyKind.HEALTH:
+            report = reply.data["report"]
+            console.print(f"{report.lab.name}: {'healthy' if report.healthy else 'DEGRADED'}",
+                          style="green" if report.healthy else "red")
+            for check in report.checks:
+                mark = "✓" if check.ok else "✗"
+                console.print(f"  {mark} {check.name} ({check.latency_ms} ms) {check.detail}", markup=False)
+        case ReplyKind.CONFIRM_DESTROY:
+            console.print(f"{reply.text} Repeat with --yes to confirm.", markup=False)
+        case _:
+            console.print(reply.text, markup=False, highlight=False)

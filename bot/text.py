@@ -1,0 +1,79 @@
+"""Plain words for lab states and steps, shared by the console and Slack renderers (pure functions)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from services.db import utcnow
+from services.labs.views import LabView, StepView
+
+STATE_EMOJI = {
+    "requested": "🕓",
+    "provisioning": "🔧",
+    "ready": "✅",
+    "expiring": "⏳",
+    "destroying": "🧹",
+    "destroyed": "🗑️",
+    "failed": "❌",
+}
+STEP_MARK = {"pending": "·", "running": "▶", "done": "✓", "failed": "✗"}
+
+
+def duration(seconds: float | None) -> str:
+    """``42s``, ``3m 05s``, ``1h 02m``."""
+    if seconds is None:
+        return ""
+    total = int(seconds)
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m {total % 60:02d}s"
+    return f"{total // 3600}h {total % 3600 // 60:02d}m"
+
+
+def time_left(expires_at: datetime, now: datetime | None = None) -> str:
+    """How long until expiry, or how long ago it was."""
+    delta = expires_at - (now or utcnow())
+    if delta < timedelta(0):
+        return f"expired {duration(-delta.total_seconds())} ago"
+    return f"{duration(delta.total_seconds())} left"
+
+
+def step_line(step: StepView) -> str:
+    """One line per step: mark, title, duration, progress or error."""
+    parts = [STEP_MARK.get(step.state, "?"), step.title]
+    if step.duration_seconds is not None and step.state != "pending":
+        parts.append(f"({duration(step.duration_seconds)})")
+    if step.state == "running" and step.progress:
+        parts.append(f"— {step.progress}")
+    if step.state == "failed" and step.error:
+        parts.append(f"— {step.error}")
+    if step.attempt > 1:
+        parts.append(f"[attempt {step.attempt}]")
+    return " ".join(parts)
+
+
+def lab_headline(lab: LabView) -> str:
+    """``✅ demo — ready · profile sandbox · owner U1 · 3h 59m left``."""
+    bits = [f"{STATE_EMOJI.get(lab.state, '')} {lab.name} — {lab.state}", f"profile {lab.profile}", f"owner {lab.owner}"]
+    if lab.state != "destroyed":
+        bits.append(time_left(lab.expires_at))
+    if lab.state == "ready" and lab.health != "unknown":
+        bits.append(f"health {lab.health}")
+    return " · ".join(bits)
+
+
+def ready_summary(lab: LabView) -> list[str]:
+    """What a ready lab is made of, one fact per line."""
+    summary = lab.summary or {}
+    lines = []
+    if lab.vm1_public_ip:
+        lines.append(f"VM1 (jump host + iSCSI target): {lab.vm1_public_ip} / VPC {lab.vm1_vpc_ip}")
+    if lab.vm2_ip:
+        lines.append(f"VM2 (ZStack management node): {lab.vm2_ip} (through VM1)")
+    if lab.iscsi_iqn:
+        lines.append(f"iSCSI: {lab.iscsi_iqn} LUN 1, wwid {lab.iscsi_wwid}")
+    for key, label in (("primary_storage", "SharedBlock storage"), ("nested_vm", "Nested VM"), ("ui", "ZStack UI")):
+        if summary.get(key):
+            lines.append(f"{label}: {summary[key]}")
+    return lines

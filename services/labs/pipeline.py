@@ -1,0 +1,255 @@
+"""The lab pipeline: the build and destroy jobs the engine runs, and on-demand health.
+
+``build`` runs the steps of services.labs.steps as a DAG, recording each step's state in the database before
+and after it runs; ``destroy`` tears everything down in reverse order from any state, then verifies on the lab
+platform that no VM or volume of the lab is left. Both are idempotent, so the engine can re-run them after a
+crash, and both close the lab's connections when they end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config.profiles import LabProfile
+from config.settings import Settings
+from services.crypto import SecretBox
+from services.db import utcnow
+from services.errors import ExternalError, NotFoundError
+from services.labs import repository as repo
+from services.labs.connections import LabConnections
+from services.labs.context import LabContext
+from services.labs.dag import StepFailed, describe_error, run_dag
+from services.labs.engine import mark
+from services.labs.health import HealthReport, run_checks
+from services.labs.models import HealthCheck, LabState, StepState
+from services.labs.notifier import Notice, NoticeKind, Notifier
+from services.labs.steps import TITLES, _Steps, build_steps
+from services.labs.views import lab_view
+from services.ssh.errors import HostKeyChangedError, SSHUnreachableError
+from services.ssh.hostkeys import HostKeyStore
+from services.zstack.client import ZStackClient
+from services.zstack.errors import ZStackTimeoutError, ZStackUnreachableError
+
+log = logging.getLogger(__name__)
+
+MAX_DESTROY_ATTEMPTS = 5
+# A hook for crash tests: called after each step is recorded done; raising there stops the build abruptly.
+StepHook = Callable[[int, str], Awaitable[None]]
+
+
+def is_transient(err: BaseException) -> bool:
+    """Failures worth another attempt of the same step (the remote side may come back)."""
+    if isinstance(err, HostKeyChangedError):
+        return False
+    if isinstance(err, ZStackUnreachableError | ZStackTimeoutError | SSHUnreachableError | ConnectionError):
+        return True
+    return bool(getattr(err, "transient", False))
+
+
+class _DbRecorder:
+    """Keeps step states in the lab_steps table and announces them."""
+
+    def __init__(self, ctx: LabContext, after_step: StepHook | None) -> None:
+        self.ctx = ctx
+        self.after_step = after_step
+
+    async def _set(self, name: str, **changes: object) -> None:
+        async with self.ctx.sessions() as session, session.begin():
+            step = await repo.get_step(session=session, lab_id=self.ctx.lab_id, name=name)
+            for key, value in changes.items():
+                setattr(step, key, value)
+            if changes.get("state") == StepState.RUNNING:
+                step.attempt += 1
+
+    async def started(self, name: str) -> None:
+        await self._set(name, state=StepState.RUNNING, started_at=utcnow(), finished_at=None, error=None,
+                        progress=None)
+        await self.ctx._announce(NoticeKind.STEP_STARTED, name)
+
+    async def finished(self, name: str) -> None:
+        await self._set(name, state=StepState.DONE, finished_at=utcnow(), progress=None)
+        await self.ctx._announce(NoticeKind.STEP_FINISHED, name)
+        if self.after_step is not None:
+            await self.after_step(self.ctx.lab_id, name)
+
+    async def failed(self, name: str, error: str) -> None:
+        await self._set(name, state=StepState.FAILED, finished_at=utcnow(), error=error[:2000])
+        await self.ctx.output(name, f"FAILED: {error}\n")
+        await self.ctx._announce(NoticeKind.STEP_FAILED, name, error)
+
+    async def reset(self, name: str) -> None:
+        await self._set(name, state=StepState.PENDING, progress=None)
+
+
+class LabPipeline:
+    """Builds, destroys and checks labs; its ``build`` and ``destroy`` are the engine's jobs."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        profiles: dict[str, LabProfile],
+        notifier: Notifier,
+        outer: ZStackClient,
+        host_keys: HostKeyStore,
+        box: SecretBox,
+        after_step: StepHook | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.profiles = profiles
+        self.notifier = notifier
+        self.outer = outer
+        self.host_keys = host_keys
+        self.box = box
+        self.after_step = after_step
+
+    async def _context(self, lab_id: int) -> LabContext:
+        async with self.sessions() as session:
+            lab = await repo.get(session=session, lab_id=lab_id)
+        profile = self.profiles.get(lab.profile)
+        if profile is None:
+            raise NotFoundError(f"lab {lab.name} uses profile {lab.profile}, which this labbot does not have")
+
+        async def key_changed(lab_uuid: str, host: str, old: str, new: str) -> None:
+            async with self.sessions() as session, session.begin():
+                row = await repo.get(session=session, lab_id=lab_id)
+                await repo.add_event(session=session, lab=row, actor="labbot", kind="host_key_changed",
+                                     detail=f"{host}: pinned {old}, offered {new}; connection refused")
+
+        connections = LabConnections(lab_uuid=lab.uuid, settings=self.settings, host_keys=self.host_keys,
+                                     on_key_changed=key_changed)
+        return LabContext(lab_id=lab.id, lab_uuid=lab.uuid, lab_name=lab.name, profile=profile,
+                          settings=self.settings, sessions=self.sessions, notifier=self.notifier, box=self.box,
+                          connections=connections, titles=TITLES)
+
+    # --- build ---------------------------------------------------------------------------------------
+
+    async def build(self, lab_id: int, attention: asyncio.Event) -> None:
+        """Run (or resume) the lab's build; on success the lab is ready, on a step failure it is failed."""
+        ctx = await self._context(lab_id)
+        lab = await ctx.lab()
+        if lab.state == LabState.REQUESTED:
+            await mark(self.sessions, self.notifier, lab_id, target=LabState.PROVISIONING, kind=None,
+                       detail="build started")
+        steps = build_steps(ctx, self.outer, self._health_for(ctx))
+        async with self.sessions() as session, session.begin():
+            rows = await repo.ensure_steps(session=session, lab_id=lab_id, names=[s.name for s in steps])
+            done = {r.name for r in rows if r.state == StepState.DONE}
+            for row in rows:  # a step left running or failed by an earlier attempt runs again
+                if row.state in (StepState.RUNNING, StepState.FAILED):
+                    row.state = StepState.PENDING
+        try:
+            await run_dag(steps, done=done, recorder=_DbRecorder(ctx, self.after_step), is_retryable=is_transient)
+        except StepFailed as failure:
+            await mark(self.sessions, self.notifier, lab_id, target=LabState.FAILED, kind=NoticeKind.FAILED,
+                       detail=f"{failure.step}: {failure.error}", titles=TITLES,
+                       changes={"failed_step": failure.step, "error": failure.error})
+            raise
+        finally:
+            await ctx.connections.close()
+        await mark(self.sessions, self.notifier, lab_id, target=LabState.READY, kind=NoticeKind.READY,
+                   titles=TITLES, changes={"failed_step": None, "error": None, "summary": await self._summary(ctx)})
+
+    async def _summary(self, ctx: LabContext) -> dict[str, str]:
+        lab = await ctx.lab()
+        size = f"{(lab.iscsi_size_bytes or 0) / 1024**3:.0f} GB"
+        return {
+            "primary_storage": f"{ctx.profile.nested.primary_storage} (SharedBlock) on VM1's {size} disk "
+                               f"via iSCSI, wwid {lab.iscsi_wwid}",
+            "nested_vm": f"{ctx.profile.nested.vm_name} Running on that storage",
+            "ui": f"http://{lab.vm2_ip}:{ctx.profile.install.ui_port} through VM1 (`/lab access {lab.name}`)",
+        }
+
+    # --- health --------------------------------------------------------------------------------------
+
+    def _health_for(self, ctx: LabContext) -> Callable[[int], Awaitable[HealthReport]]:
+        async def check(_lab_id: int) -> HealthReport:
+            return await self._check(ctx)
+
+        return check
+
+    async def health(self, lab_id: int) -> HealthReport:
+        """Run every health check of a lab now, store the results and the verdict."""
+        ctx = await self._context(lab_id)
+        try:
+            return await self._check(ctx)
+        finally:
+            await ctx.connections.close()
+
+    async def _check(self, ctx: LabContext) -> HealthReport:
+        steps = _Steps(ctx, self.outer, None)
+        results = await run_checks(ctx, self.outer, steps.ssh, steps.nested)
+        failing = [r.name for r in results if not r.ok]
+        async with self.sessions() as session, session.begin():
+            await repo.add_health_checks(session=session, lab_id=ctx.lab_id, results=[
+                HealthCheck(check=r.name, ok=r.ok, latency_ms=r.latency_ms, detail=r.detail, at=utcnow())
+                for r in results
+            ])
+        lab = await ctx.update(health="degraded" if failing else "ok", health_checked_at=utcnow(),
+                               health_failing=failing)
+        return HealthReport(lab_view(lab), tuple(results))
+
+    # --- destroy -------------------------------------------------------------------------------------
+
+    async def destroy(self, lab_id: int, attention: asyncio.Event) -> None:
+        """Tear the lab down from any state and verify nothing is left; failures back off and retry."""
+        ctx = await self._context(lab_id)
+        lab = await ctx.lab()
+        try:
+            await self._teardown(ctx)
+        except Exception as err:
+            attempts = lab.destroy_attempts + 1
+            error = describe_error(err)
+            log.warning("destroy of lab %s failed (attempt %d): %s", lab.name, attempts, error,
+                        exc_info=not isinstance(err, ExternalError))
+            if attempts >= MAX_DESTROY_ATTEMPTS:
+                await mark(self.sessions, self.notifier, lab_id, target=LabState.FAILED,
+                           kind=NoticeKind.DESTROY_FAILED, titles=TITLES,
+                           detail=f"destroy failed {attempts} times: {error}; `/lab retry {lab.name}` tries again",
+                           changes={"failed_step": "destroy", "error": error, "destroy_attempts": attempts})
+            else:
+                delay = timedelta(seconds=self.settings.destroy_retry_base_seconds * 2 ** (attempts - 1))
+                await mark(self.sessions, self.notifier, lab_id, target=LabState.DESTROYING,
+                           kind=NoticeKind.DESTROY_FAILED, retry_after=delay, titles=TITLES,
+                           detail=f"destroy attempt {attempts} failed: {error}; retrying in {delay}",
+                           changes={"error": error, "destroy_attempts": attempts})
+            return
+        finally:
+            await ctx.connections.close()
+        await self.host_keys.forget(lab.uuid)
+        await mark(self.sessions, self.notifier, lab_id, target=LabState.DESTROYED, kind=NoticeKind.DESTROYED,
+                   titles=TITLES, detail="every VM and volume is gone from the lab platform",
+                   changes={"ssh_private_key_enc": None, "host_password_enc": None, "error": None,
+                            "next_attempt_at": None, "lease_owner": None, "lease_expires_at": None})
+
+    async def _teardown(self, ctx: LabContext) -> None:
+        """Reverse order: VM2, the data volume, VM1; then whatever else carries the lab's tag; then verify."""
+        vm1, vm2 = ctx.resource_uuid("vm1"), ctx.resource_uuid("vm2")
+        volume = ctx.resource_uuid("data-volume")
+        await self.outer.expunge_vm(vm2)
+        await self.outer.expunge_data_volume(volume)
+        await self.outer.expunge_vm(vm1)
+        for vm in await self.outer.find_vms_by_user_tag(ctx.tag):
+            await self.outer.expunge_vm(vm.uuid)
+        for vol in await self.outer.find_volumes_by_user_tag(ctx.tag):
+            await self.outer.expunge_data_volume(vol.uuid)
+        leftovers = [u for u in (vm1, vm2) if await self.outer.get_vm(u) is not None]
+        if await self.outer.get_volume(volume) is not None:
+            leftovers.append(volume)
+        leftovers += [v.uuid for v in await self.outer.find_vms_by_user_tag(ctx.tag)]
+        leftovers += [v.uuid for v in await self.outer.find_volumes_by_user_tag(ctx.tag)]
+        if leftovers:
+            raise ExternalError(f"the lab platform still holds {', '.join(sorted(set(leftovers)))} after destroy")
+
+    async def notify_health_change(self, report: HealthReport, previous: str) -> None:
+        """Announce a health verdict that changed (used by the scheduler's health job)."""
+        text = "recovered" if report.healthy else "degraded: " + ", ".join(report.failing)
+        await self.notifier.notify(Notice(NoticeKind.HEALTH_CHANGED, report.lab, text=text,
+                                          details={"previous": previous}))

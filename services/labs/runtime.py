@@ -1,0 +1,74 @@
+"""Wiring of labbot's domain side: database, lab platform client, pipeline, engine and service.
+
+Front ends (console, Slack) build one ``Runtime``, add their notifier, ``start`` it (migration check, resume
+of unfinished labs) and call ``runtime.service``. Nothing here knows which front end is in use.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from config.profiles import LabProfile, load_profiles
+from config.settings import Settings
+from services import db
+from services.crypto import SecretBox
+from services.labs import repository as repo
+from services.labs.engine import LabEngine
+from services.labs.notifier import FanOut, Notifier
+from services.labs.pipeline import LabPipeline, StepHook
+from services.labs.service import LabService
+from services.labs.steps import TITLES
+from services.zstack.client import ZStackClient
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """The running domain: one per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        profiles: dict[str, LabProfile] | None = None,
+        notifiers: Sequence[Notifier] = (),
+        platform_transport: httpx.AsyncBaseTransport | None = None,
+        after_step: StepHook | None = None,
+        engine_poll_interval: float = 10.0,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.profiles = profiles or load_profiles(settings.profiles_dir)
+        self.notifier = FanOut(notifiers)
+        self.db_engine: AsyncEngine = db.make_engine(settings.database_url)
+        self.sessions: async_sessionmaker[AsyncSession] = db.make_sessionmaker(self.db_engine)
+        self.box = SecretBox(settings.secret_key)
+        self.outer = ZStackClient(settings.platform_url, settings.platform_account, settings.platform_password,
+                                  transport=platform_transport, timeout=settings.platform_timeout_seconds)
+        self.host_keys = repo.DatabaseHostKeyStore(self.sessions)
+        self.pipeline = LabPipeline(sessions=self.sessions, settings=settings, profiles=self.profiles,
+                                    notifier=self.notifier, outer=self.outer, host_keys=self.host_keys,
+                                    box=self.box, after_step=after_step)
+        self.engine = LabEngine(sessions=self.sessions, settings=settings, notifier=self.notifier,
+                                build=self.pipeline.build, destroy=self.pipeline.destroy, owner=owner,
+                                poll_interval=engine_poll_interval)
+        self.service = LabService(sessions=self.sessions, settings=settings, profiles=self.profiles,
+                                  notifier=self.notifier, kicker=self.engine, step_titles=TITLES, box=self.box,
+                                  health_runner=self.pipeline.health)
+
+    async def start(self) -> None:
+        """Refuse an unmigrated database, then resume unfinished labs."""
+        await db.require_migrated(self.db_engine)
+        if self.settings.is_sqlite:
+            log.info("SQLite database: running as the single labbot process (use PostgreSQL for replicas)")
+        await self.engine.start()
+
+    async def stop(self) -> None:
+        """Stop background work (labs resume on the next start) and close connections."""
+        await self.engine.stop()
+        await self.outer.aclose()
+        await self.db_engine.dispose()

@@ -1,0 +1,357 @@
+"""The lab pipeline's steps, after the real lab's manual procedure, as a DAG.
+
+    prepare ─► create_vms ─┬─► attach_volume ───────────────┐
+                           └─► wait_ssh ─┬─► iscsi_target ──┴─► nested_storage ─┐
+                                         └─► install_zstack ─► nested_compute ──┼─► nested_vm ─► first_health
+                                                               └─► nested_network_image ─┘
+
+VM1's volume and iSCSI target are built while VM2 installs ZStack; the nested network, image and offering are
+built while the SharedBlock storage is. Every create passes a deterministic ``resourceUuid`` (see
+``LabContext.resource_uuid``), so a step re-run after a crash finds what it made instead of making it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from services.db import PROJECT_ROOT
+from services.errors import ConfigError, ExternalError
+from services.iscsi import backend_for
+from services.iscsi.base import TargetSpec
+from services.iscsi.disk import find_data_disk
+from services.iscsi.initiator import read_initiator_name
+from services.iscsi.naming import target_iqn
+from services.labs.context import LabContext
+from services.labs.dag import Step
+from services.shell import quote
+from services.ssh.detached import follow, start_detached
+from services.ssh.keys import generate_keypair
+from services.ssh.session import LabSSH
+from services.zstack.client import ZStackClient
+from services.zstack.inventories import VmInstanceInventory
+
+log = logging.getLogger(__name__)
+
+TITLES = {
+    "prepare": "Prepare keys and check the platform",
+    "create_vms": "Create VM1 and VM2",
+    "attach_volume": "Attach the 50 GB data volume to VM1",
+    "wait_ssh": "Reach VM1, and VM2 through it",
+    "iscsi_target": "Export VM1's disk over iSCSI",
+    "install_zstack": "Install ZStack on VM2",
+    "nested_compute": "Zone, cluster and KVM host",
+    "nested_storage": "SharedBlock storage on the iSCSI LUN",
+    "nested_network_image": "Network, image and offering",
+    "nested_vm": "Boot the nested VM",
+    "first_health": "First health check",
+}
+INSTALL_JOB = "install-zstack"
+_PERCENT = re.compile(r"(\d{1,3})%")
+
+
+class ExternalStepError(ExternalError):
+    """A step found the remote world in a state it cannot work with."""
+
+
+def build_steps(ctx: LabContext, outer: ZStackClient, health: object) -> list[Step]:
+    """The steps of one lab's build, bound to its context."""
+    s = _Steps(ctx, outer, health)
+    minutes = ctx.profile.install.timeout_minutes * 60.0
+    return [
+        Step("prepare", TITLES["prepare"], s.prepare, timeout=120),
+        Step("create_vms", TITLES["create_vms"], s.create_vms, ("prepare",), timeout=900),
+        Step("attach_volume", TITLES["attach_volume"], s.attach_volume, ("create_vms",), timeout=600),
+        Step("wait_ssh", TITLES["wait_ssh"], s.wait_ssh, ("create_vms",), timeout=600),
+        Step("iscsi_target", TITLES["iscsi_target"], s.iscsi_target, ("attach_volume", "wait_ssh"), timeout=300),
+        Step("install_zstack", TITLES["install_zstack"], s.install_zstack, ("wait_ssh",), timeout=minutes + 300),
+        Step("nested_compute", TITLES["nested_compute"], s.nested_compute, ("install_zstack",), timeout=900),
+        Step("nested_storage", TITLES["nested_storage"], s.nested_storage, ("nested_compute", "iscsi_target"),
+             timeout=900),
+        Step("nested_network_image", TITLES["nested_network_image"], s.nested_network_image, ("nested_compute",),
+             timeout=1800),
+        Step("nested_vm", TITLES["nested_vm"], s.nested_vm, ("nested_storage", "nested_network_image"), timeout=900),
+        Step("first_health", TITLES["first_health"], s.first_health, ("nested_vm",), timeout=300),
+    ]
+
+
+class _Steps:
+    """The step bodies; each is idempotent and converges on what already exists."""
+
+    def __init__(self, ctx: LabContext, outer: ZStackClient, health: object) -> None:
+        self.ctx = ctx
+        self.outer = outer
+        self.health = health
+
+    # --- connections ---------------------------------------------------------------------------------
+
+    async def ssh(self) -> LabSSH:
+        lab = await self.ctx.lab()
+        if not lab.vm1_public_ip:
+            raise ExternalStepError("VM1 has no address yet")
+        return await self.ctx.connections.ssh(
+            vm1=lab.vm1_public_ip,
+            vm1_port=self.ctx.profile.vm1.ssh_port,
+            vm2=lab.vm2_ip,
+            vm2_port=self.ctx.profile.vm2.ssh_port,
+            private_key=await self.ctx.secret("ssh_private_key_enc"),
+        )
+
+    async def nested(self) -> ZStackClient:
+        return await self.ctx.connections.nested(await self.ssh(), api_port=self.ctx.profile.install.api_port)
+
+    # --- outer platform ------------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Make the lab's credentials (once) and check that the platform has what the profile names."""
+        lab = await self.ctx.lab()
+        changes: dict[str, object] = {}
+        if not lab.ssh_private_key_enc:
+            pair = generate_keypair(comment=f"labbot-{lab.name}")
+            changes.update(
+                ssh_public_key=pair.public_openssh, ssh_private_key_enc=self.ctx.box.encrypt(pair.private_openssh)
+            )
+        if not lab.host_password_enc:
+            changes["host_password_enc"] = self.ctx.box.encrypt(SecretStr(secrets.token_urlsafe(18)))
+        changes.update(
+            vm1_uuid=self.ctx.resource_uuid("vm1"),
+            vm2_uuid=self.ctx.resource_uuid("vm2"),
+            volume_uuid=self.ctx.resource_uuid("data-volume"),
+        )
+        await self.ctx.update(**changes)
+        await self._resolve()  # fails early, with names, when the profile does not fit the platform
+
+    async def _resolve(self) -> dict[str, str]:
+        profile = self.ctx.profile
+        names = {
+            "vm1_image": ("image", profile.vm1.image),
+            "vm2_image": ("image", profile.vm2.image),
+            "vm1_offering": ("instance offering", profile.vm1.instance_offering),
+            "vm2_offering": ("instance offering", profile.vm2.instance_offering),
+        }
+        found: dict[str, str] = {}
+        for key, (kind, name) in names.items():
+            finder = self.outer.find_image_by_name if kind == "image" else self.outer.find_instance_offering_by_name
+            item = await finder(name)
+            if item is None:
+                raise ConfigError(f"the lab platform has no {kind} called `{name}` (profile {profile.name})")
+            found[key] = item.uuid
+        for l3 in {*profile.vm1.l3_networks, *profile.vm2.l3_networks}:
+            network = await self.outer.find_l3_network_by_name(l3)
+            if network is None:
+                raise ConfigError(f"the lab platform has no L3 network called `{l3}` (profile {profile.name})")
+            found[f"l3:{l3}"] = network.uuid
+        return found
+
+    async def create_vms(self) -> None:
+        """Create VM1 and VM2 side by side with labbot's key, wait for Running, record their addresses."""
+        lab = await self.ctx.lab()
+        uuids = await self._resolve()
+        profile = self.ctx.profile
+        password = await self.ctx.secret("host_password_enc")
+
+        async def create(role: str, vm_uuid: str) -> VmInstanceInventory:
+            spec = profile.vm1 if role == "vm1" else profile.vm2
+            l3s = [uuids[f"l3:{n}"] for n in spec.l3_networks]
+            vm = await self.outer.create_vm_instance(
+                self.ctx.resource_name(role),
+                image_uuid=uuids[f"{role}_image"],
+                instance_offering_uuid=uuids[f"{role}_offering"],
+                l3_network_uuids=l3s,
+                default_l3_network_uuid=l3s[0],
+                ssh_public_key=lab.ssh_public_key,
+                root_password=password,
+                user_tags=[self.ctx.tag],
+                resource_uuid=vm_uuid,
+            )
+            return await self.outer.wait_vm_state(vm.uuid, {"Running"})
+
+        vm1, vm2 = await asyncio.gather(create("vm1", lab.vm1_uuid), create("vm2", lab.vm2_uuid))
+        public, vpc = uuids[f"l3:{profile.vm1.l3_networks[0]}"], uuids[f"l3:{profile.vpc_network}"]
+        await self.ctx.update(
+            vm1_public_ip=_nic_ip(vm1, public), vm1_vpc_ip=_nic_ip(vm1, vpc), vm2_ip=_nic_ip(vm2, vpc)
+        )
+
+    async def attach_volume(self) -> None:
+        """Create VM1's data volume (once) and attach it to VM1."""
+        lab = await self.ctx.lab()
+        spec = self.ctx.profile.data_volume
+        volume = await self.outer.create_data_volume(
+            self.ctx.resource_name("data"),
+            disk_size=spec.size_gb * 1024**3,
+            user_tags=[self.ctx.tag],
+            resource_uuid=lab.volume_uuid,
+        )
+        await self.outer.attach_data_volume(volume.uuid, lab.vm1_uuid)
+
+    async def wait_ssh(self) -> None:
+        """Wait until VM1's sshd answers, then VM2's through VM1; host keys are pinned on first sight."""
+        ssh = await self.ssh()
+        await ssh.wait_ready("vm1", timeout=300)
+        await ssh.wait_ready("vm2", timeout=300)
+
+    # --- VM1: iSCSI ----------------------------------------------------------------------------------
+
+    async def iscsi_target(self) -> None:
+        """Export VM1's data disk as one LUN, admitting only VM2's initiator; record IQN and wwid."""
+        lab = await self.ctx.lab()
+        ssh = await self.ssh()
+
+        on_vm1, on_vm2 = ssh.runner("vm1"), ssh.runner("vm2", timeout=60)
+        profile = self.ctx.profile
+        device = await find_data_disk(on_vm1, lab.volume_uuid, profile.data_volume.data_disk)
+        initiator = await read_initiator_name(on_vm2)
+        backend = backend_for(profile.iscsi.backend, on_vm1)
+        info = await backend.ensure(
+            TargetSpec(
+                iqn=target_iqn(profile.iscsi.iqn_prefix, lab.name),
+                device=device,
+                initiator_iqn=initiator,
+                portal_ip=lab.vm1_vpc_ip,
+                port=profile.iscsi.port,
+            )
+        )
+        await self.ctx.output("iscsi_target", f"target {info.iqn} LUN {info.lun} on {device}, wwid {info.wwid}\n")
+        await self.ctx.update(iscsi_iqn=info.iqn, iscsi_wwid=info.wwid, iscsi_size_bytes=info.size_bytes)
+
+    # --- VM2: ZStack ---------------------------------------------------------------------------------
+
+    async def install_zstack(self) -> None:
+        """Run the installer detached on VM2, stream its log as progress, wait for the management node."""
+        ssh = await self.ssh()
+        install = self.ctx.profile.install
+        installer = install.installer
+        if install.upload:
+            local = Path(installer) if Path(installer).is_absolute() else PROJECT_ROOT / installer
+            installer = f"/root/labbot/{Path(installer).name}"
+            await ssh.run("vm2", "mkdir -p /root/labbot", timeout=30)
+            await ssh.upload("vm2", local, installer, 0o755)
+        command = install.command.format(installer=quote(installer))
+        await start_detached(ssh, "vm2", INSTALL_JOB, command)
+
+        async def on_line(line: str) -> None:
+            await self.ctx.output("install_zstack", line if line.endswith("\n") else line + "\n")
+            match = _PERCENT.search(line)
+            text = f"{match.group(1)}% — {line.strip()[:120]}" if match else line.strip()[:160]
+            await self.ctx.progress("install_zstack", text)
+
+        code = await follow(ssh, "vm2", INSTALL_JOB, offset=0, on_line=on_line, poll_interval=1.0,
+                            timeout=install.timeout_minutes * 60.0)
+        if code != 0:
+            raise ExternalStepError(
+                f"the ZStack installer exited with status {code} (`/lab logs {self.ctx.lab_name} install_zstack`)"
+            )
+        await self.ctx.progress("install_zstack", "waiting for the management node API", min_interval=0)
+        nested = await self.nested()
+        async with asyncio.timeout(600):
+            while not await nested.is_ready():  # noqa: ASYNC110 - polling a remote API: no local event to wait on
+                await asyncio.sleep(2)
+        version = await nested.get_version()
+        await self.ctx.output("install_zstack", f"management node ready, ZStack {version}\n")
+
+    # --- nested ZStack -------------------------------------------------------------------------------
+
+    async def nested_compute(self) -> None:
+        """Zone, cluster, and VM2 itself as the KVM host (the client returns it Connected)."""
+        lab = await self.ctx.lab()
+        n = await self.nested()
+        spec = self.ctx.profile.nested
+        rid = self.ctx.resource_uuid
+        zone = await n.create_zone(spec.zone, resource_uuid=rid("nested-zone"))
+        cluster = await n.create_cluster(spec.cluster, zone.uuid, hypervisor_type="KVM",
+                                         resource_uuid=rid("nested-cluster"))
+        await self.ctx.set_nested(zone=zone.uuid, cluster=cluster.uuid)
+        host = await n.add_kvm_host(f"{lab.name}-vm2", lab.vm2_ip, cluster.uuid, username="root",
+                                    password=await self.ctx.secret("host_password_enc"),
+                                    resource_uuid=rid("nested-host"))
+        if host.status != "Connected":
+            raise ExternalStepError(f"the nested ZStack cannot use VM2 ({lab.vm2_ip}) as a KVM host: {host.status}")
+        await self.ctx.set_nested(host=host.uuid)
+
+    async def nested_storage(self) -> None:
+        """iSCSI server VM1:3260 → cluster → the LUN with our wwid → SharedBlock primary storage."""
+        lab = await self.ctx.lab()
+        n = await self.nested()
+        ids = lab.nested_ids
+        rid = self.ctx.resource_uuid
+        server = await n.add_iscsi_server(lab.vm1_vpc_ip, port=self.ctx.profile.iscsi.port,
+                                          name=f"{lab.name}-vm1", resource_uuid=rid("nested-iscsi"))
+        await n.attach_iscsi_server_to_cluster(server.uuid, ids["cluster"])
+        storage = await n.get_primary_storage(rid("nested-ps"))
+        if storage is None:
+            candidates = await n.get_shared_block_candidates(ids["cluster"])
+            wanted = next((c for c in candidates if c.wwid == lab.iscsi_wwid), None)
+            if wanted is None:
+                seen = ", ".join(c.wwid for c in candidates) or "none"
+                raise ExternalStepError(f"the nested ZStack does not see the LUN {lab.iscsi_wwid} (candidates: {seen})")
+            storage = await n.add_shared_block_group_primary_storage(
+                self.ctx.profile.nested.primary_storage, ids["zone"], [wanted.wwid], force_wipe=True,
+                resource_uuid=rid("nested-ps"),
+            )
+        await n.attach_primary_storage_to_cluster(storage.uuid, ids["cluster"])
+        await self.ctx.set_nested(iscsi_server=server.uuid, primary_storage=storage.uuid)
+
+    async def nested_network_image(self) -> None:
+        """Backup storage, a flat L2/L3 network with an IP range and DHCP, an offering, and the image."""
+        lab = await self.ctx.lab()
+        n = await self.nested()
+        ids = lab.nested_ids
+        spec = self.ctx.profile.nested
+        net = spec.network
+        rid = self.ctx.resource_uuid
+        bs = await n.add_image_store_backup_storage(
+            spec.backup_storage, lab.vm2_ip, username="root", password=await self.ctx.secret("host_password_enc"),
+            url=spec.backup_storage_url, resource_uuid=rid("nested-bs"),
+        )
+        await n.attach_backup_storage_to_zone(bs.uuid, ids["zone"])
+        l2 = await n.create_l2_no_vlan_network(net.l2_name, ids["zone"], net.physical_interface,
+                                               resource_uuid=rid("nested-l2"))
+        await n.attach_l2_network_to_cluster(l2.uuid, ids["cluster"])
+        l3 = await n.create_l3_network(net.l3_name, l2.uuid, resource_uuid=rid("nested-l3"))
+        await n.add_ip_range(l3.uuid, f"{net.l3_name}-range", net.ip_start, net.ip_end, net.netmask, net.gateway,
+                             resource_uuid=rid("nested-ip-range"))
+        await n.attach_flat_network_services(l3.uuid)
+        offering = await n.create_instance_offering(spec.offering.name, spec.offering.cpu_num,
+                                                    spec.offering.memory_mb * 1024**2,
+                                                    resource_uuid=rid("nested-offering"))
+        await self.ctx.set_nested(backup_storage=bs.uuid, l2=l2.uuid, l3=l3.uuid, offering=offering.uuid)
+        await self.ctx.progress("nested_network_image", f"adding image {spec.image.name}", min_interval=0)
+        image = await n.add_image(spec.image.name, spec.image.url.format(vm1_vpc_ip=lab.vm1_vpc_ip), [bs.uuid],
+                                  format=spec.image.format, platform=spec.image.platform,
+                                  resource_uuid=rid("nested-image"))
+        await self.ctx.set_nested(image=image.uuid)
+
+    async def nested_vm(self) -> None:
+        """Create the nested VM with its root disk on the SharedBlock storage, and wait for Running."""
+        lab = await self.ctx.lab()
+        n = await self.nested()
+        ids = lab.nested_ids
+        vm = await n.create_vm_instance(
+            self.ctx.profile.nested.vm_name,
+            image_uuid=ids["image"],
+            instance_offering_uuid=ids["offering"],
+            l3_network_uuids=[ids["l3"]],
+            primary_storage_uuid_for_root_volume=ids["primary_storage"],
+            resource_uuid=self.ctx.resource_uuid("nested-vm"),
+        )
+        vm = await n.wait_vm_state(vm.uuid, {"Running"})
+        await self.ctx.set_nested(vm=vm.uuid)
+
+    async def first_health(self) -> None:
+        """Run every health check once; the lab is ready only if all pass."""
+        report = await self.health(self.ctx.lab_id)  # type: ignore[operator]
+        failing = [c.name for c in report.checks if not c.ok]
+        if failing:
+            raise ExternalStepError("health checks failed: " + ", ".join(failing))
+
+
+def _nic_ip(vm: VmInstanceInventory, l3_uuid: str) -> str:
+    ip = vm.ip_on(l3_uuid)
+    if not ip:
+        raise ExternalStepError(f"VM {vm.name} has no address on L3 network {l3_uuid}")
+    return ip
