@@ -79,7 +79,9 @@ class FakeSlack:
         bot_token: str = "xoxb-fake-0000000000",
         app_token: str = "xapp-fake-0000000000",
         posts_per_second_per_channel: int = 1,
+        post_window: float = 1.0,
         updates_per_minute: int = 50,
+        update_window: float = 60.0,
         views_per_minute: int = 100,
     ) -> None:
         self.bot_token, self.app_token = bot_token, app_token
@@ -93,8 +95,8 @@ class FakeSlack:
         self.socket_connected = asyncio.Event()
         self.fail_next: dict[str, str] = {}  # method → error to answer once (e.g. "channel_not_found")
         self._limits = {
-            "chat.postMessage": _Window(posts_per_second_per_channel, 1.0),
-            "chat.update": _Window(updates_per_minute, 60.0),
+            "chat.postMessage": _Window(posts_per_second_per_channel, post_window),
+            "chat.update": _Window(updates_per_minute, update_window),
             "views.open": _Window(views_per_minute, 60.0),
             "views.publish": _Window(views_per_minute, 60.0),
         }

@@ -1,0 +1,153 @@
+"""The Slack notifier: one live card per lab, updated in place, with details in its thread.
+
+``notify`` never does I/O and never raises: it records what changed and wakes the lab's outbox
+(``bot.slack.outbox``), which posts the card once, then coalesces every change into at most one chat.update per
+lab every ``min_interval`` seconds, rendering the lab as it is at send time, so the last state always lands
+however many progress events there were. Step failures, the build report and the audit trail go in the card's
+thread; health changes and expiry warnings go to the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.blocks import (
+    CardNote,
+    build_audit_note,
+    build_build_report,
+    build_expiry_warning,
+    build_health_changed,
+    build_lab_error,
+    build_orphans_found,
+    build_step_failure,
+)
+from bot.slack.outbox import NETWORK_BACKOFF, CardOutbox
+from bot.slack.pacing import SlackPacer
+from services.db import utcnow
+from services.labs.notifier import Notice, NoticeKind
+from services.labs.views import LabView
+
+log = logging.getLogger(__name__)
+
+
+class LabReader(Protocol):
+    """What the notifier needs from the lab service: a fresh view, and where to remember the card."""
+
+    async def view(self, lab_id: int) -> LabView:
+        """A fresh snapshot of one lab."""
+
+    async def set_progress_ref(self, lab_id: int, ref: str) -> None:
+        """Remember the card's ``channel:ts``."""
+
+
+_AUDITED = {
+    NoticeKind.EXTENDED: "extended the lab",
+    NoticeKind.RETRYING: "asked to retry the lab",
+    NoticeKind.DESTROYING: "asked to destroy the lab",
+}
+_NOTE = {
+    NoticeKind.EXTENDED: "Extended",
+    NoticeKind.RETRYING: "Retry requested",
+    NoticeKind.DESTROYING: "Destroy requested",
+}
+
+
+class SlackNotifier:
+    """services.labs.notifier.Notifier for Slack (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient,
+        labs: LabReader,
+        default_channel: str | None = None,
+        min_interval: float = 2.0,
+        pacer: SlackPacer | None = None,
+        now: Callable[[], datetime] = utcnow,
+        network_backoff: tuple[float, ...] = NETWORK_BACKOFF,
+    ) -> None:
+        self.client = client
+        self.labs = labs
+        self.default_channel = default_channel
+        self.min_interval = min_interval
+        self.pacer = pacer or SlackPacer()
+        self.now = now
+        self.network_backoff = network_backoff
+        self._outboxes: dict[int, CardOutbox] = {}
+
+    async def notify(self, notice: Notice) -> None:
+        """Record one notice for Slack; the lab's outbox sends it in the background. Never raises."""
+        try:
+            self._accept(notice)
+        except Exception:
+            log.exception("Slack notifier could not take %s for lab %s", notice.kind, notice.lab.name)
+
+    async def flush(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Wait until every card and queued message has been sent (shutdown, tests)."""
+        async with asyncio.timeout(timeout):
+            for outbox in list(self._outboxes.values()):
+                await outbox.idle()
+
+    async def close(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Send what is pending (within ``timeout``), then stop every outbox."""
+        try:
+            await self.flush(timeout)
+        except TimeoutError:
+            log.warning("Slack notifier closed with unsent card updates")
+        for outbox in self._outboxes.values():
+            await outbox.stop()
+
+    def outbox(self, lab: LabView) -> CardOutbox:
+        """The lab's outbox, created on first use (adopting a card a previous run already posted)."""
+        outbox = self._outboxes.get(lab.id)
+        if outbox is None:
+            channel = lab.channel or self.default_channel or lab.owner  # an owner's id: a DM from the app
+            outbox = CardOutbox(lab=lab, channel=channel, client=self.client, labs=self.labs, pacer=self.pacer,
+                                min_interval=self.min_interval, now=self.now,
+                                network_backoff=self.network_backoff)
+            self._outboxes[lab.id] = outbox
+        return outbox
+
+    def _accept(self, notice: Notice) -> None:
+        lab = notice.lab
+        if notice.kind == NoticeKind.ORPHANS_FOUND:
+            channel = self.default_channel or lab.channel
+            if channel:
+                self.outbox(lab).post_to_channel(build_orphans_found(notice.text, notice.details), channel=channel)
+            return
+        outbox = self.outbox(lab)
+        outbox.changed(lab)
+        at = self.now()
+        match notice.kind:
+            case NoticeKind.STEP_FAILED if notice.step is not None:
+                outbox.post_in_thread(build_step_failure(lab, notice.step))
+            case NoticeKind.READY:
+                outbox.post_in_thread(build_build_report(lab))
+            case NoticeKind.FAILED if not outbox.failure_posted:
+                # A failure with no step failure before it (the platform refused the lab, say).
+                outbox.post_in_thread(build_lab_error(lab))
+            case NoticeKind.DESTROY_FAILED:
+                outbox.post_in_thread(build_lab_error(lab))
+            case NoticeKind.HEALTH_CHANGED:
+                outbox.post_to_channel(build_health_changed(lab, now=at, detail=notice.text))
+            case NoticeKind.EXPIRY_WARNING:
+                outbox.post_to_channel(build_expiry_warning(lab, now=at, detail=notice.text))
+            case kind if kind in _AUDITED:
+                actor = notice.actor or "labbot"
+                what = _AUDITED[kind]
+                if kind == NoticeKind.EXTENDED:
+                    what += f" until {lab.expires_at:%Y-%m-%d %H:%M} UTC"
+                    if notice.text:
+                        what += f" {notice.text}"
+                outbox.note(CardNote(actor=actor, what=_NOTE[kind], at=at))
+                outbox.post_in_thread(build_audit_note(lab, actor=actor, what=what, at=at))
+        if notice.kind == NoticeKind.STEP_FAILED:
+            outbox.failure_posted = True
+        elif notice.kind in (NoticeKind.RETRYING, NoticeKind.STEP_STARTED):
+            outbox.failure_posted = False

@@ -1,0 +1,239 @@
+"""One lab's outbox: the card post, coalesced card updates, thread replies and channel notices, in order.
+
+A small worker task runs while the outbox has work and ends when it is idle. It posts the card first (and
+remembers it with ``set_progress_ref``), then thread replies and channel notices in the order they came, and
+turns any number of changes into one chat.update at most every ``min_interval`` seconds, rendered from a fresh
+view of the lab. Slack's 429s are waited out (Retry-After) and retried, so the final state is never lost;
+other Slack errors are logged and dropped, because a message must never fail or stall a lab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.blocks import CardNote, Message, build_lab_card
+from bot.slack.pacing import SlackPacer
+from services.labs.views import LabView
+
+if TYPE_CHECKING:
+    from bot.slack.notifier import LabReader
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 30
+NETWORK_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
+_CARD_GONE = {"message_not_found", "cant_update_message", "channel_not_found", "is_archived", "not_in_channel"}
+
+
+def retry_after(err: SlackApiError) -> float:
+    """Seconds Slack asked us to wait (``Retry-After``), 1 when it did not say."""
+    for key, value in (err.response.headers or {}).items():
+        if key.lower() == "retry-after":
+            with contextlib.suppress(ValueError):
+                return max(float(value), 0.0)
+    return 1.0
+
+
+class CardOutbox:
+    """Everything labbot still has to send to Slack about one lab."""
+
+    def __init__(
+        self,
+        *,
+        lab: LabView,
+        channel: str,
+        client: AsyncWebClient,
+        labs: LabReader,
+        pacer: SlackPacer,
+        min_interval: float,
+        now: Callable[[], datetime],
+        network_backoff: tuple[float, ...] = NETWORK_BACKOFF,
+    ) -> None:
+        self.lab_id, self.name = lab.id, lab.name
+        self.latest = lab
+        self.channel = channel
+        self.ts: str | None = None
+        if lab.progress_ref and ":" in lab.progress_ref:
+            self.channel, self.ts = lab.progress_ref.split(":", 1)
+        self.failure_posted = False
+        self._client, self._labs, self._pacer = client, labs, pacer
+        self._min_interval, self._now = min_interval, now
+        self._backoff = network_backoff
+        self._dirty = False
+        self._note: CardNote | None = None
+        self._thread: deque[Message] = deque()
+        self._channel_posts: deque[tuple[Message, str]] = deque()
+        self._last_update = float("-inf")
+        self._reposted = False
+        self._last_error: str | None = None
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- what the notifier tells it ---------------------------------------------------------------------
+
+    def changed(self, lab: LabView) -> None:
+        """The lab changed: the card needs an update (coalesced)."""
+        self.latest = lab
+        self._dirty = True
+        self._kick()
+
+    def note(self, note: CardNote) -> None:
+        """Show who did what at the foot of the card."""
+        self._note = note
+        self._dirty = True
+        self._kick()
+
+    def post_in_thread(self, message: Message) -> None:
+        """Queue a reply in the card's thread."""
+        self._thread.append(message)
+        self._kick()
+
+    def post_to_channel(self, message: Message, *, channel: str | None = None) -> None:
+        """Queue a message in the lab's channel (or another one)."""
+        self._channel_posts.append((message, channel or self.channel))
+        self._kick()
+
+    async def idle(self) -> None:
+        """Return once everything queued so far has been sent (or given up on)."""
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Stop the worker (pending work is dropped)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._idle.set()
+
+    # --- the worker -------------------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"slack-card:{self.lab_id}")
+
+    async def _run(self) -> None:
+        try:
+            while await self._step():
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Slack outbox of lab %s crashed; its pending messages are dropped", self.name)
+            self._thread.clear()
+            self._channel_posts.clear()
+            self._dirty = False
+        finally:
+            if not (self._dirty or self._thread or self._channel_posts):
+                self._idle.set()
+
+    async def _step(self) -> bool:
+        """Do the next piece of work; False when there is none left."""
+        self._wake.clear()
+        if self.ts is None and (self._dirty or self._thread):
+            await self._post_card()
+            return True
+        if self._thread:
+            message = self._thread.popleft()
+            if self.ts is not None:
+                await self._send("chat.postMessage", self.channel, thread_ts=self.ts, **message.as_kwargs())
+            return True
+        if self._channel_posts:
+            message, channel = self._channel_posts.popleft()
+            await self._send("chat.postMessage", channel, **message.as_kwargs())
+            return True
+        if self._dirty:
+            wait = self._last_update + self._min_interval - time.monotonic()
+            if wait > 0:
+                # Coalesce: let more changes (and thread posts) arrive until the interval has passed.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                return True
+            await self._update_card()
+            return True
+        return False
+
+    async def _post_card(self) -> None:
+        lab = await self._fresh()
+        self._dirty = False
+        self._last_update = time.monotonic()
+        data = await self._send("chat.postMessage", self.channel, **self._render(lab).as_kwargs())
+        if data is None:
+            log.error("could not post the card of lab %s in %s; its thread messages are dropped", self.name,
+                      self.channel)
+            self._thread.clear()
+            self.ts = None
+            return
+        self.channel, self.ts = str(data["channel"]), str(data["ts"])
+        try:
+            await self._labs.set_progress_ref(self.lab_id, f"{self.channel}:{self.ts}")
+        except Exception:
+            log.exception("could not remember the card of lab %s", self.name)
+
+    async def _update_card(self) -> None:
+        self._dirty = False
+        lab = await self._fresh()
+        self._last_update = time.monotonic()
+        data = await self._send("chat.update", self.channel, ts=self.ts, **self._render(lab).as_kwargs())
+        if data is None and self._last_error in _CARD_GONE and not self._reposted:
+            log.warning("the card of lab %s is gone (%s); posting a new one", self.name, self._last_error)
+            self._reposted, self.ts, self._dirty = True, None, True
+
+    def _render(self, lab: LabView) -> Message:
+        return build_lab_card(lab, now=self._now(), note=self._note)
+
+    async def _fresh(self) -> LabView:
+        """The lab as it is now (the newest notice may already be stale); the last notice's view if that fails."""
+        try:
+            self.latest = await self._labs.view(self.lab_id)
+        except Exception:
+            log.warning("could not read lab %s for its card; using the last notice", self.name, exc_info=True)
+        return self.latest
+
+    async def _send(self, method: str, channel: str, **kwargs: Any) -> dict[str, Any] | None:
+        """Call Slack, waiting for the pacer and for Retry-After; None when Slack refused or never answered."""
+        self._last_error = None
+        network_failures = 0
+        for _ in range(MAX_ATTEMPTS):
+            if method == "chat.update":
+                await self._pacer.update_slot()
+            else:
+                await self._pacer.post_slot(channel)
+            try:
+                if method == "chat.update":
+                    response = await self._client.chat_update(channel=channel, **kwargs)
+                else:
+                    response = await self._client.chat_postMessage(channel=channel, **kwargs)
+                return dict(response.data) if isinstance(response.data, dict) else {}
+            except SlackApiError as err:
+                if err.response.status_code == 429:
+                    self._pacer.rate_limited(method, retry_after(err), channel)
+                    continue
+                self._last_error = str(err.response.get("error", "unknown"))
+                log.warning("Slack refused %s for lab %s: %s", method, self.name, self._last_error)
+                return None
+            except (aiohttp.ClientError, TimeoutError) as err:
+                if network_failures >= len(self._backoff):
+                    break
+                delay = self._backoff[network_failures]
+                network_failures += 1
+                log.warning("Slack unreachable for %s of lab %s (%s); retrying in %.1fs", method, self.name,
+                            type(err).__name__, delay)
+                await asyncio.sleep(delay)
+        self._last_error = "gave_up"
+        log.error("gave up sending %s for lab %s", method, self.name)
+        return None

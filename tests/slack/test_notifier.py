@@ -1,0 +1,209 @@
+"""The Slack notifier against the fake Slack and the real service, engine and database."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack.notifier import SlackNotifier
+from bot.slack.pacing import SlackPacer
+from services.labs.notifier import Notice, NoticeKind
+from services.labs.service import Actor
+from tests.fakes.slack_api import FakeSlack
+from tests.slack.world import BOT_TOKEN, Sessions, World, make_world
+
+ALICE = Actor("U_ALICE")
+
+
+def text_of(blocks: list[dict]) -> str:
+    return json.dumps(blocks, ensure_ascii=False)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    # Slack's limits scaled down tenfold for posts, so the tests stay fast and the pacing is still exercised.
+    async with FakeSlack(bot_token=BOT_TOKEN, post_window=0.1) as server:
+        yield server
+
+
+FAST_POSTS = 0.12
+
+
+async def wire(sessions: Sessions, fake: FakeSlack, *, min_interval: float = 0.3, pacer: SlackPacer | None = None,
+               **job_options: object) -> tuple[World, SlackNotifier]:
+    world = await make_world(sessions, **job_options)
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=fake.api_url, retry_handlers=[])
+    notifier = SlackNotifier(client=client, labs=world.service, default_channel="C_LABS", min_interval=min_interval,
+                             pacer=pacer or SlackPacer(post_interval=FAST_POSTS), network_backoff=(0.05, 0.05))
+    world.fanout.add(notifier)
+    return world, notifier
+
+
+async def test_one_card_coalesced_updates_final_state_lands(sessions: Sessions, fake: FakeSlack) -> None:
+    world, notifier = await wire(sessions, fake, progress_events=60)
+    started = time.monotonic()
+    try:
+        lab = await world.service.create(ALICE, name="demo", channel="C_LABS")
+        await world.engine.wait_idle(lab.id, timeout=30)
+        await notifier.flush(timeout=30)
+    finally:
+        await world.engine.stop()
+    elapsed = time.monotonic() - started
+    cards = fake.top_level("C_LABS")
+    assert len(cards) == 1  # posted once, whatever the number of events
+    card = cards[0]
+    assert world.jobs.notices > 7 * 60
+    assert ":white_check_mark: Lab demo" in text_of(card.blocks) and "7/7 done" in text_of(card.blocks)
+    updates = fake.calls_to("chat.update")
+    # Bounded by time (one per 0.3 s interval here), not by the hundreds of events.
+    assert 1 <= len(updates) <= elapsed / 0.3 + 1, (len(updates), elapsed)
+    assert len(updates) < world.jobs.notices / 20
+    # The card reference is stored with the lab, so another process (or a restart) updates the same card.
+    assert (await world.service.status("demo")).progress_ref == f"C_LABS:{card.ts}"
+    thread = fake.thread("C_LABS", card.ts)
+    assert len(thread) == 1 and "Build report" in text_of(thread[0].blocks)
+    assert not fake.rate_limited
+
+
+async def test_failure_goes_to_the_thread_with_its_output(sessions: Sessions, fake: FakeSlack) -> None:
+    world, notifier = await wire(sessions, fake, progress_events=2, fail_at="install_zstack")
+    try:
+        lab = await world.service.create(ALICE, name="broken", channel="C_LABS")
+        await world.engine.wait_idle(lab.id, timeout=30)
+        await notifier.flush(timeout=30)
+    finally:
+        await world.engine.stop()
+    card = fake.top_level("C_LABS")[0]
+    assert "Failed at step `install_zstack`" in text_of(card.blocks)
+    assert [e["action_id"] for b in card.blocks if b["type"] == "actions" for e in b["elements"]] == [
+        "lab_retry", "lab_logs", "lab_destroy"]
+    thread = fake.thread("C_LABS", card.ts)
+    assert len(thread) == 1  # the step failure; the lab failure that follows is not repeated
+    assert "no space left on device" in text_of(thread[0].blocks)
+
+
+async def test_actions_are_audited_in_the_thread_and_on_the_card(sessions: Sessions, fake: FakeSlack) -> None:
+    world, notifier = await wire(sessions, fake, progress_events=1)
+    try:
+        lab = await world.service.create(ALICE, name="audited", channel="C_LABS")
+        await world.engine.wait_idle(lab.id, timeout=30)
+        await world.service.extend(Actor("U_ADMIN", is_admin=True), "audited")
+        await world.service.destroy(ALICE, "audited")
+        await world.engine.wait_idle(lab.id, timeout=30)
+        await notifier.flush(timeout=30)
+    finally:
+        await world.engine.stop()
+    card = fake.top_level("C_LABS")[0]
+    final = text_of(card.blocks)
+    assert "Destroyed" in final and "Destroy requested by <@U_ALICE>" in final
+    assert not [b for b in card.blocks if b["type"] == "actions"]  # no button applies to a destroyed lab
+    thread = [text_of(m.blocks) for m in fake.thread("C_LABS", card.ts)]
+    assert any("<@U_ADMIN> extended the lab until" in t for t in thread)
+    assert any("<@U_ALICE> asked to destroy the lab" in t for t in thread)
+    assert len(fake.calls) <= 15
+
+
+async def test_429_is_waited_out_and_the_last_update_lands(sessions: Sessions) -> None:
+    # Slack allows 2 updates a second here, and the client's own pacing is turned off, so Slack says 429.
+    async with FakeSlack(bot_token=BOT_TOKEN, updates_per_minute=2, update_window=1.0) as fake:
+        pacer = SlackPacer(post_interval=1.1, updates_per_minute=60_000, update_burst=1000)  # real post pacing
+        world, notifier = await wire(sessions, fake, min_interval=0.0, pacer=pacer, progress_events=5,
+                                     step_delay=0.05)
+        try:
+            lab = await world.service.create(ALICE, name="limited", channel="C_LABS")
+            await world.engine.wait_idle(lab.id, timeout=30)
+            await notifier.flush(timeout=30)
+        finally:
+            await world.engine.stop()
+        assert fake.rate_limited  # Slack did push back
+        assert fake.violations == 0  # and every Retry-After was honoured
+        card = fake.top_level("C_LABS")[0]
+        assert "7/7 done" in text_of(card.blocks) and "Ready" in text_of(card.blocks)
+
+
+async def test_slack_down_never_reaches_the_engine(sessions: Sessions, caplog: pytest.LogCaptureFixture) -> None:
+    fake = await FakeSlack(bot_token=BOT_TOKEN).start()
+    url = fake.api_url
+    await fake.stop()  # nothing listens there any more
+    world = await make_world(sessions, progress_events=1)
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=url, retry_handlers=[])
+    notifier = SlackNotifier(client=client, labs=world.service, default_channel="C_LABS", min_interval=0.1,
+                             pacer=SlackPacer(post_interval=FAST_POSTS), network_backoff=(0.01, 0.01))
+    world.fanout.add(notifier)
+    try:
+        lab = await world.service.create(ALICE, name="offline", channel="C_LABS")
+        await world.engine.wait_idle(lab.id, timeout=30)
+        await notifier.flush(timeout=30)
+    finally:
+        await world.engine.stop()
+    assert (await world.service.status("offline")).state == "ready"
+    assert "gave up sending chat.postMessage" in caplog.text
+    assert BOT_TOKEN not in caplog.text
+
+
+async def test_refused_post_is_logged_and_dropped(sessions: Sessions, fake: FakeSlack,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    fake.fail_next["chat.postMessage"] = "channel_not_found"
+    world, notifier = await wire(sessions, fake, progress_events=1)
+    try:
+        lab = await world.service.create(ALICE, name="nowhere", channel="C_GONE")
+        await world.engine.wait_idle(lab.id, timeout=30)
+        await notifier.flush(timeout=30)
+    finally:
+        await world.engine.stop()
+    assert "channel_not_found" in caplog.text
+    assert (await world.service.status("nowhere")).state == "ready"
+
+
+async def test_existing_card_is_adopted_and_a_deleted_card_reposted(sessions: Sessions, fake: FakeSlack) -> None:
+    world, notifier = await wire(sessions, fake, progress_events=1)
+    try:
+        lab = await world.service.create(ALICE, name="adopted", channel="C_LABS")
+        await world.engine.wait_idle(lab.id, timeout=30)
+        await notifier.flush(timeout=30)
+        first = fake.top_level("C_LABS")[0]
+        # A new process (fresh notifier) picks the card up from the stored reference.
+        second = SlackNotifier(client=notifier.client, labs=world.service, default_channel="C_LABS",
+                               min_interval=0.1, pacer=SlackPacer(post_interval=FAST_POSTS))
+        view = await world.service.status("adopted")
+        await second.notify(Notice(NoticeKind.HEALTH_CHANGED, replace(view, health="degraded",
+                                                                      health_failing=("iscsi",))))
+        await second.flush(timeout=10)
+        assert len(fake.top_level("C_LABS")) == 2  # the card and the health notice, no second card
+        assert len(first.versions) >= 2
+        # Someone deleted the card: the next update posts a fresh one.
+        del fake.messages[("C_LABS", first.ts)]
+        await second.notify(Notice(NoticeKind.EXTENDED, view, actor="U_ALICE"))
+        await second.flush(timeout=10)
+        assert any("Lab adopted" in text_of(m.blocks) for m in fake.top_level("C_LABS"))
+        assert (await world.service.status("adopted")).progress_ref != f"C_LABS:{first.ts}"
+    finally:
+        await world.engine.stop()
+
+
+async def test_pacer_spaces_posts_per_channel_and_meters_updates() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = SlackPacer(post_interval=1.0, updates_per_minute=60, update_burst=2, clock=lambda: now[0], sleep=sleep)
+    await pacer.post_slot("C1")
+    await pacer.post_slot("C2")  # another channel: no wait
+    await pacer.post_slot("C1")
+    assert now[0] == pytest.approx(1.0)
+    for _ in range(4):
+        await pacer.update_slot()
+    assert now[0] == pytest.approx(3.0)  # two from the burst, then one a second
+    pacer.rate_limited("chat.update", 30)
+    await pacer.update_slot()
+    assert now[0] >= 33.0
