@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from bot.cli_console import console_command, demo_command
 from bot.cli_db import db_app
 from services import __version__
 
 app = typer.Typer(help="labbot: builds, watches and tears down ZStack training labs.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.command("console")(console_command)
+app.command("demo")(demo_command)
 
 
 @app.command()
@@ -26,3 +29,7 @@ def main() -> None:
     except ConfigError as err:
         typer.secho(f"labbot: {err}", err=True, fg=typer.colors.RED)
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""``labbot console`` and ``labbot demo``: the chat front end in a terminal, on the real platform or the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import typer
+from pydantic import SecretStr
+from rich.console import Console
+
+from bot.console.app import ConsoleFrontEnd, stdin_is_terminal
+from bot.console.notifier import ConsoleNotifier
+from config.settings import Settings, load_settings
+from services import db
+from services.labs.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DEMO_SCRIPT = [
+    "/lab create demo --ttl 2h",
+    "/lab status demo",
+    "/lab health demo",
+    "/lab access demo",
+    "/lab logs demo iscsi_target",
+    "/lab destroy demo --yes",
+    "/lab list --all",
+]
+
+
+async def _run_front_end(settings: Settings, console: Console, script: list[str] | None) -> int:
+    runtime = Runtime(settings, notifiers=[ConsoleNotifier(console)], engine_poll_interval=2.0)
+    await runtime.start()
+    try:
+        front = ConsoleFrontEnd(runtime, console)
+        if script:
+            return await front.run_script(script)
+        await front.run_interactive()
+        return 0
+    finally:
+        await runtime.stop()
+
+
+def console_command(
+    script: list[str] = typer.Option(None, "--script", help="Run these commands and exit (non-zero on failure)."),
+) -> None:
+    """Chat with labbot in the terminal, against the configured lab platform and database."""
+    settings = load_settings()
+    code = asyncio.run(_run_front_end(settings, Console(), script))
+    raise typer.Exit(code)
+
+
+async def _demo(script: list[str] | None, latency_scale: float, keep: bool, console: Console) -> int:
+    from sandbox import lifecycle
+    from sandbox.config import SandboxConfig
+    from sandbox.hooks import OuterSandboxHooks
+    from sandbox.zstack_sim import serve_simulator
+
+    config = SandboxConfig.from_env()
+    console.print(f"bringing up the lab-in-a-box under {config.base_dir} …", style="bold")
+    await lifecycle.up(config)
+    workdir = Path(tempfile.mkdtemp(prefix="labbot-demo-"))
+    try:
+        async with serve_simulator("outer", hooks=OuterSandboxHooks(config), latency_scale=latency_scale) as sim:
+            console.print(f"lab platform (ZStack simulator, outer role) at {sim.url}", style="bold")
+            settings = load_settings(
+                database_url=f"sqlite+aiosqlite:///{workdir / 'labbot.db'}",
+                state_dir=workdir,
+                platform_url=sim.url,
+                platform_account="admin",
+                platform_password=SecretStr("password"),
+                default_profile="sandbox",
+            )
+            await db.upgrade(settings.database_url)
+            return await _run_front_end(settings, console, script)
+    finally:
+        if keep:
+            console.print(f"--keep: sandbox and {workdir} left in place (`labbot sandbox down` removes it)")
+        else:
+            report = await lifecycle.down(config)
+            shutil.rmtree(workdir, ignore_errors=True)
+            console.print(f"sandbox down: {report.summary()}", style="dim")
+
+
+def demo_command(
+    script: list[str] = typer.Option(None, "--script", help="Commands to run instead of the interactive console."),
+    latency_scale: float = typer.Option(0.02, help="Scale of the simulator's realistic API durations."),
+    keep: bool = typer.Option(False, help="Leave the sandbox up afterwards."),
+) -> None:
+    """Bring up the sandbox (outer simulator + namespace VMs) and SQLite, then open the console on them.
+
+    Without --script and without a terminal, runs the standard demo script.
+    """
+    console = Console()
+    if not script and not stdin_is_terminal():
+        script = DEMO_SCRIPT
+    code = asyncio.run(_demo(script, latency_scale, keep, console))
+    raise typer.Exit(code)
