@@ -1,0 +1,268 @@
+"""Detached long commands on a lab VM (the ZStack install takes 10-30 minutes).
+
+A job runs under ``setsid nohup`` in its own session on the remote host, so neither a dropped SSH connection
+nor a labbot restart stops it. Everything about it lives in one directory on that host::
+
+    /var/tmp/labbot/<lab>/<job>/
+        started/    created atomically by the first start: later starts see it and do nothing
+        command     the shell command
+        boot_id     the host's boot id at start (a reboot since then means the job is lost)
+        pid         the job's process id (its process group, for cancel)
+        log         stdout and stderr, appended as the job runs
+        exit        the exit status, written (atomically) when the job ends
+
+``/var/tmp`` survives reboots, unlike ``/tmp``. labbot re-attaches by name: ``read_log`` resumes from a byte
+offset and ``job_exit_code`` reads ``exit``; ``follow`` does both in a loop until the job ends, riding out
+connection drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from services import shell
+from services.ssh.errors import SSHError, SSHTimeoutError, SSHUnreachableError, tail
+from services.ssh.result import LineCallback
+from services.ssh.session import LabSSH, Target
+
+log = logging.getLogger(__name__)
+
+JOBS_ROOT = "/var/tmp/labbot"
+MAX_CHUNK = 1 << 20  # bytes of log read per round trip
+_POLL_TIMEOUT = 60.0
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+JobState = Literal["absent", "running", "finished", "lost"]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where a detached job is: never started, running, finished (with its exit code) or lost (host rebooted)."""
+
+    state: JobState
+    exit_code: int | None = None
+
+
+class DetachedJobLostError(SSHError):
+    """The job's process is gone without an exit code (the host rebooted or it was killed)."""
+
+
+def job_dir(lab: str, job: str) -> str:
+    """The job's directory on the remote host (validated parts, safe to quote)."""
+    return f"{JOBS_ROOT}/{shell.identifier(lab)}/{shell.job_name(job)}"
+
+
+# $1 is the job directory in every script below; values never appear in the script text itself.
+_START = r"""
+d=$1
+mkdir -p "$d" || exit 90
+if ! mkdir "$d/started" 2>/dev/null; then echo already-started; exit 0; fi
+printf '%s\n' "$2" > "$d/command"
+cat /proc/sys/kernel/random/boot_id > "$d/boot_id" 2>/dev/null
+setsid nohup /bin/sh -c '
+  echo $$ > "$1/pid"
+  /bin/sh "$1/command" > "$1/log" 2>&1 < /dev/null
+  echo $? > "$1/exit.tmp" && mv "$1/exit.tmp" "$1/exit"
+' labbot-job "$d" > /dev/null 2>&1 < /dev/null &
+echo started
+"""
+
+# Prints the state on the first line, then the log from byte offset $2 (at most $3 bytes), base64-encoded.
+_POLL = r"""
+d=$1
+state=running
+if [ -f "$d/exit" ]; then state="finished $(cat "$d/exit")"
+elif [ ! -d "$d/started" ]; then state=absent
+elif [ -f "$d/boot_id" ] && [ "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" != "$(cat "$d/boot_id")" ]; then
+  state=lost
+elif [ -f "$d/pid" ] && ! kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+  if [ -f "$d/exit" ]; then state="finished $(cat "$d/exit")"; else state=lost; fi
+fi
+echo "$state"
+if [ -f "$d/log" ]; then tail -c +"$(($2 + 1))" "$d/log" | head -c "$3" | base64 | tr -d '\n'; fi
+echo
+"""
+
+_CANCEL = r"""
+d=$1
+[ -f "$d/exit" ] && exit 0
+[ -f "$d/pid" ] && kill -TERM -- "-$(cat "$d/pid")" 2>/dev/null
+exit 0
+"""
+
+_RESET = r"""
+d=$1
+if [ -d "$d/started" ] && [ ! -f "$d/exit" ] && [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+  echo running; exit 3
+fi
+rm -rf -- "$d"
+"""
+
+
+def _script(body: str, *args: str | int) -> str:
+    return f"sh -c {shell.quote(body)} labbot " + " ".join(shell.quote(arg) for arg in args)
+
+
+async def start_detached(session: LabSSH, target: Target, job: str, command: str) -> None:
+    """Start ``command`` as job ``job`` on ``target`` unless that job was already started (running or done).
+
+    ``command`` is shell text (built from validated, quoted values); it is stored on the host and run by
+    ``/bin/sh`` with stdout and stderr going to the job's log.
+    """
+    directory = job_dir(session.lab, job)
+    result = await session.run(target, _script(_START, directory, command), timeout=_POLL_TIMEOUT)
+    outcome = result.stdout.strip()
+    log.info("detached job %s lab=%s host=%s job=%s", outcome, session.lab, target, job)
+
+
+async def _poll(session: LabSSH, target: Target, job: str, offset: int) -> tuple[JobStatus, bytes]:
+    directory = job_dir(session.lab, job)
+    result = await session.run(target, _script(_POLL, directory, offset, MAX_CHUNK), timeout=_POLL_TIMEOUT)
+    first, _, rest = result.stdout.partition("\n")
+    words = first.split()
+    if not words or words[0] not in {"absent", "running", "finished", "lost"}:
+        raise SSHError(f"unexpected job status {first[:80]!r} from {target}", lab=session.lab, host=target)
+    try:
+        data = base64.b64decode(rest.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise SSHError(f"unreadable log of job {job} on {target}", lab=session.lab, host=target) from None
+    if words[0] == "finished":
+        try:
+            return JobStatus("finished", int(words[1])), data
+        except (IndexError, ValueError):
+            return JobStatus("lost"), data
+    return JobStatus(words[0]), data  # type: ignore[arg-type]
+
+
+def _complete_utf8(data: bytes) -> bytes:
+    """``data`` without a trailing, incomplete UTF-8 sequence (it is read again with the next chunk)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII): is its sequence complete?
+            need = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
+            return data if back >= need else data[:-back]
+    return data
+
+
+def split_lines(buffer: bytes) -> tuple[list[str], bytes]:
+    """Complete lines in ``buffer`` and the bytes left over (a partial line, a split character, a lone ``\\r``)."""
+    complete = _complete_utf8(buffer)
+    text = complete.decode("utf-8", errors="replace")
+    hold = ""
+    if text.endswith("\r"):  # may be the first half of "\r\n"
+        text, hold = text[:-1], "\r"
+    *lines, last = _LINE_BREAK.split(text)
+    return lines, (last + hold).encode() + buffer[len(complete) :]
+
+
+async def read_log(session: LabSSH, target: Target, job: str, offset: int) -> tuple[str, int]:
+    """The job's log from byte ``offset`` (up to 1 MiB) and the offset to resume from next time."""
+    _, data = await _poll(session, target, job, offset)
+    complete = _complete_utf8(data)
+    return complete.decode("utf-8", errors="replace"), offset + len(complete)
+
+
+async def job_status(session: LabSSH, target: Target, job: str) -> JobStatus:
+    """The job's state (and exit code once it finished)."""
+    status, _ = await _poll(session, target, job, 0)
+    return status
+
+
+async def job_exit_code(session: LabSSH, target: Target, job: str) -> int | None:
+    """The exit code of a finished job, None while it runs (or was never started).
+
+    Raises ``DetachedJobLostError`` if its process vanished without an exit code.
+    """
+    status = await job_status(session, target, job)
+    if status.state == "lost":
+        raise _lost(session, target, job)
+    return status.exit_code
+
+
+async def cancel_job(session: LabSSH, target: Target, job: str) -> None:
+    """Send SIGTERM to the job's process group (no-op if it already finished)."""
+    await session.run(target, _script(_CANCEL, job_dir(session.lab, job)), timeout=_POLL_TIMEOUT)
+
+
+async def reset_job(session: LabSSH, target: Target, job: str) -> None:
+    """Remove a finished or lost job's directory so that it can be started afresh; refuses a running job."""
+    result = await session.run(target, _script(_RESET, job_dir(session.lab, job)), timeout=_POLL_TIMEOUT, check=False)
+    if result.exit_status == 3:
+        raise SSHError(f"job {job} on {target} is still running; cancel it first", lab=session.lab, host=target)
+    if not result.ok:
+        raise SSHError(f"cannot reset job {job} on {target}: {tail(result.stderr)}", lab=session.lab, host=target)
+
+
+def _lost(session: LabSSH, target: Target, job: str) -> DetachedJobLostError:
+    return DetachedJobLostError(
+        f"job {job} on {target} in lab {session.lab} stopped without an exit code (host rebooted or process killed)",
+        lab=session.lab,
+        host=target,
+    )
+
+
+async def follow(
+    session: LabSSH,
+    target: Target,
+    job: str,
+    *,
+    offset: int = 0,
+    on_line: LineCallback | None = None,
+    poll_interval: float = 2.0,
+    timeout: float,  # noqa: ASYNC109 - the agreed interface; the job's budget, spanning reconnects
+) -> int:
+    """Stream the job's log lines from ``offset`` to ``on_line`` until it ends; return its exit code.
+
+    Connection drops are ridden out (the session reconnects on the next poll) until ``timeout`` seconds
+    have passed; then ``SSHTimeoutError`` carries the last lines seen. The job keeps running on the host either
+    way. ``\r`` counts as a line break, so progress bars arrive as separate lines.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pending = b""
+    recent: list[str] = []
+
+    async def emit(text: str) -> None:
+        recent.append(text)
+        del recent[:-20]
+        if on_line is not None:
+            await on_line(text)
+
+    while True:
+        try:
+            status, data = await _poll(session, target, job, offset)
+        except (SSHUnreachableError, SSHTimeoutError) as err:
+            if loop.time() >= deadline:
+                raise SSHTimeoutError(
+                    lab=session.lab, host=target, command=f"job {job}", timeout=timeout, stdout="\n".join(recent)
+                ) from err
+            log.warning("following job %s lab=%s host=%s: %s; retrying", job, session.lab, target, err.message)
+            await asyncio.sleep(poll_interval)
+            continue
+        offset += len(data)
+        lines, pending = split_lines(pending + data)
+        for line in lines:
+            await emit(line)
+        if len(data) == MAX_CHUNK:
+            continue  # more log is waiting; read it before looking at the state again
+        if status.state == "finished":
+            if pending.rstrip(b"\r"):
+                await emit(pending.rstrip(b"\r").decode("utf-8", errors="replace"))
+            assert status.exit_code is not None
+            log.info("job %s finished lab=%s host=%s exit=%d", job, session.lab, target, status.exit_code)
+            return status.exit_code
+        if status.state == "lost":
+            raise _lost(session, target, job)
+        if status.state == "absent":
+            raise SSHError(f"job {job} was never started on {target}", lab=session.lab, host=target)
+        if loop.time() >= deadline:
+            raise SSHTimeoutError(
+                lab=session.lab, host=target, command=f"job {job}", timeout=timeout, stdout="\n".join(recent)
+            )
+        await asyncio.sleep(poll_interval)

@@ -1,0 +1,400 @@
+"""One lab's SSH session: a connection to VM1, VM2 tunnelled through it, both reused and re-opened on demand.
+
+VM2 has no route from labbot; every byte to it goes through VM1 (``tunnel=``), exactly as a person would with
+``ssh -J``. Connections are opened lazily, kept across steps, and re-opened transparently when a drop is noticed
+before a command starts (a command that was running when the connection dropped is reported, not re-run:
+it may have had effects; long commands use ``services.ssh.detached`` instead).
+
+Host keys are trusted on first use and pinned through a ``HostKeyStore``; a different key later is refused
+with ``HostKeyChangedError`` and reported to ``on_key_changed`` for the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import logging
+import posixpath
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import asyncssh
+
+from services import shell
+from services.ssh.errors import (
+    HostKeyChangedError,
+    SSHAuthError,
+    SSHCommandError,
+    SSHError,
+    SSHTimeoutError,
+    SSHUnreachableError,
+)
+from services.ssh.forward import LocalForward
+from services.ssh.hostkeys import HostKeyStore, KeyChangedCallback
+from services.ssh.keys import KeyPair
+from services.ssh.result import CommandResult, LineCallback, Runner
+
+log = logging.getLogger(__name__)
+
+Target = Literal["vm1", "vm2"]
+
+# Errors that mean "the transport is gone": the connection is dropped and re-opened on next use.
+_TRANSPORT_ERRORS = (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError)
+
+
+@dataclass(frozen=True)
+class HostAddress:
+    """Where a lab VM's sshd listens (for VM2: as seen from VM1)."""
+
+    host: str
+    port: int = 22
+
+
+class _PinningClient(asyncssh.SSHClient):
+    """Accepts the pinned host key only (or any key when none is pinned yet), remembering what was offered."""
+
+    def __init__(self, pinned: asyncssh.SSHKey | None) -> None:
+        self.pinned = pinned
+        self.offered: asyncssh.SSHKey | None = None
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        self.offered = key
+        return self.pinned is None or key.public_data == self.pinned.public_data
+
+
+class LabSSH:
+    """SSH to one lab's VMs. Use as ``async with LabSSH(...) as ssh:``; every method may be called concurrently."""
+
+    def __init__(
+        self,
+        lab: str,
+        *,
+        vm1: HostAddress,
+        vm2: HostAddress | None,
+        username: str,
+        key: KeyPair,
+        host_keys: HostKeyStore,
+        connect_timeout: float = 10,
+        on_key_changed: KeyChangedCallback | None = None,
+        keepalive_interval: float = 15,
+    ) -> None:
+        self.lab = lab
+        self.username = shell.username(username)
+        self._addresses: dict[Target, HostAddress | None] = {"vm1": vm1, "vm2": vm2}
+        self._client_key = key.to_asyncssh()
+        self._host_keys = host_keys
+        self._connect_timeout = connect_timeout
+        self._keepalive_interval = keepalive_interval
+        self._on_key_changed = on_key_changed
+        self._conns: dict[Target, asyncssh.SSHClientConnection] = {}
+        self._locks: dict[Target, asyncio.Lock] = {"vm1": asyncio.Lock(), "vm2": asyncio.Lock()}
+        self._forwards: list[LocalForward] = []
+        self._closed = False
+
+    async def __aenter__(self) -> LabSSH:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- connections ---------------------------------------------------------------------------------------
+
+    def _address(self, target: Target) -> HostAddress:
+        address = self._addresses.get(target)
+        if address is None:
+            raise SSHError(f"lab {self.lab} has no {target} address yet", lab=self.lab, host=target)
+        return address
+
+    async def connection(self, target: Target) -> asyncssh.SSHClientConnection:
+        """The live connection to ``target``, opened (or re-opened after a drop) if needed."""
+        if self._closed:
+            raise SSHError(f"SSH session of lab {self.lab} is closed", lab=self.lab, host=target)
+        async with self._locks[target]:
+            conn = self._conns.get(target)
+            if conn is not None and not conn.is_closed():
+                return conn
+            if conn is not None:
+                log.info("ssh connection lost; reconnecting lab=%s host=%s", self.lab, target)
+            conn = await self._open(target)
+            self._conns[target] = conn
+            return conn
+
+    def _forget(self, target: Target) -> None:
+        conn = self._conns.pop(target, None)
+        if conn is not None:
+            conn.close()
+        if target == "vm1":  # VM2's tunnel rides on VM1's connection
+            self._forget("vm2")
+
+    async def _open(self, target: Target) -> asyncssh.SSHClientConnection:
+        address = self._address(target)
+        tunnel = await self.connection("vm1") if target == "vm2" else None
+        pinned_text = await self._host_keys.get(self.lab, target)
+        client = _PinningClient(asyncssh.import_public_key(pinned_text) if pinned_text else None)
+        where = f"{address.host}:{address.port}" + (" via vm1" if tunnel else "")
+        try:
+            conn = await asyncio.wait_for(
+                asyncssh.connect(
+                    address.host,
+                    address.port,
+                    tunnel=tunnel,
+                    client_factory=lambda: client,
+                    username=self.username,
+                    client_keys=[self._client_key],
+                    known_hosts=([], [], []),  # empty trust list: every key goes through _PinningClient
+                    agent_path=None,
+                    config=None,
+                    password=None,
+                    kbdint_auth=False,
+                    connect_timeout=self._connect_timeout,
+                    keepalive_interval=self._keepalive_interval,
+                    keepalive_count_max=3,
+                ),
+                timeout=self._connect_timeout * 2,
+            )
+        except asyncssh.HostKeyNotVerifiable:
+            await self._refuse_changed_key(target, client)
+            raise SSHError(f"host key of {target} ({where}) not accepted", lab=self.lab, host=target) from None
+        except asyncssh.PermissionDenied:
+            raise SSHAuthError(
+                f"{target} ({where}) in lab {self.lab} refused labbot's key for user {self.username}",
+                lab=self.lab,
+                host=target,
+            ) from None
+        except asyncssh.ChannelOpenError as err:
+            raise SSHUnreachableError(
+                f"vm1 could not reach {target} ({where}) in lab {self.lab}: {err.reason}", lab=self.lab, host=target
+            ) from None
+        except (TimeoutError, OSError, asyncssh.Error) as err:
+            reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or type(err).__name__
+            raise SSHUnreachableError(
+                f"cannot connect to {target} ({where}) in lab {self.lab}: {reason}", lab=self.lab, host=target
+            ) from None
+        if client.pinned is None and client.offered is not None:
+            key_text = client.offered.export_public_key("openssh").decode().strip()
+            await self._host_keys.pin(self.lab, target, key_text)
+            log.info(
+                "pinned ssh host key lab=%s host=%s fingerprint=%s", self.lab, target, client.offered.get_fingerprint()
+            )
+        log.info("ssh connected lab=%s host=%s addr=%s", self.lab, target, where)
+        return conn
+
+    async def _refuse_changed_key(self, target: Target, client: _PinningClient) -> None:
+        if client.pinned is None or client.offered is None:
+            return
+        old_fp, new_fp = client.pinned.get_fingerprint(), client.offered.get_fingerprint()
+        log.error("ssh host key changed lab=%s host=%s pinned=%s offered=%s", self.lab, target, old_fp, new_fp)
+        if self._on_key_changed is not None:
+            outcome = self._on_key_changed(self.lab, target, old_fp, new_fp)
+            if inspect.isawaitable(outcome):  # plain functions are accepted too
+                await outcome
+        raise HostKeyChangedError(lab=self.lab, host=target, old_fingerprint=old_fp, new_fingerprint=new_fp)
+
+    @contextlib.contextmanager
+    def _transport_errors(self, target: Target, command: str) -> Iterator[None]:
+        try:
+            yield
+        except _TRANSPORT_ERRORS as err:
+            self._forget(target)
+            raise SSHUnreachableError(
+                f"connection to {target} in lab {self.lab} dropped while running `{command[:80]}`: "
+                f"{getattr(err, 'reason', None) or type(err).__name__}",
+                lab=self.lab,
+                host=target,
+            ) from None
+
+    async def _start(self, target: Target, command: str) -> asyncssh.SSHClientProcess[str]:
+        # A drop noticed while opening the channel means the command never started: safe to reconnect and retry.
+        for attempt in (1, 2):
+            conn = await self.connection(target)
+            try:
+                return await asyncio.wait_for(
+                    conn.create_process(command, stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace"),
+                    timeout=self._connect_timeout,
+                )
+            except (*_TRANSPORT_ERRORS, asyncssh.ChannelOpenError, TimeoutError) as err:
+                self._forget(target)
+                if attempt == 2:
+                    raise SSHUnreachableError(
+                        f"cannot open a session on {target} in lab {self.lab}: {type(err).__name__}",
+                        lab=self.lab,
+                        host=target,
+                    ) from None
+                log.info("ssh session open failed; reconnecting lab=%s host=%s", self.lab, target)
+        raise AssertionError("unreachable")
+
+    # --- commands --------------------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        target: Target,
+        command: str,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the agreed interface; the command's own budget, not a caller cancel
+        check: bool = True,
+        on_line: LineCallback | None = None,
+    ) -> CommandResult:
+        """Run a shell command on ``target``; stream its output lines to ``on_line``; return status and output.
+
+        Values in ``command`` must have been validated and quoted (``services.shell``). Raises
+        ``SSHCommandError`` on a non-zero exit when ``check``, ``SSHTimeoutError`` (with partial output) after
+        ``timeout`` seconds, ``SSHUnreachableError`` if the connection cannot be made or drops.
+        """
+        process = await self._start(target, command)
+        stdout: list[str] = []
+        stderr: list[str] = []
+
+        async def pump(stream: asyncssh.SSHReader[str], sink: list[str]) -> None:
+            async for line in stream:
+                sink.append(line)
+                if on_line is not None:
+                    await on_line(line.rstrip("\r\n"))
+
+        try:
+            with self._transport_errors(target, command):
+                async with asyncio.timeout(timeout):
+                    await asyncio.gather(pump(process.stdout, stdout), pump(process.stderr, stderr))
+                    await process.wait_closed()
+        except TimeoutError:
+            process.close()
+            raise SSHTimeoutError(
+                lab=self.lab, host=target, command=command, timeout=timeout, stdout="".join(stdout),
+                stderr="".join(stderr),
+            ) from None
+        finally:
+            process.close()
+        result = CommandResult(_exit_status(process), "".join(stdout), "".join(stderr))
+        log.debug("ssh run lab=%s host=%s status=%d", self.lab, target, result.exit_status)
+        if check and not result.ok:
+            raise SSHCommandError(
+                lab=self.lab, host=target, command=command, exit_status=result.exit_status, stdout=result.stdout,
+                stderr=result.stderr,
+            )
+        return result
+
+    def runner(self, target: Target, *, timeout: float = 120) -> Runner:
+        """A ``Runner`` for ``target`` (no exception on a non-zero exit), e.g. for the iSCSI backends."""
+
+        async def run(command: str) -> CommandResult:
+            return await self.run(target, command, timeout=timeout, check=False)
+
+        return run
+
+    async def wait_ready(self, target: Target, timeout: float) -> None:  # noqa: ASYNC109 - agreed interface
+        """Wait until ``target``'s sshd accepts labbot's key (a booting VM refuses or resets for a while).
+
+        A changed host key is never retried.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.25
+        while True:
+            try:
+                await self.run(target, "true", timeout=max(self._connect_timeout, 5))
+                return
+            except HostKeyChangedError:
+                raise
+            except (SSHUnreachableError, SSHAuthError, SSHTimeoutError, SSHCommandError) as err:
+                if loop.time() + delay >= deadline:
+                    log.warning("ssh still not ready after %gs lab=%s host=%s", timeout, self.lab, target)
+                    raise
+                log.debug("ssh not ready lab=%s host=%s: %s", self.lab, target, type(err).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    # --- files and ports ----------------------------------------------------------------------------------
+
+    async def upload(self, target: Target, local: Path, remote: str, mode: int = 0o644) -> bool:
+        """Copy a local file to ``remote`` (absolute path) over SFTP, atomically; skip it if already identical.
+
+        Returns whether bytes were transferred.
+        """
+        shell.safe_path(remote, absolute=True)
+        digest, size = await asyncio.to_thread(_sha256, local)
+        existing = await self.run(target, f"sha256sum {shell.quote(remote)} 2>/dev/null", timeout=60, check=False)
+        if existing.ok and existing.stdout.split()[:1] == [digest]:
+            await self.run(target, f"chmod {mode:o} {shell.quote(remote)}", timeout=30)
+            log.info("upload skipped (identical) lab=%s host=%s path=%s", self.lab, target, remote)
+            return False
+        partial = remote + ".labbot-part"
+        conn = await self.connection(target)
+        try:
+            with self._transport_errors(target, f"sftp put {remote}"):
+                async with conn.start_sftp_client() as sftp:
+                    await sftp.makedirs(posixpath.dirname(remote) or "/", exist_ok=True)
+                    await sftp.put(str(local), partial)
+                    await sftp.chmod(partial, mode)
+                    await sftp.posix_rename(partial, remote)
+        except (asyncssh.SFTPError, OSError) as err:
+            raise SSHError(
+                f"upload of {local.name} to {target}:{remote} in lab {self.lab} failed: {err}",
+                lab=self.lab,
+                host=target,
+            ) from None
+        log.info("uploaded lab=%s host=%s path=%s bytes=%d", self.lab, target, remote, size)
+        return True
+
+    async def forward_local(self, target: Target, remote_port: int, remote_host: str = "127.0.0.1") -> int:
+        """Listen on a free 127.0.0.1 port that leads to ``remote_host:remote_port`` as seen from ``target``.
+
+        The port stays the same for the session's life; each new TCP connection uses the current SSH
+        connection, so the forward keeps working after a drop (connections open at the time are lost).
+        """
+        shell.port(remote_port)
+
+        async def open_channel() -> tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]:
+            for attempt in (1, 2):
+                conn = await self.connection(target)
+                try:
+                    return await conn.open_connection(remote_host, remote_port)
+                except _TRANSPORT_ERRORS:
+                    self._forget(target)
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+        forward = LocalForward(open_channel, f"lab={self.lab} host={target} -> {remote_host}:{remote_port}")
+        port = await forward.start()
+        self._forwards.append(forward)
+        return port
+
+    async def close(self) -> None:
+        """Stop forwards and close both connections (VM2 first, its tunnel second)."""
+        self._closed = True
+        for forward in self._forwards:
+            await forward.close()
+        self._forwards.clear()
+        for target in ("vm2", "vm1"):
+            conn = self._conns.pop(target, None)
+            if conn is not None:
+                conn.close()
+                with contextlib.suppress(Exception):
+                    await conn.wait_closed()
+
+
+def _exit_status(process: asyncssh.SSHClientProcess[str]) -> int:
+    if process.exit_status is not None and process.exit_status >= 0:
+        return process.exit_status
+    if process.exit_signal:
+        name = process.exit_signal[0]
+        with contextlib.suppress(KeyError):
+            return 128 + signal.Signals[f"SIG{name}"].value
+    return 255
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
