@@ -6,12 +6,14 @@ import typer
 
 from bot.cli_console import console_command, demo_command
 from bot.cli_db import db_app
+from sandbox.zstack_sim.cli import sim_app
 from services import __version__
 
 app = typer.Typer(help="labbot: builds, watches and tears down ZStack training labs.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("console")(console_command)
 app.command("demo")(demo_command)
+app.add_typer(sim_app, name="sim")
 
 
 @app.command()

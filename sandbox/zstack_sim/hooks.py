@@ -11,6 +11,7 @@ which addresses each NIC got; the hook must make those addresses real.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -88,8 +89,12 @@ class NestedHooks(Protocol):
         """Run a real sendtargets discovery plus INQUIRY against ``ip:port`` from this host."""
 
 
+SYNTHETIC_LUN_SIZE = 50 * 1024**3  # the profiles' data volume size, so capacity numbers look like a real lab
+
+
 class NoHooks:
-    """The pure in-memory simulator: every hook succeeds and discovery finds nothing."""
+    """The pure in-memory simulator: every hook succeeds, and iSCSI discovery finds one synthetic target with
+    one LUN, so the whole nested flow works without a machine."""
 
     async def vm_started(self, plan: VmPlan) -> None:
         return None
@@ -110,4 +115,9 @@ class NoHooks:
         return None
 
     async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
-        return []
+        """One target with one 50 GiB LUN whose IQN, wwid and serial derive from ``ip:port`` (stable across runs,
+        distinct per portal). The wwid has the shape Linux gives LIO LUNs: ``36001405`` + 25 hex digits."""
+        digest = hashlib.sha256(f"{ip}:{port}".encode()).hexdigest()
+        lun = LunFound(lun_id=1, wwid="36001405" + digest[:25], size=SYNTHETIC_LUN_SIZE, vendor="LIO-ORG",
+                       model="labbot-sim", serial=digest[:32])
+        return [TargetFound(iqn=f"iqn.2026-11.io.labbot:sim-{digest[:12]}", luns=[lun])]

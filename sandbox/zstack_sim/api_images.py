@@ -1,0 +1,142 @@
+"""Handlers: ImageStore backup storage and images (Downloading → Ready, Deleted → expunged)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from sandbox.zstack_sim.api_infra import ARCHITECTURES, check_address
+from sandbox.zstack_sim.context import Ctx, api
+from sandbox.zstack_sim.errors import argerr, operr
+from sandbox.zstack_sim.store import zstack_date
+from sandbox.zstack_sim.views import render
+
+log = logging.getLogger(__name__)
+
+GiB = 1024**3
+BACKUP_STORAGE_CAPACITY = 2 * 1024 * GiB
+_URL_SCHEMES = ("http://", "https://", "file:///", "ftp://", "sftp://", "/")
+PLATFORMS = ("Linux", "Windows", "Other", "Paravirtualization", "WindowsVirtio")
+
+
+def image_sizes(url: str) -> tuple[int, int]:
+    """(virtual size, actual size) of the image at ``url``; CirrOS is small, anything else a typical cloud image."""
+    if "cirros" in url.lower():
+        return 117_440_512, 21_233_664
+    spread = int(hashlib.sha256(url.encode()).hexdigest()[:4], 16) % 512  # stable, so repeated runs agree
+    return 10 * GiB, 1 * GiB + spread * 1024**2
+
+
+def image_record(uuid: str, name: str, url: str, backup_storage_uuids: list[str], *, status: str, fmt: str = "qcow2",
+                 media_type: str = "RootVolumeTemplate", platform: str = "Linux", architecture: str = "x86_64",
+                 description: str | None = None, guest_os_type: str | None = None) -> dict[str, Any]:
+    """An image inventory; sizes are known once it is Ready."""
+    size, actual = image_sizes(url) if status == "Ready" else (0, 0)
+    return {
+        "uuid": uuid, "name": name, "description": description, "state": "Enabled", "status": status,
+        "size": size, "actualSize": actual, "md5Sum": None, "url": url, "mediaType": media_type,
+        "guestOsType": guest_os_type, "type": "zstack", "platform": platform, "architecture": architecture,
+        "format": fmt, "system": False, "virtio": True,
+        "backupStorageRefs": [{"imageUuid": uuid, "backupStorageUuid": bs, "installPath": f"zstore://{bs}/{uuid}",
+                               "status": status, "createDate": zstack_date(), "lastOpDate": zstack_date()}
+                              for bs in backup_storage_uuids],
+    }
+
+
+@api("AddImageStoreBackupStorage")
+async def add_image_store_backup_storage(ctx: Ctx) -> dict[str, Any]:
+    """ImageStore backup storage on a host: Connecting while deployed, then Connected."""
+    name = ctx.text("name", max_len=255) or ctx.required("name")
+    hostname = check_address(str(ctx.required("hostname")), "hostname")
+    ctx.required("username")
+    ctx.required("password")
+    url = str(ctx.required("url"))
+    if not url.startswith("/"):
+        raise argerr(f"url[{url}] must be an absolute path")
+    record = {"uuid": ctx.resource_uuid(), "name": name, "description": ctx.text("description", max_len=2048),
+              "url": url, "totalCapacity": BACKUP_STORAGE_CAPACITY, "availableCapacity": BACKUP_STORAGE_CAPACITY,
+              "type": "ImageStoreBackupStorage", "state": "Enabled", "status": "Connecting", "attachedZoneUuids": [],
+              "hostname": hostname, "username": ctx.param("username"), "sshPort": ctx.integer("sshPort", default=22)}
+    storage = ctx.create("backup_storage", record)
+    try:
+        await ctx.work()
+    except BaseException:
+        ctx.state.remove("backup_storage", storage["uuid"])
+        raise
+    ctx.state.touch(storage, status="Connected")
+    return {"inventory": render(ctx.state, "backup_storage", storage)}
+
+
+@api("AttachBackupStorageToZone")
+async def attach_backup_storage_to_zone(ctx: Ctx) -> dict[str, Any]:
+    """Make a backup storage serve a zone."""
+    zone, storage = ctx.ref("zoneUuid", "zone"), ctx.ref("backupStorageUuid", "backup_storage")
+    assert zone is not None and storage is not None
+    if zone["uuid"] in storage["attachedZoneUuids"]:
+        raise argerr(f"backup storage[uuid:{storage['uuid']}] has been attached to zone[uuid:{zone['uuid']}]")
+    await ctx.work()
+    ctx.state.touch(storage, attachedZoneUuids=[*storage["attachedZoneUuids"], zone["uuid"]])
+    return {"inventory": render(ctx.state, "backup_storage", storage)}
+
+
+@api("AddImage")
+async def add_image(ctx: Ctx) -> dict[str, Any]:
+    """Download an image to backup storage: Downloading, then Ready with its size."""
+    name = ctx.text("name", max_len=255) or ctx.required("name")
+    url = str(ctx.required("url"))
+    if not url.startswith(_URL_SCHEMES) or "{" in url:
+        raise argerr(f"url must starts with 'file:///', 'http://', 'https://', 'ftp://', 'sftp://' or '/', "
+                     f"but got {url}")
+    storages = ctx.uuid_list("backupStorageUuids", "backup_storage")
+    for storage in storages:
+        if storage["status"] != "Connected":
+            raise operr(f"backup storage[uuid:{storage['uuid']}] is not Connected, current status is "
+                        f"{storage['status']}")
+    record = image_record(
+        ctx.resource_uuid(), name, url, [s["uuid"] for s in storages], status="Downloading",
+        fmt=ctx.choice("format", ("qcow2", "raw", "iso", "vmtx", "vmdk"), "qcow2") or "qcow2",
+        media_type=ctx.choice("mediaType", ("RootVolumeTemplate", "ISO", "DataVolumeTemplate"),
+                              "RootVolumeTemplate") or "RootVolumeTemplate",
+        platform=ctx.choice("platform", PLATFORMS, "Linux") or "Linux",
+        architecture=ctx.choice("architecture", ARCHITECTURES, "x86_64") or "x86_64",
+        description=ctx.text("description", max_len=2048), guest_os_type=ctx.text("guestOsType"))
+    image = ctx.create("image", record)
+    try:
+        await ctx.work()
+    except BaseException:
+        ctx.state.remove("image", image["uuid"])
+        raise
+    size, actual = image_sizes(url)
+    refs = [{**ref, "status": "Ready", "lastOpDate": zstack_date()} for ref in image["backupStorageRefs"]]
+    ctx.state.touch(image, status="Ready", size=size, actualSize=actual, backupStorageRefs=refs)
+    for storage in storages:
+        storage["availableCapacity"] -= actual
+    return {"inventory": render(ctx.state, "image", image)}
+
+
+@api("DeleteImage")
+async def delete_image(ctx: Ctx) -> dict[str, Any]:
+    """Deletion policy Delay: the image becomes Deleted and can still be expunged."""
+    image = ctx.ref("uuid", "image")
+    assert image is not None
+    ctx.choice("deleteMode", ("Permissive", "Enforcing"), "Permissive")
+    await ctx.work()
+    ctx.state.touch(image, status="Deleted")
+    return {}
+
+
+@api("ExpungeImage")
+async def expunge_image(ctx: Ctx) -> dict[str, Any]:
+    """Remove a Deleted image for good."""
+    image = ctx.ref("imageUuid", "image")
+    assert image is not None
+    if image["status"] != "Deleted":
+        raise operr(f"image[uuid:{image['uuid']}] is not deleted, can't expunge it")
+    await ctx.work()
+    for ref in image["backupStorageRefs"]:
+        storage = ctx.state.get("backup_storage", ref["backupStorageUuid"])
+        if storage is not None:
+            storage["availableCapacity"] += int(image.get("actualSize") or 0)
+    ctx.state.remove("image", image["uuid"])
+    return {}
