@@ -6,6 +6,7 @@ import typer
 
 from bot.cli_console import console_command, demo_command
 from bot.cli_db import db_app
+from bot.slack.cli import run_command
 from sandbox.zstack_sim.cli import sim_app
 from services import __version__
 
@@ -13,6 +14,7 @@ app = typer.Typer(help="labbot: builds, watches and tears down ZStack training l
 app.add_typer(db_app, name="db")
 app.command("console")(console_command)
 app.command("demo")(demo_command)
+app.command("run")(run_command)
 app.add_typer(sim_app, name="sim")
 
 

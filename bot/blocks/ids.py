@@ -27,7 +27,6 @@ class LabAction(enum.StrEnum):
     HEALTH = "lab_health"
     LOGS = "lab_logs"
     ACCESS = "lab_access"
-    STATUS = "lab_status"
     DESTROY = "lab_destroy"
     CANCEL = "lab_cancel"
     OPEN_CREATE = "lab_open_create"

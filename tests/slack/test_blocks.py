@@ -217,3 +217,21 @@ def test_any_lab_fits_slacks_limits(error: str, output: str, progress: str, step
         messages += [build_step_failure(subject, s) for s in many[:3]]
         for message in messages:
             assert message_problem({"text": message.text, "blocks": message.blocks}) is None
+
+
+def test_access_and_health_replies() -> None:
+    from services.labs.access import AccessDetails
+    from services.labs.health import CheckResult, HealthReport
+    from services.ssh.access import access_commands
+
+    ready = in_state("ready")
+    access = AccessDetails(lab=ready, commands=access_commands("198.18.0.10", 22, "198.19.0.11", "root"),
+                           root_password="r00t-Pass", zstack_user="admin", zstack_password="zs-Pass")
+    message = build_reply(Reply(ReplyKind.ACCESS, lab=ready, data={"access": access}), now=NOW)
+    text = all_text(message.blocks)
+    assert "ssh -J root@198.18.0.10 root@198.19.0.11" in text and "r00t-Pass" in text and "zs-Pass" in text
+    assert "r00t-Pass" not in message.text  # the notification preview never carries a password
+    report = HealthReport(lab=ready, checks=(CheckResult("ssh_vm1", True, 12), CheckResult("iscsi", False, 900,
+                                                                                          "no session")))
+    health = all_text(build_reply(Reply(ReplyKind.HEALTH, lab=ready, data={"report": report}), now=NOW).blocks)
+    assert "degraded" in health and "no session" in health and "`12 ms`" in health

@@ -126,8 +126,10 @@ class World:
     settings: Settings
 
 
-async def make_world(sessions: Sessions, *, settings_: Settings | None = None, **job_options: Any) -> World:
-    """A started engine and a service whose notices fan out to a recorder (add the Slack notifier to fanout)."""
+async def make_world(sessions: Sessions, *, settings_: Settings | None = None, start: bool = True,
+                     **job_options: Any) -> World:
+    """An engine (started unless told) and a service whose notices fan out to a recorder (add the Slack notifier
+    to ``fanout``)."""
     recorder = RecordingNotifier()
     fanout = FanOut([recorder])
     cfg = settings_ or settings()
@@ -135,5 +137,21 @@ async def make_world(sessions: Sessions, *, settings_: Settings | None = None, *
     engine = LabEngine(sessions=sessions, settings=cfg, notifier=fanout, build=jobs.build, destroy=jobs.destroy,
                        poll_interval=0.2)
     service = LabService(sessions=sessions, settings=cfg, profiles=PROFILES, notifier=fanout, kicker=engine)
-    await engine.start()
+    if start:
+        await engine.start()
     return World(service, engine, jobs, fanout, recorder, cfg)
+
+
+class WorldDomain:
+    """A World as bot.app.Domain: what the Slack front end starts, drives and stops."""
+
+    def __init__(self, world: World, sessions: Sessions) -> None:
+        self.world = world
+        self.service, self.notifier, self.engine = world.service, world.fanout, world.engine
+        self.profiles, self.sessions = PROFILES, sessions
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def stop(self) -> None:
+        await self.engine.stop()

@@ -1,0 +1,1 @@
+"""The Slack front end: Web API clients, the notifier that keeps lab cards current, and the runners."""

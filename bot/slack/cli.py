@@ -1,0 +1,25 @@
+"""``labbot run``: the Slack bot (Socket Mode with SLACK_APP_TOKEN, else HTTP on --host/--port)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import typer
+
+from config.settings import load_settings
+
+log = logging.getLogger(__name__)
+
+
+def run_command(
+    host: str = typer.Option("127.0.0.1", help="Address for /slack/events, /healthz and /metrics."),
+    port: int = typer.Option(3000, min=1, max=65535, help="Port for the HTTP server."),
+) -> None:
+    """Run the Slack bot until interrupted."""
+    settings = load_settings()
+    settings.require_slack()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.slack.runners import run_bot
+
+    asyncio.run(run_bot(settings, host=host, port=port))
