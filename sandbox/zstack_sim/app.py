@@ -245,6 +245,7 @@ def create_app(
     seed_profiles_dir: Path | None = None,
     public_base_url: str | None = None,
     durations: dict[str, float] | None = None,
+    api_timeouts_ms: dict[str, int] | None = None,
     outer_seed: OuterSeed | None = None,
     session_timeout: float = 7200.0,
     admin_password: str = "password",  # noqa: S107 - ZStack's initial admin password, what a fresh install accepts
@@ -252,6 +253,8 @@ def create_app(
     """The simulator as a Starlette app; ``app.state.sim`` is its ``Simulator`` (state, faults, timing).
 
     ``hooks`` may implement ``OuterHooks``, ``NestedHooks`` or both; what it lacks is ``NoHooks``'.
+    ``durations`` replace nominal seconds per action (then times ``latency_scale``); ``api_timeouts_ms``
+    replace the apiTimeout announced (and enforced) per action.
     """
     if role not in ("outer", "nested"):
         raise ValueError(f"role must be 'outer' or 'nested', got {role!r}")
@@ -264,7 +267,7 @@ def create_app(
         state=state,
         outer_hooks=hooks if hooks is not None and hasattr(hooks, "vm_started") else fallback,  # type: ignore[arg-type]
         nested_hooks=hooks if hooks is not None and hasattr(hooks, "discover_iscsi") else fallback,  # type: ignore[arg-type]
-        timing=Timing(latency_scale, dict(durations or {})),
+        timing=Timing(latency_scale, dict(durations or {}), dict(api_timeouts_ms or {})),
         faults=faults or Faults(),
         public_base_url=public_base_url.rstrip("/") if public_base_url else None,
     )

@@ -46,6 +46,7 @@ class Timing:
 
     latency_scale: float = 0.0
     overrides: dict[str, float] = field(default_factory=dict)
+    api_timeouts_ms: dict[str, int] = field(default_factory=dict)
 
     def seconds(self, action: str, sync: bool = False) -> float:
         """How long ``action`` takes in this simulator (real seconds)."""
@@ -54,7 +55,7 @@ class Timing:
 
     def api_timeout_ms(self, action: str) -> int:
         """The apiTimeout announced for ``action``."""
-        return API_TIMEOUTS_MS.get(action, DEFAULT_API_TIMEOUT_MS)
+        return self.api_timeouts_ms.get(action, API_TIMEOUTS_MS.get(action, DEFAULT_API_TIMEOUT_MS))
 
 
 @dataclass
