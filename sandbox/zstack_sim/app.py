@@ -82,7 +82,7 @@ class Simulator:
 
     async def handle(self, request: Request) -> Response:
         """Answer one HTTP request (with any drop fault applied around it)."""
-        drop = self.faults.roll_drop()
+        drop = self.faults.roll_drop(request.method)
         if drop == "before":
             return _DropResponse()
         try:
@@ -107,7 +107,7 @@ class Simulator:
         params, tags, query = build_params(api, body, path_vars, request.query_params.multi_items())
         if is_get:
             query["q"] = [*query.get("q", []), f"uuid={path_vars['uuid']}"]
-        if error is None and api.mutating and api.action not in _NO_FAULTS and self.faults.roll_failure():
+        if error is None and api.mutating and api.action not in _NO_FAULTS and self.faults.roll_failure(request.method):
             error = ApiError("SYS.1006", "simulated fault: the operation failed before it changed anything")
         ctx = Ctx(self.state, api, params, tags["systemTags"], tags["userTags"], self.outer_hooks, self.nested_hooks,
                   self.timing, query=query, account_uuid=None)
