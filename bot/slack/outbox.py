@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import CardNote, Message, build_lab_card
 from bot.slack.pacing import SlackPacer
+from services.errors import StaleWriteError
 from services.labs.views import LabView
 
 if TYPE_CHECKING:
@@ -179,10 +180,17 @@ class CardOutbox:
             self.ts = None
             return
         self.channel, self.ts = str(data["channel"]), str(data["ts"])
-        try:
-            await self._labs.set_progress_ref(self.lab_id, f"{self.channel}:{self.ts}")
-        except Exception:
-            log.exception("could not remember the card of lab %s", self.name)
+        for attempt in range(5):
+            try:
+                await self._labs.set_progress_ref(self.lab_id, f"{self.channel}:{self.ts}")
+                return
+            except StaleWriteError:
+                # The engine wrote the lab at the same moment (optimistic lock); the reference is worth a retry.
+                await asyncio.sleep(0.05 * (attempt + 1))
+            except Exception:
+                log.exception("could not remember the card of lab %s", self.name)
+                return
+        log.error("could not remember the card of lab %s: the lab kept changing", self.name)
 
     async def _update_card(self) -> None:
         self._dirty = False
