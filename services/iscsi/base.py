@@ -1,0 +1,79 @@
+"""What an iSCSI backend does for a lab, independent of the target software on VM1.
+
+``ensure(spec)`` converges VM1 to exactly one target for the lab: one LUN on the data disk, an ACL that admits
+only VM2's initiator, a portal on the port, persistence across reboots, and the firewall opened where
+``firewalld`` runs. It reads the current state first, so running it again changes nothing. ``teardown(iqn)``
+removes exactly what ``ensure`` made for that target and nothing else. ``describe(iqn)`` reports the target as
+it is, including the LUN's wwid (what ``scsi_id`` on VM2 will print; see ``services.iscsi.vpd``).
+
+Backends run shell commands through a ``Runner`` (``services.ssh.result``): SSH in production, a recorded
+transcript in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from services import shell
+from services.errors import ExternalError
+from services.ssh.result import CommandResult
+
+log = logging.getLogger(__name__)
+
+
+class IscsiError(ExternalError):
+    """Configuring or reading the iSCSI target on VM1 failed."""
+
+    system = "iscsi"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """The target a lab needs: name, backing device, the one initiator allowed in, and where to listen."""
+
+    iqn: str
+    device: str
+    initiator_iqn: str
+    portal_ip: str
+    port: int = 3260
+
+    def __post_init__(self) -> None:
+        shell.iqn(self.iqn)
+        shell.device_path(self.device)
+        shell.iqn(self.initiator_iqn)
+        shell.ipv4(self.portal_ip)
+        shell.port(self.port)
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """A configured target as the lab record stores it: IQN, LUN number, wwid, size and unit serial."""
+
+    iqn: str
+    lun: int
+    wwid: str
+    size_bytes: int
+    serial: str
+
+
+class IscsiBackend(Protocol):
+    """One target-software family on VM1 (``tgt`` or ``targetcli``/LIO)."""
+
+    async def ensure(self, spec: TargetSpec) -> TargetInfo:
+        """Converge VM1 to the wanted target; idempotent."""
+
+    async def teardown(self, iqn: str) -> None:
+        """Remove the target and everything ``ensure`` made for it; a missing target is not an error."""
+
+    async def describe(self, iqn: str) -> TargetInfo | None:
+        """The target as configured now, or None if it does not exist."""
+
+
+def checked(result: CommandResult, what: str) -> CommandResult:
+    """``result`` if it succeeded, else an IscsiError saying what failed with the command's stderr tail."""
+    if not result.ok:
+        detail = (result.stderr.strip() or result.stdout.strip() or "(no output)")[-600:]
+        raise IscsiError(f"{what} failed on VM1 (exit {result.exit_status}): {detail}")
+    return result
