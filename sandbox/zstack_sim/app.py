@@ -212,6 +212,8 @@ class Simulator:
         if job.status is None:
             return JSONResponse({}, status_code=202)
         job.polls_after_done += 1
+        if job.result_seen_at is None:
+            job.result_seen_at = time.monotonic()
         return JSONResponse(job.body, status_code=job.status)
 
     async def shutdown(self) -> None:

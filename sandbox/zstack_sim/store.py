@@ -79,7 +79,8 @@ class Job:
     body: dict[str, Any] = field(default_factory=dict)
     finished_at: float | None = None
     polls: int = 0
-    polls_after_done: int = 0
+    polls_after_done: int = 0  # 1 = the poll that fetched the result; more means a client kept polling
+    result_seen_at: float | None = None  # when a poll first fetched the result (for lateness measurements)
 
 
 class SimState:
