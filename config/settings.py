@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     orphan_grace_minutes: int = Field(120, ge=0)
     orphan_delete: bool = False
     lease_seconds: int = Field(60, ge=10)
+    # --- scheduler: re-driven destroys, health fan-out, orphan reminders, leader election (services.scheduler) ---
+    destroy_retry_max_seconds: int = Field(6 * 3600, ge=60)
+    health_concurrency: int = Field(5, ge=1, le=100)
+    orphan_report_hours: int = Field(24, ge=1)
+    leader_check_seconds: float = Field(5.0, ge=0.1, le=300)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -240,3 +240,105 @@ async def add_health_checks(*, session: AsyncSession, lab_id: int, results: Sequ
         result.lab_id = lab_id
         session.add(result)
     await session.flush()
+
+
+# --- scheduler sweeps (services.scheduler) -------------------------------------------------------------
+
+# States in which a lab's expiry is acted on: everything live except a destroy already under way.
+EXPIRABLE_STATES = (LabState.REQUESTED, LabState.PROVISIONING, LabState.READY, LabState.EXPIRING, LabState.FAILED)
+
+
+async def due_for_expiry(*, session: AsyncSession, horizon: datetime) -> list[Lab]:
+    """Labs that expire at or before ``horizon`` and may still be warned or expired, soonest first.
+
+    A lab whose destroy gave up (``failed`` at step ``destroy``) is not here: it is re-driven, not expired.
+    """
+    query = (
+        select(Lab)
+        .where(
+            Lab.state.in_([s.value for s in EXPIRABLE_STATES]),
+            Lab.expires_at <= horizon,
+            # Spelled out so a NULL failed_step counts as "not a failed destroy" (SQL's NOT would drop it).
+            or_(Lab.state != LabState.FAILED, Lab.failed_step.is_(None), Lab.failed_step != "destroy"),
+        )
+        .order_by(Lab.expires_at, Lab.id)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def failed_destroys(*, session: AsyncSession) -> list[tuple[Lab, datetime | None]]:
+    """Labs whose destroy gave up, each with when it last became ``failed`` (from the audit trail)."""
+    failed_at = (
+        select(LabEvent.lab_id, func.max(LabEvent.at).label("at"))
+        .where(LabEvent.kind == f"state:{LabState.FAILED.value}")
+        .group_by(LabEvent.lab_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Lab, failed_at.c.at)
+        .outerjoin(failed_at, failed_at.c.lab_id == Lab.id)
+        .where(Lab.state == LabState.FAILED, Lab.failed_step == "destroy")
+        .order_by(Lab.id)
+    )
+    return [(lab, at) for lab, at in rows.tuples().all()]
+
+
+async def latest_events(*, session: AsyncSession, lab_ids: Sequence[int], kinds: Sequence[str]) -> dict[int, LabEvent]:
+    """The newest event of any of ``kinds`` for each of ``lab_ids`` that has one (one query)."""
+    if not lab_ids:
+        return {}
+    newest = (
+        select(func.max(LabEvent.id))
+        .where(LabEvent.lab_id.in_(list(lab_ids)), LabEvent.kind.in_(list(kinds)))
+        .group_by(LabEvent.lab_id)
+    )
+    rows = await session.scalars(select(LabEvent).where(LabEvent.id.in_(newest)))
+    return {event.lab_id: event for event in rows.all() if event.lab_id is not None}
+
+
+async def last_event_at(*, session: AsyncSession, kind: str) -> datetime | None:
+    """When the newest event of ``kind`` was recorded, if ever (labbot-wide events such as sweep reports)."""
+    return await session.scalar(select(func.max(LabEvent.at)).where(LabEvent.kind == kind))
+
+
+async def labs_by_uuid(*, session: AsyncSession, uuids: Sequence[str]) -> dict[str, Lab]:
+    """The labs (live or destroyed) with these uuids, by uuid; unknown uuids are simply absent."""
+    if not uuids:
+        return {}
+    rows = await session.scalars(select(Lab).where(Lab.uuid.in_(sorted(set(uuids)))))
+    return {lab.uuid: lab for lab in rows.all()}
+
+
+async def live_resource_owners(*, session: AsyncSession) -> dict[str, str]:
+    """Outer resource uuid (VM1, VM2, data volume) → name of the live lab that holds it."""
+    rows = await session.execute(
+        select(Lab.name, Lab.vm1_uuid, Lab.vm2_uuid, Lab.volume_uuid).where(Lab.state != LabState.DESTROYED)
+    )
+    owners: dict[str, str] = {}
+    for name, *resources in rows.tuples().all():
+        owners.update({uuid: name for uuid in resources if uuid})
+    return owners
+
+
+async def first_seen(*, session: AsyncSession, kind: str, keys: Sequence[str]) -> dict[str, datetime]:
+    """For events of ``kind`` whose detail starts with ``<key> ``: the earliest time each key was recorded."""
+    if not keys:
+        return {}
+    width = {len(key) for key in keys}
+    if len(width) != 1:
+        raise ValueError("first_seen keys must all have the same length")
+    prefix = func.substr(LabEvent.detail, 1, width.pop())
+    rows = await session.execute(
+        select(prefix, func.min(LabEvent.at)).where(LabEvent.kind == kind, prefix.in_(list(keys))).group_by(prefix)
+    )
+    return {key: at for key, at in rows.tuples().all()}
+
+
+async def add_event_at(
+    *, session: AsyncSession, lab_id: int | None, actor: str, kind: str, detail: str, at: datetime
+) -> LabEvent:
+    """Append one audit event stamped ``at`` (a sweep's clock), not the wall clock."""
+    event = LabEvent(lab_id=lab_id, actor=actor, kind=kind, detail=detail[:4000], at=at)
+    session.add(event)
+    await session.flush()
+    return event

@@ -1,0 +1,87 @@
+"""What the sweeps need from the running domain, as one small value that tests can build without a Runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config.profiles import LabProfile
+from config.settings import Settings
+from services.db import utcnow
+from services.labs.health import HealthReport
+from services.labs.notifier import Notifier
+from services.zstack.inventories import TagInventory
+
+if TYPE_CHECKING:
+    from services.labs.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class OrphanPlatform(Protocol):
+    """The few lab-platform calls the orphan sweep makes (``services.zstack.client.ZStackClient`` has them)."""
+
+    async def query(self, resource_action: str, conditions: Any = None, *, deadline: float | None = None
+                    ) -> list[dict[str, Any]]:
+        """Every resource of one kind matching ``conditions`` (all pages)."""
+
+    async def query_user_tags(self, pattern: str, *, resource_type: str | None = None,
+                              deadline: float | None = None) -> list[TagInventory]:
+        """User tags whose text matches ``pattern`` (SQL LIKE)."""
+
+    async def expunge_vm(self, uuid: str, *, deadline: float | None = None) -> bool:
+        """Remove a VM for good (False when it was already gone)."""
+
+    async def expunge_data_volume(self, uuid: str, *, deadline: float | None = None) -> bool:
+        """Remove a data volume for good (False when it was already gone)."""
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """The database, settings, profiles and notifier, plus the domain calls the sweeps use.
+
+    ``kick`` hands a lab whose state now asks for work (destroying) to this process's engine; it is None in
+    ``labbot sweep``, where the running labbot's engine picks such labs up on its next poll.
+    """
+
+    sessions: async_sessionmaker[AsyncSession]
+    settings: Settings
+    profiles: Mapping[str, LabProfile]
+    notifier: Notifier
+    health: Callable[[int], Awaitable[HealthReport]]
+    announce_health: Callable[[HealthReport, str], Awaitable[None]]
+    platform: OrphanPlatform
+    kick: Callable[[int], None] | None = None
+    titles: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_runtime(cls, rt: Runtime, *, kick: bool = True) -> SweepContext:
+        """The context of a running domain; ``kick=False`` leaves engine work to whichever process polls."""
+        from services.labs.steps import TITLES
+
+        return cls(
+            sessions=rt.sessions,
+            settings=rt.settings,
+            profiles=rt.profiles,
+            notifier=rt.notifier,
+            health=rt.pipeline.health,
+            announce_health=rt.pipeline.notify_health_change,
+            platform=rt.outer,
+            kick=rt.engine.kick if kick else None,
+            titles=TITLES,
+        )
+
+    def kick_lab(self, lab_id: int) -> None:
+        """Tell the engine (if this process has one working) that the lab has work now."""
+        if self.kick is not None:
+            self.kick(lab_id)
+
+
+def clock_or_now(now: datetime | None) -> datetime:
+    """The sweep's notion of now: the caller's (tests move time forward) or the wall clock."""
+    return now if now is not None else utcnow()

@@ -1,0 +1,217 @@
+"""The expiry sweep: warn before a lab expires, destroy it when it has, and keep failed destroys going.
+
+Every action is claimed with the lab's optimistic lock: the write that records a warning (or moves the lab to
+``destroying``) is the claim, and only the process whose write wins sends the notice or kicks the engine. Two
+replicas, or ``labbot sweep`` next to the bot, therefore act once per lab and offset.
+
+A destroy that gave up (the pipeline's ``MAX_DESTROY_ATTEMPTS`` quick retries all failed) stays ``failed`` so
+people can see it and ``/lab retry`` it, and this sweep re-drives it on a longer backoff, announcing each
+round, so it is never silently forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config.settings import Settings, parse_duration
+from services.errors import StaleWriteError
+from services.labs import repository as repo
+from services.labs.models import Lab, LabState
+from services.labs.notifier import Notice, NoticeKind
+from services.labs.service import SYSTEM
+from services.labs.views import LabView, lab_view
+from services.scheduler.context import SweepContext, clock_or_now
+
+log = logging.getLogger(__name__)
+
+WARNING_EVENT = "expiry_warning"
+# A warning only makes sense where the lab is usable (or failed and still holding resources).
+WARNABLE = frozenset({LabState.READY, LabState.EXPIRING, LabState.FAILED})
+
+
+@dataclass
+class ExpirySummary:
+    """What one expiry sweep did (or, in a dry run, would do), by lab name."""
+
+    dry_run: bool = False
+    warned: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    redriven: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """An expiry sweep has no partial failure: what it could not claim, another process did."""
+        return True
+
+    @property
+    def acted(self) -> bool:
+        """Whether anything was (or would be) done."""
+        return bool(self.warned or self.expired or self.redriven)
+
+    def lines(self) -> list[str]:
+        """One line per kind of action, for ``labbot sweep`` and the scheduler's log."""
+        would = "would " if self.dry_run else ""
+        parts = [
+            (f"{would}warn", self.warned),
+            (f"{would}destroy (expired)", self.expired),
+            (f"{would}retry destroy", self.redriven),
+            ("failed destroys waiting for their next try", self.waiting),
+            ("left to another process", self.lost),
+        ]
+        lines = [f"expiry: {label}: {', '.join(names)}" for label, names in parts if names]
+        return lines or ["expiry: nothing due"]
+
+
+def warning_offsets(settings: Settings) -> list[tuple[str, timedelta]]:
+    """The configured warning offsets, longest first (``["2h", "30m"]`` → 2h, then 30m)."""
+    offsets = {text: parse_duration(text) for text in settings.expiry_warning_offsets}
+    return sorted(offsets.items(), key=lambda item: item[1], reverse=True)
+
+
+def due_offsets(lab: Lab, offsets: list[tuple[str, timedelta]], now: datetime) -> list[str]:
+    """Offsets whose moment has come for this lab and that it was not warned about yet."""
+    warned = set(lab.warned_offsets or ())
+    return [text for text, delta in offsets if lab.expires_at - delta <= now and text not in warned]
+
+
+def redrive_delay(settings: Settings, attempts: int) -> timedelta:
+    """How long after a destroy gave up it is tried again: doubling from where the quick retries stopped."""
+    seconds = settings.destroy_retry_base_seconds * 2 ** max(attempts - 1, 0)
+    return timedelta(seconds=min(seconds, settings.destroy_retry_max_seconds))
+
+
+def max_expiry(ctx: SweepContext, lab: Lab | LabView) -> datetime | None:
+    """The latest the lab may be extended to (its profile's maximum lifetime), if the profile is known."""
+    profile = ctx.profiles.get(lab.profile)
+    return lab.created_at + profile.max_ttl if profile else None
+
+
+async def expiry_sweep(ctx: SweepContext, *, now: datetime | None = None, dry_run: bool = False) -> ExpirySummary:
+    """Warn labs nearing expiry, destroy expired ones, re-drive destroys that gave up."""
+    now = clock_or_now(now)
+    summary = ExpirySummary(dry_run=dry_run)
+    offsets = warning_offsets(ctx.settings)
+    horizon = now + (offsets[0][1] if offsets else timedelta(0))
+    async with ctx.sessions() as session:
+        due = await repo.due_for_expiry(session=session, horizon=horizon)
+        gave_up = await repo.failed_destroys(session=session)
+    for lab in due:
+        if lab.expires_at <= now:
+            await _expire(ctx, lab, now, summary)
+        elif lab.state in WARNABLE and (texts := due_offsets(lab, offsets, now)):
+            await _warn(ctx, lab, texts, now, summary)
+    for lab, failed_at in gave_up:
+        due_at = (failed_at or lab.updated_at) + redrive_delay(ctx.settings, lab.destroy_attempts)
+        if now < due_at:
+            summary.waiting.append(f"{lab.name} (next try {due_at:%Y-%m-%d %H:%M} UTC)")
+        else:
+            await _redrive(ctx, lab, now, summary)
+    if summary.acted and not dry_run:
+        log.info("expiry sweep: %s", "; ".join(summary.lines()))
+    return summary
+
+
+async def _warn(ctx: SweepContext, lab: Lab, texts: list[str], now: datetime, summary: ExpirySummary) -> None:
+    offset = texts[-1]  # the nearest of the offsets due: a lab that skipped some hears only the latest
+    if summary.dry_run:
+        summary.warned.append(f"{lab.name} ({offset})")
+        return
+    try:
+        async with ctx.sessions() as session, session.begin():
+            fresh = await repo.get(session=session, lab_id=lab.id)
+            offsets = warning_offsets(ctx.settings)
+            texts = due_offsets(fresh, offsets, now)
+            if fresh.state not in WARNABLE or fresh.expires_at <= now or not texts:
+                summary.lost.append(lab.name)
+                return
+            offset = texts[-1]
+            fresh.warned_offsets = [*(fresh.warned_offsets or []), *texts]
+            await repo.add_event(session=session, lab=fresh, actor=SYSTEM, kind=WARNING_EVENT,
+                                 detail=f"{offset} before expiry at {fresh.expires_at:%Y-%m-%d %H:%M} UTC")
+            if fresh.state == LabState.READY:
+                await repo.transition(session=session, lab=fresh, target=LabState.EXPIRING, actor=SYSTEM,
+                                      detail=f"expires at {fresh.expires_at:%Y-%m-%d %H:%M} UTC")
+            else:
+                await repo.save(session=session)
+            view = await _view(ctx, session, fresh)
+    except StaleWriteError:
+        summary.lost.append(lab.name)
+        return
+    summary.warned.append(f"{lab.name} ({offset})")
+    limit = max_expiry(ctx, view)
+    extendable = limit is None or limit > view.expires_at
+    if limit is None:
+        text = ""
+    elif extendable:
+        text = f"It can be extended until {limit:%Y-%m-%d %H:%M} UTC (its profile's maximum lifetime)."
+    else:
+        text = "It is at its profile's maximum lifetime and cannot be extended."
+    await ctx.notifier.notify(Notice(NoticeKind.EXPIRY_WARNING, view, actor=SYSTEM, text=text, details={
+        "offset": offset, "expires_at": view.expires_at, "max_expires_at": limit, "extendable": extendable,
+    }))
+
+
+async def _expire(ctx: SweepContext, lab: Lab, now: datetime, summary: ExpirySummary) -> None:
+    if summary.dry_run:
+        summary.expired.append(lab.name)
+        return
+    try:
+        async with ctx.sessions() as session, session.begin():
+            fresh = await repo.get(session=session, lab_id=lab.id)
+            gave_up = fresh.state == LabState.FAILED and fresh.failed_step == "destroy"
+            if fresh.state not in repo.EXPIRABLE_STATES or fresh.expires_at > now or gave_up:
+                summary.lost.append(lab.name)
+                return
+            fresh.destroy_requested_by = SYSTEM
+            fresh.next_attempt_at = None
+            await repo.transition(session=session, lab=fresh, target=LabState.DESTROYING, actor=SYSTEM,
+                                  detail=f"expired at {fresh.expires_at:%Y-%m-%d %H:%M} UTC")
+            view = await _view(ctx, session, fresh)
+    except StaleWriteError:
+        summary.lost.append(lab.name)
+        return
+    summary.expired.append(lab.name)
+    await ctx.notifier.notify(Notice(NoticeKind.DESTROYING, view, actor=SYSTEM, text="the lab expired",
+                                     details={"reason": "expired", "expires_at": view.expires_at}))
+    ctx.kick_lab(view.id)
+
+
+async def _redrive(ctx: SweepContext, lab: Lab, now: datetime, summary: ExpirySummary) -> None:
+    if summary.dry_run:
+        summary.redriven.append(lab.name)
+        return
+    try:
+        async with ctx.sessions() as session, session.begin():
+            fresh = await repo.get(session=session, lab_id=lab.id)
+            if fresh.state != LabState.FAILED or fresh.failed_step != "destroy":
+                summary.lost.append(lab.name)
+                return
+            attempts = fresh.destroy_attempts
+            fresh.next_attempt_at = None
+            await repo.transition(session=session, lab=fresh, target=LabState.DESTROYING, actor=SYSTEM,
+                                  detail=f"destroy tried again by labbot after {attempts} failed attempts")
+            view = await _view(ctx, session, fresh)
+    except StaleWriteError:
+        summary.lost.append(lab.name)
+        return
+    summary.redriven.append(lab.name)
+    next_delay = redrive_delay(ctx.settings, attempts + 1)
+    await ctx.notifier.notify(Notice(
+        NoticeKind.RETRYING, view, actor=SYSTEM,
+        text=f"destroy failed {attempts} times (last: {view.error or 'unknown error'}); labbot tries again now "
+             f"and, if it fails, again in {next_delay}",
+        details={"reason": "destroy_redrive", "attempts": attempts, "next_delay_seconds": next_delay.total_seconds(),
+                 "at": now},
+    ))
+    ctx.kick_lab(view.id)
+
+
+async def _view(ctx: SweepContext, session: AsyncSession, lab: Lab) -> LabView:
+    steps = await repo.list_steps(session=session, lab_id=lab.id)
+    return lab_view(lab, steps, dict(ctx.titles))
