@@ -4,8 +4,9 @@
         zone = await zs.create_zone("zone-1", resource_uuid=ids.zone)
         vm = await zs.create_vm_instance("lab1-vm1", image_uuid=..., l3_network_uuids=[...])
 
-The layers, each a module: ``core`` (session, call, jobs, queries) → ``resources`` (idempotent create, find by
-name) → ``infra`` → ``storage`` → ``network`` → ``compute``. For the nested ZStack, pass an
+The layers, each a module: ``wire`` (HTTP, transport retries) under ``core`` (session, call, jobs) →
+``queries`` (paging, counts) → ``resources`` (idempotent create, find by name) → ``infra`` → ``storage`` →
+``network`` → ``compute``. For the nested ZStack, pass an
 ``httpx.AsyncBaseTransport`` that goes through the SSH tunnel to VM2.
 """
 

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, SecretStr
 
-from services.zstack.core import ZStackCore
 from services.zstack.errors import ZStackAmbiguousError, ZStackError, ZStackNotFoundError, ZStackTimeoutError
+from services.zstack.queries import QueriesMixin
 from services.zstack.query import Cond, Query, eq, like
 from services.zstack.wire import new_uuid
 
@@ -34,7 +34,7 @@ def check_resource_uuid(value: str) -> str:
     return value
 
 
-class ResourcesMixin(ZStackCore):
+class ResourcesMixin(QueriesMixin):
     """Typed reads and idempotent creates over ``ZStackCore.call``/``query``."""
 
     async def _get(self, query_action: str, model: type[M], uuid: str, *, deadline: float | None = None) -> M | None:

@@ -115,7 +115,11 @@ class Wire:
                     return response, resent
                 problem = f"HTTP {response.status_code} without a ZStack answer"
             delay = next(retry_delays, None)
-            if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
+            if delay is not None and deadline is not None and time.monotonic() + delay >= deadline:
+                # Out of time rather than out of attempts: the caller's deadline is what ended it.
+                raise ZStackTimeoutError("sdk.1001", "deadline passed",
+                                         f"{method} {safe_path(path)} unanswered: {safe_path(problem)}", action=action)
+            if delay is None:
                 raise ZStackUnreachableError(
                     "CLIENT.UNREACHABLE", f"no answer from {self.base_url}",
                     f"{method} {safe_path(path)}: {safe_path(problem)}", action=action,

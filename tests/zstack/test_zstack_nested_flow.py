@@ -87,10 +87,11 @@ async def test_full_nested_build_and_resume(nested_sim: RunningSimulator, nested
     assert vm.state == "Running" and vm.uuid == ids.vm and vm.host_uuid == ids.host
     assert vm.default_ip == "198.19.200.10"
     root = next(v for v in vm.all_volumes if v.type == "Root")
-    assert root.primary_storage_uuid == ids.storage
-    assert (await nested.get_primary_storage(ids.storage)).available_capacity == SYNTHETIC_LUN_SIZE - root.size  # type: ignore[union-attr]
+    assert root.primary_storage_uuid == ids.storage and root.size
+    used = await nested.get_primary_storage(ids.storage)
+    assert used is not None and used.available_capacity == SYNTHETIC_LUN_SIZE - root.size
     host = await nested.get_host(ids.host)
-    assert host and host.available_memory_capacity == host.total_memory_capacity - GiB  # type: ignore[operator]
+    assert host and host.total_memory_capacity and host.available_memory_capacity == host.total_memory_capacity - GiB
     assert await nested.get_shared_block_candidates(ids.cluster) == []  # the LUN is in use now
     assert [v.uuid for v in await nested.find_vms_by_user_tag("labbot::lab::%")] == [ids.vm]
 
