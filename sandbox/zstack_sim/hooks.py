@@ -12,8 +12,11 @@ which addresses each NIC got; the hook must make those addresses real.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,21 +100,27 @@ class NoHooks:
     one LUN, so the whole nested flow works without a machine."""
 
     async def vm_started(self, plan: VmPlan) -> None:
+        """Nothing to start: the VM exists only in the simulator's model."""
         return None
 
     async def vm_stopped(self, vm_uuid: str) -> None:
+        """Nothing to stop."""
         return None
 
     async def vm_expunged(self, vm_uuid: str) -> None:
+        """Nothing to remove."""
         return None
 
     async def volume_attached(self, volume_uuid: str, size: int, vm_uuid: str) -> None:
+        """No backing file: the volume exists only in the model."""
         return None
 
     async def volume_detached(self, volume_uuid: str, vm_uuid: str) -> None:
+        """Nothing to hide."""
         return None
 
     async def volume_expunged(self, volume_uuid: str) -> None:
+        """No file to delete."""
         return None
 
     async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:

@@ -36,6 +36,7 @@ class _HideInjectedDrops(logging.Filter):
     """uvicorn logs every exception after a response started; injected drops are expected, not errors."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Drop records about injected drops; keep everything else."""
         return not (record.exc_info and isinstance(record.exc_info[1], DroppedConnection))
 
 

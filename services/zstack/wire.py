@@ -30,6 +30,7 @@ class _RedactSessionPaths(logging.Filter):
     """httpx logs every request URL at INFO; LogOut and ValidateSession carry the session uuid in theirs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Mask session uuids in the record's arguments; never drop the record."""
         if record.args and isinstance(record.args, tuple):
             record.args = tuple(
                 SESSION_IN_PATH.sub(r"\1***", str(a)) if "/accounts/sessions/" in str(a) else a
