@@ -1,0 +1,74 @@
+"""``labbot sweep [--dry-run] [--only expiry|health|orphans]``: run the scheduled jobs once, now.
+
+For admins and cron: the same sweeps the scheduler runs, with the same claims, so running one next to a
+live labbot acts once. Labs it moves to ``destroying`` are destroyed by the running labbot's engine (on its
+next poll), which is the process whose notifier people are listening to. ``--dry-run`` reports what would be
+done and changes nothing: no database write, no platform call that modifies, no notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+
+import typer
+
+from bot.cli_worker import LogNotifier, attach_slack, configure_logging
+from config.settings import Settings, load_settings
+from services import db
+from services.errors import LabbotError
+from services.labs.runtime import Runtime
+from services.scheduler.context import SweepContext
+from services.scheduler.jobs import JOB_NAMES, JobName, run_job
+
+log = logging.getLogger(__name__)
+
+
+class JobChoice(StrEnum):
+    """The jobs ``--only`` accepts."""
+
+    expiry = "expiry"
+    health = "health"
+    orphans = "orphans"
+
+
+async def run_sweep(settings: Settings, *, names: Sequence[JobName], dry_run: bool,
+                    echo: Callable[[str], None]) -> bool:
+    """Run the named jobs once, printing each summary; True when every job did all its work."""
+    rt = Runtime(settings, notifiers=[LogNotifier()])
+    slack = None if dry_run else attach_slack(rt, settings)
+    ok = True
+    try:
+        await db.require_migrated(rt.db_engine)
+        ctx = SweepContext.from_runtime(rt, kick=False)
+        for name in names:
+            try:
+                summary = await run_job(name, ctx, dry_run=dry_run)
+            except LabbotError as err:
+                echo(f"{name}: failed: {err.user_message}")
+                ok = False
+                continue
+            for line in summary.lines():
+                echo(line)
+            ok = ok and summary.ok
+            if name == "expiry" and summary.acted and not dry_run:
+                echo("expiry: labs now destroying are torn down by the running labbot's engine on its next poll")
+    finally:
+        if slack is not None:
+            await slack.close(timeout=10)
+        await rt.stop()
+    return ok
+
+
+def sweep_command(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what each job would do; change and notify nothing."),
+    only: JobChoice | None = typer.Option(None, "--only", help="Run just this job."),
+) -> None:
+    """Run the expiry, health and orphan sweeps once (exit status 1 if one could not do all its work)."""
+    settings = load_settings()
+    configure_logging(settings)
+    names: list[JobName] = [only.value] if only is not None else list(JOB_NAMES)  # type: ignore[list-item]
+    ok = asyncio.run(run_sweep(settings, names=names, dry_run=dry_run, echo=typer.echo))
+    raise typer.Exit(0 if ok else 1)
