@@ -73,15 +73,18 @@ setsid nohup /bin/sh -c '
 echo started
 """
 
+# A process counts as alive unless it is gone or a zombie (an exited job whose parent has not reaped it).
+_ALIVE = r"""alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }"""
+
 # Prints the state on the first line, then the log from byte offset $2 (at most $3 bytes), base64-encoded.
-_POLL = r"""
+_POLL = _ALIVE + r"""
 d=$1
 state=running
 if [ -f "$d/exit" ]; then state="finished $(cat "$d/exit")"
 elif [ ! -d "$d/started" ]; then state=absent
 elif [ -f "$d/boot_id" ] && [ "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" != "$(cat "$d/boot_id")" ]; then
   state=lost
-elif [ -f "$d/pid" ] && ! kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+elif [ -f "$d/pid" ] && ! alive "$(cat "$d/pid")"; then
   if [ -f "$d/exit" ]; then state="finished $(cat "$d/exit")"; else state=lost; fi
 fi
 echo "$state"
@@ -89,16 +92,19 @@ if [ -f "$d/log" ]; then tail -c +"$(($2 + 1))" "$d/log" | head -c "$3" | base64
 echo
 """
 
+# The wrapper shell dies with its group, so the exit code of a cancelled job (128 + SIGTERM) is written here.
 _CANCEL = r"""
 d=$1
 [ -f "$d/exit" ] && exit 0
-[ -f "$d/pid" ] && kill -TERM -- "-$(cat "$d/pid")" 2>/dev/null
+[ -f "$d/pid" ] && kill -TERM "-$(cat "$d/pid")" 2>/dev/null  # a negative pid is the process group
+sleep 0.2
+[ -f "$d/exit" ] || { echo 143 > "$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit"; }
 exit 0
 """
 
-_RESET = r"""
+_RESET = _ALIVE + r"""
 d=$1
-if [ -d "$d/started" ] && [ ! -f "$d/exit" ] && [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+if [ -d "$d/started" ] && [ ! -f "$d/exit" ] && [ -f "$d/pid" ] && alive "$(cat "$d/pid")"; then
   echo running; exit 3
 fi
 rm -rf -- "$d"
@@ -186,7 +192,7 @@ async def job_exit_code(session: LabSSH, target: Target, job: str) -> int | None
 
 
 async def cancel_job(session: LabSSH, target: Target, job: str) -> None:
-    """Send SIGTERM to the job's process group (no-op if it already finished)."""
+    """Send SIGTERM to the job's process group and record exit code 143 (no-op if it already finished)."""
     await session.run(target, _script(_CANCEL, job_dir(session.lab, job)), timeout=_POLL_TIMEOUT)
 
 

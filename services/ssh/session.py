@@ -254,6 +254,8 @@ class LabSSH:
 
         async def pump(stream: asyncssh.SSHReader[str], sink: list[str]) -> None:
             async for line in stream:
+                if not line:  # end of stream (an empty output line would still be "\n")
+                    break
                 sink.append(line)
                 if on_line is not None:
                     await on_line(line.rstrip("\r\n"))
