@@ -9,6 +9,7 @@ from bot.cli_db import db_app
 from bot.cli_sweep import sweep_command
 from bot.cli_worker import worker_command
 from bot.slack.cli import run_command
+from sandbox.cli import sandbox_app
 from sandbox.zstack_sim.cli import sim_app
 from services import __version__
 
@@ -18,6 +19,7 @@ app.command("console")(console_command)
 app.command("demo")(demo_command)
 app.command("run")(run_command)
 app.add_typer(sim_app, name="sim")
+app.add_typer(sandbox_app, name="sandbox")
 app.command("sweep")(sweep_command)
 app.command("worker")(worker_command)
 

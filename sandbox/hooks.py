@@ -1,0 +1,69 @@
+"""The simulator hooks of the lab-in-a-box (the Protocols in ``sandbox.zstack_sim.hooks``).
+
+``OuterSandboxHooks`` runs in the outer simulator (the lab platform): VMs become network namespaces with a
+real sshd, data volumes become sparse files seen as virtio disks. ``NestedSandboxHooks`` runs in the nested
+simulator, which the fake installer starts inside VM2, so its subprocesses run "on VM2": iSCSI discovery is
+a real one across the lab's VPC to VM1's tgtd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from sandbox import system, vm, volumes
+from sandbox.config import SandboxConfig
+from sandbox.discovery import discover, local_initiator_name
+from sandbox.lifecycle import write_runtime_files
+from sandbox.zstack_sim.hooks import TargetFound, VmPlan
+from services.iscsi.initiator import INITIATOR_FILE
+
+log = logging.getLogger(__name__)
+
+
+class OuterSandboxHooks:
+    """Makes the outer simulator's VMs and volumes real on this machine (needs root); an ``OuterHooks``."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig.from_env()
+        self._segment_lock = asyncio.Lock()
+
+    async def vm_started(self, plan: VmPlan) -> None:
+        """Boot the VM; returns once its sshd accepts connections."""
+        system.require_sandbox()
+        await asyncio.to_thread(write_runtime_files, self.config)
+        await vm.start_vm(self.config, plan, self._segment_lock)
+
+    async def vm_stopped(self, vm_uuid: str) -> None:
+        """Kill the VM's processes and remove its namespace; its files and disks stay."""
+        await vm.stop_vm(self.config, vm_uuid)
+
+    async def vm_expunged(self, vm_uuid: str) -> None:
+        """Remove the VM and everything of it (the nested simulator it ran dies with it)."""
+        await vm.expunge_vm(self.config, vm_uuid)
+
+    async def volume_attached(self, volume_uuid: str, size: int, vm_uuid: str) -> None:
+        """Create the sparse file if needed and show it in the VM under /dev/disk/by-id."""
+        await asyncio.to_thread(volumes.attach, self.config, volume_uuid, size, vm_uuid)
+
+    async def volume_detached(self, volume_uuid: str, vm_uuid: str) -> None:
+        """Remove the disk from the VM's /dev/disk/by-id."""
+        await asyncio.to_thread(volumes.detach, self.config, volume_uuid, vm_uuid)
+
+    async def volume_expunged(self, volume_uuid: str) -> None:
+        """Delete the volume's file."""
+        await asyncio.to_thread(volumes.expunge, self.config, volume_uuid)
+
+
+class NestedSandboxHooks:
+    """Answers the nested simulator's iSCSI calls with a real discovery from VM2; a ``NestedHooks``."""
+
+    def __init__(self, initiator_file: Path = Path(INITIATOR_FILE), timeout: float = 15) -> None:
+        self.initiator_file = initiator_file
+        self.timeout = timeout
+
+    async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
+        """SendTargets discovery plus INQUIRY of each disk LUN, as VM2's initiator."""
+        initiator = local_initiator_name(self.initiator_file)
+        return await discover(ip, port, initiator=initiator, timeout=self.timeout)

@@ -1,0 +1,298 @@
+"""A sandbox VM: a network namespace running a real sshd (and tgtd) with private mounts, like a small Linux VM.
+
+Boot (``start_vm``): make the namespace and its NICs, write what cloud-init would (host key, authorized keys,
+root password, initiator name, hostname), then run ``boot.sh`` inside ``ip netns exec NS unshare --mount --uts``.
+boot.sh gives the VM private copies of ``/etc /dev /root /tmp /var/tmp`` (overlays whose upper layers live in
+the VM's directory, so writes stay in the VM and survive a stop/start like a disk) and a fresh ``/run``; it
+starts ``tgtd`` (restoring targets from ``/etc/tgt/conf.d`` as the tgt service does) and execs ``sshd``.
+The VM runs until ``stop_vm`` kills every process in its namespace.
+
+``/dev/disk/by-id`` inside the VM is a bind mount of the VM directory's ``by-id``: attaching a volume is making
+a ``virtio-<serial>`` symlink there, exactly where a KVM virtio disk appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sandbox import network, sshd, system
+from sandbox.config import SandboxConfig, short
+from sandbox.system import SandboxError
+from sandbox.zstack_sim.hooks import VmPlan
+
+log = logging.getLogger(__name__)
+
+OVERLAID = ("/etc", "/dev", "/root", "/tmp", "/var/tmp")
+ENV_FILE = "labbot-sandbox.env"  # /etc/labbot-sandbox.env inside the VM
+INITIATOR_PREFIX = "iqn.2026-11.io.labbot.sandbox"
+
+
+@dataclass(frozen=True)
+class VmRecord:
+    """What the sandbox remembers about a VM (``vm.json`` in its directory)."""
+
+    uuid: str
+    name: str
+    hostname: str
+    netns: str
+    netns_inode: int | None
+    nics: list[dict[str, str]]
+    initiator: str
+
+
+def _layer(vm_dir: Path, path: str) -> Path:
+    return vm_dir / "layers" / path.strip("/").replace("/", "-")
+
+
+def _hostname(name: str, vm_uuid: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-")[:40]
+    return cleaned or f"vm-{short(vm_uuid)}"
+
+
+def boot_script(vm_dir: Path, hostname: str) -> str:
+    """boot.sh: private mounts, hostname, tgtd (+ restore of persisted targets), then sshd in the foreground."""
+    q = shlex.quote
+    lines = ["#!/bin/sh", "# Runs inside the VM's network, mount and UTS namespaces.", "set -eu"]
+    lines.append(f"vm={q(str(vm_dir))}")
+    for path in OVERLAID:
+        layer = _layer(vm_dir, path)
+        lines.append(
+            f"mount -t overlay overlay -o lowerdir={path},upperdir={q(str(layer / 'upper'))},"
+            f"workdir={q(str(layer / 'work'))} {path}"
+        )
+    lines += [
+        # The host's /dev sub-mounts are hidden under the overlay: give the VM its own.
+        "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts",
+        "rm -f /dev/ptmx && ln -s pts/ptmx /dev/ptmx",
+        "mount -t tmpfs -o mode=1777 tmpfs /dev/shm",
+        "mkdir -p /dev/disk/by-id && mount --bind \"$vm/by-id\" /dev/disk/by-id",
+        "mount -t tmpfs -o mode=0755 tmpfs /run",
+        "mkdir -p /run/sshd /run/tgtd /run/lock",
+        f"hostname {q(hostname)}",
+        '/usr/sbin/tgtd -f >> "$vm/tgtd.log" 2>&1 &',
+        # Like the tgt service at boot: once tgtd answers, load the targets persisted in /etc/tgt/conf.d.
+        "( i=0; until tgtadm --lld iscsi --op show --mode sys >/dev/null 2>&1 || [ $i -ge 100 ]; do"
+        " i=$((i+1)); sleep 0.1; done;"
+        ' if ls /etc/tgt/conf.d/*.conf >/dev/null 2>&1 && command -v tgt-admin >/dev/null; then'
+        ' tgt-admin -e >> "$vm/tgtd.log" 2>&1 || true; fi ) &',
+        'exec /usr/sbin/sshd -D -e -f "$vm/ssh/sshd_config"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def _set_root_password(etc_upper: Path, password: str) -> None:
+    """Give the VM's root the password from the plan, in the VM's own /etc/shadow (the host's stays untouched)."""
+    hashed = await system.run("openssl", "passwd", "-6", "-stdin", stdin=password.encode() + b"\n")
+    entries = (await asyncio.to_thread(Path("/etc/shadow").read_text)).splitlines()
+    rewritten = []
+    for entry in entries:
+        fields = entry.split(":")
+        if fields[0] == "root" and len(fields) > 2:
+            fields[1] = hashed.stdout.strip()
+        rewritten.append(":".join(fields))
+    shadow = etc_upper / "shadow"
+    shadow.touch(mode=0o600)
+    shadow.chmod(0o600)
+    shadow.write_text("\n".join(rewritten) + "\n")
+
+
+async def prepare_files(config: SandboxConfig, plan: VmPlan, netns: str) -> tuple[Path, str, str]:
+    """Everything cloud-init would write, in the VM directory; returns (dir, hostname, initiator name)."""
+    vm_dir = config.vm_dir(plan.vm_uuid)
+    for path in OVERLAID:
+        for part in ("upper", "work"):
+            _layer(vm_dir, path).joinpath(part).mkdir(parents=True, exist_ok=True)
+    (vm_dir / "by-id").mkdir(parents=True, exist_ok=True)
+    ssh_dir = vm_dir / "ssh"
+    sshd.ensure_host_key(ssh_dir)
+    sshd.write_authorized_keys(ssh_dir, plan.ssh_public_keys)
+    sshd.write_config(ssh_dir, passwords=plan.root_password is not None)
+    etc_upper = _layer(vm_dir, "/etc") / "upper"
+    if plan.root_password is not None:
+        await _set_root_password(etc_upper, plan.root_password)
+    initiator = f"{INITIATOR_PREFIX}:{short(plan.vm_uuid)}"
+    (etc_upper / "iscsi").mkdir(exist_ok=True)
+    (etc_upper / "iscsi" / "initiatorname.iscsi").write_text(f"InitiatorName={initiator}\n")
+    hostname = _hostname(plan.name, plan.vm_uuid)
+    (etc_upper / "hostname").write_text(hostname + "\n")
+    env = {
+        "LABBOT_SANDBOX_DIR": str(config.base_dir),
+        "LABBOT_SANDBOX_VM": plan.vm_uuid,
+        "LABBOT_PYTHON": config.nested_sim[0],
+        "LABBOT_NESTED_SIM": shlex.join(config.nested_sim),
+    }
+    (etc_upper / ENV_FILE).write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
+    (vm_dir / "boot.sh").write_text(boot_script(vm_dir, hostname))
+    return vm_dir, hostname, initiator
+
+
+async def start_vm(config: SandboxConfig, plan: VmPlan, segment_lock: asyncio.Lock) -> VmRecord:
+    """Boot a VM from its plan; returns once its sshd listens. Starting a running VM restarts it."""
+    netns = config.vm_netns(plan.vm_uuid)
+    for nic in plan.nics:  # refuse a bad plan before touching anything
+        network.nic_network(nic)
+        short(nic.l3_network_uuid)
+    existing = read_record(config, plan.vm_uuid)
+    if existing is not None and existing.uuid != plan.vm_uuid:
+        raise SandboxError(f"VM {plan.vm_uuid} collides with VM {existing.uuid} (same first 8 digits)")
+    await stop_vm(config, plan.vm_uuid)
+    vm_dir, hostname, initiator = await prepare_files(config, plan, netns)
+    await system.run("ip", "netns", "add", netns)
+    try:
+        await system.ip("link", "set", "lo", "up", netns=netns)
+        # A jump host, not a router: VM1 must not forward between the public network and the VPC.
+        await system.run("ip", "netns", "exec", netns, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward")
+        nics = []
+        for index, nic in enumerate(plan.nics):
+            public = nic.l3_network_name in config.public_l3_names
+            async with segment_lock:
+                bridge = await network.ensure_public_bridge(config, nic.gateway, nic.netmask) if public else None
+                segment = None if public else await network.ensure_private_segment(config, nic.l3_network_uuid)
+            device = await network.plug_nic(
+                config, vm_uuid=plan.vm_uuid, vm_netns=netns, index=index, nic=nic, public_bridge=bridge,
+                segment_netns=segment,
+            )
+            if nic.is_default and public and nic.gateway:
+                await system.ip("route", "add", "default", "via", nic.gateway, "dev", device, netns=netns)
+            nics.append({"device": device, "ip": nic.ip, "netmask": nic.netmask, "l3": nic.l3_network_name})
+        record = VmRecord(
+            uuid=plan.vm_uuid, name=plan.name, hostname=hostname, netns=netns, netns_inode=system.netns_inode(netns),
+            nics=nics, initiator=initiator,
+        )
+        (vm_dir / "vm.json").write_text(json.dumps(asdict(record), indent=2))
+        await _boot(config, vm_dir, netns)
+    except BaseException:
+        await stop_vm(config, plan.vm_uuid)
+        raise
+    log.info("sandbox VM %s (%s) running in %s: %s", plan.name, plan.vm_uuid, netns, [n["ip"] for n in nics])
+    return record
+
+
+async def _boot(config: SandboxConfig, vm_dir: Path, netns: str) -> None:
+    console = vm_dir / "console.log"
+    start = console.stat().st_size if console.exists() else 0
+    (vm_dir / "pid").unlink(missing_ok=True)
+    # A PID namespace too: sshd becomes the VM's PID 1 and, like an init, reaps orphans (detached jobs), and
+    # killing it ends the whole VM. setsid --fork: the VM outlives this process and leaves it no zombie.
+    argv = [
+        "setsid", "--fork", "ip", "netns", "exec", netns, "unshare", "--mount", "--uts", "--pid", "--fork",
+        "--mount-proc", "--propagation", "private", "/bin/sh", str(vm_dir / "boot.sh"),
+    ]
+    with console.open("ab") as out:
+        await asyncio.to_thread(subprocess.run, argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, check=True)
+    inode = system.netns_inode(netns)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + config.sshd_ready_timeout
+    text = ""
+    while loop.time() < deadline:
+        with console.open("rb") as handle:
+            handle.seek(start)
+            text = handle.read().decode(errors="replace")
+        init = init_pid(inode) if inode else None
+        if "Server listening on" in text and init is not None:
+            (vm_dir / "pid").write_text(f"{init}\n")
+            return
+        if loop.time() - started > 1 and inode and not system.pids_in_netns({inode}):
+            break  # everything in the VM exited: the boot failed
+        await asyncio.sleep(0.05)
+    raise SandboxError(f"sandbox VM in {netns} did not start sshd; console:\n{text[-1500:]}")
+
+
+def init_pid(netns_inode: int) -> int | None:
+    """The host pid of the VM's PID 1 (its sshd), found among the processes of its network namespace."""
+    for pid in system.pids_in_netns({netns_inode}):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("NSpid:"):
+                ids = line.split()[1:]
+                if len(ids) >= 2 and ids[-1] == "1":
+                    return pid
+    return None
+
+
+def read_record(config: SandboxConfig, vm_uuid: str) -> VmRecord | None:
+    """The VM's record, if the sandbox knows it."""
+    try:
+        data = json.loads((config.vm_dir(vm_uuid) / "vm.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return VmRecord(**data)
+
+
+def all_records(config: SandboxConfig) -> list[VmRecord]:
+    """Every VM the sandbox knows (running or stopped)."""
+    records = []
+    if config.vms_dir.is_dir():
+        for path in sorted(config.vms_dir.glob("*/vm.json")):
+            try:
+                records.append(VmRecord(**json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError):
+                log.warning("unreadable sandbox VM record %s", path)
+    return records
+
+
+async def kill_netns_processes(inodes: set[int], grace: float = 0.5) -> int:
+    """SIGTERM, then SIGKILL, every process in these network namespaces; returns how many there were."""
+    pids = system.pids_in_netns(inodes)
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    await _wait_until(lambda: not any(system.pid_alive(p) for p in pids), grace)
+    for pid in system.pids_in_netns(inodes):  # tgtd ignores SIGTERM; anything left now is killed
+        _signal(pid, signal.SIGKILL)
+    await _wait_until(lambda: not system.pids_in_netns(inodes), 5.0)
+    return len(pids)
+
+
+async def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:  # noqa: ASYNC109
+    """Poll ``condition`` (process state has no event to wait on) until it holds or ``timeout`` passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+async def stop_vm(config: SandboxConfig, vm_uuid: str) -> None:
+    """Power the VM off: kill all its processes and remove its namespace and NICs (its files stay)."""
+    netns = config.vm_netns(vm_uuid)
+    inodes = {i for i in (system.netns_inode(netns), getattr(read_record(config, vm_uuid), "netns_inode", None)) if i}
+    if inodes:
+        await kill_netns_processes(inodes)
+    if netns in await system.list_netns():
+        await system.run("ip", "netns", "del", netns)
+    # Veth peers die with the namespace; a half-made NIC from a failed start may be left on the host side.
+    for link in await system.list_links():
+        if link.startswith(f"{config.prefix}{short(vm_uuid)}"):
+            await system.ip("link", "del", link, check=False)
+
+
+async def expunge_vm(config: SandboxConfig, vm_uuid: str) -> None:
+    """Stop the VM and delete everything of it (its volumes' files are separate: see ``volumes``)."""
+    await stop_vm(config, vm_uuid)
+    vm_dir = config.vm_dir(vm_uuid)
+    if vm_dir.exists():
+        await asyncio.to_thread(shutil.rmtree, vm_dir)
+    log.info("sandbox VM %s expunged", vm_uuid)

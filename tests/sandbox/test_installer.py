@@ -1,0 +1,128 @@
+"""The lab-in-a-box "ZStack installer" on VM2, run as the engine runs it, and the nested simulator it starts.
+
+Uploaded by SFTP and run detached through VM1; it must survive the SSH connection dying, be idempotent, and
+leave a management node whose iSCSI calls are answered from a real discovery of VM1's target: the wwid the
+nested ZStack offers as a SharedBlock candidate is the one the iSCSI service reported for the lab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from sandbox import system
+from services.iscsi import TargetSpec, TgtBackend, find_data_disk, read_initiator_name, target_iqn
+from services.ssh import LabSSH
+from services.ssh.detached import follow, reset_job, start_detached
+from services.zstack.client import ZStackClient
+from tests.sandbox.labbox import PROJECT, Lab, LabBox, drop_connections, require_sandbox
+
+pytestmark = pytest.mark.sandbox
+
+INSTALLER = PROJECT / "sandbox" / "assets" / "zstack-installer.bin"
+REMOTE = "/root/labbot/zstack-installer.bin"
+COMMAND = f"bash {REMOTE} -E"
+
+
+@pytest.fixture(scope="module")
+def box() -> Iterator[LabBox]:
+    require_sandbox()
+    box = LabBox("install")
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+@pytest.fixture(scope="module")
+def lab(box: LabBox) -> Lab:
+    return box.run(box.make_lab("instlab", volume_size=256 * 1024**2))
+
+
+async def install(ssh: LabSSH, job: str, on_line: object = None) -> int:
+    await ssh.upload("vm2", INSTALLER, REMOTE, 0o755)
+    await start_detached(ssh, "vm2", job, COMMAND)
+    return await follow(ssh, "vm2", job, on_line=on_line, poll_interval=0.2, timeout=120)  # type: ignore[arg-type]
+
+
+async def test_installer_survives_a_drop_and_leaves_a_ready_management_node(box: LabBox, lab: Lab) -> None:
+    lines: list[str] = []
+    dropped = asyncio.Event()
+
+    async def on_line(line: str) -> None:
+        lines.append(line)
+        if not dropped.is_set():
+            dropped.set()
+            await drop_connections(box, lab.vm1)  # the SSH path dies while the install runs
+
+    async with lab.ssh() as ssh:
+        assert await install(ssh, "install_zstack", on_line) == 0
+        assert lines[-1] == "Management node is running"
+        percentages = [int(m.group(1)) for line in lines if (m := re.search(r"\[\s*(\d+)%\]", line))]
+        assert percentages[0] < percentages[-1] == 100 and percentages == sorted(percentages)
+        port = await ssh.forward_local("vm2", 8080)
+        async with httpx.AsyncClient(timeout=10) as http:
+            ready = await http.get(f"http://127.0.0.1:{port}/zstack/v1/management-nodes/ready")
+        assert ready.status_code == 200
+
+        # Idempotent: run again (as a retried step would) with the management node already up.
+        await reset_job(ssh, "vm2", "install_zstack")
+        again: list[str] = []
+
+        async def collect(line: str) -> None:
+            again.append(line)
+
+        assert await install(ssh, "install_zstack", collect) == 0
+        assert any("already running" in line for line in again)
+        count = await ssh.run("vm2", "pgrep -c -f 'bot.cli sim zstack --role nested'", timeout=10)
+        assert count.stdout.strip() == "1"  # one management node, not two
+
+
+async def test_nested_zstack_offers_the_lab_lun_by_the_wwid_labbot_recorded(lab: Lab) -> None:
+    async with lab.ssh() as ssh:
+        assert await install(ssh, "install_nested") == 0
+        device = await find_data_disk(ssh.runner("vm1"), lab.volume_uuid, None)
+        spec = TargetSpec(iqn=target_iqn("iqn.2026-11.io.labbot", lab.name), device=device,
+                          initiator_iqn=await read_initiator_name(ssh.runner("vm2")), portal_ip=lab.vm1_vpc_ip)
+        info = await TgtBackend(ssh.runner("vm1")).ensure(spec)
+        port = await ssh.forward_local("vm2", 8080)
+        async with ZStackClient(f"http://127.0.0.1:{port}/zstack/v1", "admin", SecretStr("password")) as nested:
+            zone = await nested.create_zone("zone-1")
+            cluster = await nested.create_cluster("cluster-1", zone.uuid)
+            await nested.add_kvm_host("vm2", lab.vm2_ip, cluster.uuid, username="root", password=SecretStr("x"))
+            server = await nested.add_iscsi_server(lab.vm1_vpc_ip, port=3260, name="vm1")
+            assert [(t.iqn, [lun.wwid for lun in t.iscsi_luns]) for t in server.iscsi_targets] == [
+                (info.iqn, [info.wwid]),
+            ]
+            await nested.attach_iscsi_server_to_cluster(server.uuid, cluster.uuid)
+            candidates = await nested.get_shared_block_candidates(cluster.uuid)
+    assert [(c.wwid, c.size) for c in candidates] == [(info.wwid, info.size_bytes)]
+
+
+async def test_expunging_vm2_stops_the_management_node(box: LabBox, lab: Lab) -> None:
+    async with lab.ssh() as ssh:
+        assert await install(ssh, "install_expunge") == 0
+    inode = system.netns_inode(box.config.vm_netns(lab.vm2.vm_uuid))
+    assert inode is not None
+    simulators = [
+        p for p in system.pids_in_netns({inode}) if b"--role\0nested" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
+    assert len(simulators) == 1
+    await box.hooks.vm_expunged(lab.vm2.vm_uuid)
+    assert not system.pid_alive(simulators[0]) and not system.pids_in_netns({inode})
+
+
+def test_the_installer_refuses_to_run_outside_a_sandbox_vm() -> None:
+    usage = subprocess.run(["bash", str(INSTALLER)], capture_output=True, text=True, check=False)
+    assert usage.returncode == 64 and "usage: bash" in usage.stdout
+    if Path("/etc/labbot-sandbox.env").exists():
+        pytest.skip("this machine has a sandbox environment file")
+    outside = subprocess.run(["bash", str(INSTALLER), "-E"], capture_output=True, text=True, check=False)
+    assert outside.returncode == 2 and "only runs inside a labbot sandbox VM" in outside.stdout
