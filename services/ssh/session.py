@@ -14,19 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import inspect
 import logging
 import posixpath
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
 import asyncssh
 
 from services import shell
+from services.ssh.connect import ConnectRequest, HostAddress, Target, open_connection
 from services.ssh.errors import (
     HostKeyChangedError,
     SSHAuthError,
@@ -42,30 +40,10 @@ from services.ssh.result import CommandResult, LineCallback, Runner
 
 log = logging.getLogger(__name__)
 
-Target = Literal["vm1", "vm2"]
+__all__ = ["HostAddress", "LabSSH", "Target"]
 
 # Errors that mean "the transport is gone": the connection is dropped and re-opened on next use.
 _TRANSPORT_ERRORS = (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError)
-
-
-@dataclass(frozen=True)
-class HostAddress:
-    """Where a lab VM's sshd listens (for VM2: as seen from VM1)."""
-
-    host: str
-    port: int = 22
-
-
-class _PinningClient(asyncssh.SSHClient):
-    """Accepts the pinned host key only (or any key when none is pinned yet), remembering what was offered."""
-
-    def __init__(self, pinned: asyncssh.SSHKey | None) -> None:
-        self.pinned = pinned
-        self.offered: asyncssh.SSHKey | None = None
-
-    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
-        self.offered = key
-        return self.pinned is None or key.public_data == self.pinned.public_data
 
 
 class LabSSH:
@@ -135,68 +113,15 @@ class LabSSH:
             self._forget("vm2")
 
     async def _open(self, target: Target) -> asyncssh.SSHClientConnection:
-        address = self._address(target)
         tunnel = await self.connection("vm1") if target == "vm2" else None
-        pinned_text = await self._host_keys.get(self.lab, target)
-        client = _PinningClient(asyncssh.import_public_key(pinned_text) if pinned_text else None)
-        where = f"{address.host}:{address.port}" + (" via vm1" if tunnel else "")
-        try:
-            conn = await asyncio.wait_for(
-                asyncssh.connect(
-                    address.host,
-                    address.port,
-                    tunnel=tunnel,
-                    client_factory=lambda: client,
-                    username=self.username,
-                    client_keys=[self._client_key],
-                    known_hosts=([], [], []),  # empty trust list: every key goes through _PinningClient
-                    agent_path=None,
-                    config=None,
-                    password=None,
-                    kbdint_auth=False,
-                    connect_timeout=self._connect_timeout,
-                    keepalive_interval=self._keepalive_interval,
-                    keepalive_count_max=3,
-                ),
-                timeout=self._connect_timeout * 2,
-            )
-        except asyncssh.HostKeyNotVerifiable:
-            await self._refuse_changed_key(target, client)
-            raise SSHError(f"host key of {target} ({where}) not accepted", lab=self.lab, host=target) from None
-        except asyncssh.PermissionDenied:
-            raise SSHAuthError(
-                f"{target} ({where}) in lab {self.lab} refused labbot's key for user {self.username}",
-                lab=self.lab,
-                host=target,
-            ) from None
-        except asyncssh.ChannelOpenError as err:
-            raise SSHUnreachableError(
-                f"vm1 could not reach {target} ({where}) in lab {self.lab}: {err.reason}", lab=self.lab, host=target
-            ) from None
-        except (TimeoutError, OSError, asyncssh.Error) as err:
-            reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or type(err).__name__
-            raise SSHUnreachableError(
-                f"cannot connect to {target} ({where}) in lab {self.lab}: {reason}", lab=self.lab, host=target
-            ) from None
-        if client.pinned is None and client.offered is not None:
-            key_text = client.offered.export_public_key("openssh").decode().strip()
-            await self._host_keys.pin(self.lab, target, key_text)
-            log.info(
-                "pinned ssh host key lab=%s host=%s fingerprint=%s", self.lab, target, client.offered.get_fingerprint()
-            )
-        log.info("ssh connected lab=%s host=%s addr=%s", self.lab, target, where)
-        return conn
-
-    async def _refuse_changed_key(self, target: Target, client: _PinningClient) -> None:
-        if client.pinned is None or client.offered is None:
-            return
-        old_fp, new_fp = client.pinned.get_fingerprint(), client.offered.get_fingerprint()
-        log.error("ssh host key changed lab=%s host=%s pinned=%s offered=%s", self.lab, target, old_fp, new_fp)
-        if self._on_key_changed is not None:
-            outcome = self._on_key_changed(self.lab, target, old_fp, new_fp)
-            if inspect.isawaitable(outcome):  # plain functions are accepted too
-                await outcome
-        raise HostKeyChangedError(lab=self.lab, host=target, old_fingerprint=old_fp, new_fingerprint=new_fp)
+        return await open_connection(
+            ConnectRequest(
+                lab=self.lab, target=target, address=self._address(target), username=self.username,
+                client_key=self._client_key, host_keys=self._host_keys, connect_timeout=self._connect_timeout,
+                keepalive_interval=self._keepalive_interval, on_key_changed=self._on_key_changed,
+            ),
+            tunnel=tunnel,
+        )
 
     @contextlib.contextmanager
     def _transport_errors(self, target: Target, command: str) -> Iterator[None]:
