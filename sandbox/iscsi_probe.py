@@ -80,13 +80,12 @@ class IscsiSession:
         self._exp_stat_sn = 0
 
     async def __aenter__(self) -> IscsiSession:
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout
-        )
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)
+        self._reader, self._writer = reader, writer
         try:
             await self._login()
         except BaseException:
-            self._writer.close()
+            writer.close()
             raise
         return self
 

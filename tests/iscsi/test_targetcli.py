@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ ENABLE = ("command -v systemctl >/dev/null 2>&1 || exit 0; systemctl is-enabled 
 READ_SAVED = "cat /etc/target/saveconfig.json"
 
 
-def writes_saved(expected: dict) -> tuple[str, object]:
+def writes_saved(expected: dict) -> tuple[str, Callable[[str], bool]]:
     """A step that writes saveconfig.json (with a backup) whose JSON equals ``expected``."""
 
     def check(command: str) -> bool:

@@ -121,7 +121,8 @@ async def test_a_stopped_daemon_is_started_through_systemd() -> None:
         (TGTADM + "--op show --mode target", ok(show_with([SPEC.initiator_iqn]))),
         SIZE,
     ])
-    assert (await TgtBackend(run).describe(SPEC.iqn)).wwid == vpd.tgt_wwid(SCSI_ID)
+    info = await TgtBackend(run).describe(SPEC.iqn)
+    assert info is not None and info.wwid == vpd.tgt_wwid(SCSI_ID)
     run.finished()
     without_systemd = Transcript([
         (TGTADM + "--op show --mode target", down),

@@ -91,7 +91,7 @@ async def test_a_timeout_keeps_partial_output_and_the_session_stays_usable(lab: 
         assert (await ssh.run("vm1", "echo still here", timeout=10)).stdout == "still here\n"
 
 
-async def test_host_keys_are_pinned_on_first_use(box: Lab, lab: Lab) -> None:
+async def test_host_keys_are_pinned_on_first_use(box: LabBox, lab: Lab) -> None:
     store = MemoryHostKeyStore()
     async with lab.ssh(store) as ssh:
         await ssh.run("vm2", "true", timeout=10)
