@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import asyncssh
 import pytest
@@ -109,9 +111,14 @@ async def test_stop_start_keeps_files_and_host_key_expunge_removes_all(box: LabB
     assert not [link for link in await system.list_links() if plan.vm_uuid[:8] in link]
 
 
-async def test_root_password_from_the_plan_works_only_in_that_vm(box: LabBox, lab: Lab) -> None:
+async def test_root_password_from_the_plan_works_only_in_that_vm(
+    box: LabBox, lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     plan = replace(box.plan("pw-vm", lab.key, public=True), root_password="Sandbox-Pass-1")
     await box.hooks.vm_started(plan)
+    assert "Sandbox-Pass-1" not in caplog.text
+    assert "Sandbox-Pass-1" not in Path("/etc/shadow").read_text()  # hashed, and only in the VM's own shadow
     try:
         async with asyncssh.connect(plan.nics[0].ip, username="root", password="Sandbox-Pass-1", client_keys=None,
                                     known_hosts=None, agent_path=None, config=None) as conn:  # tests only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,10 +92,14 @@ async def test_a_timeout_keeps_partial_output_and_the_session_stays_usable(lab: 
         assert (await ssh.run("vm1", "echo still here", timeout=10)).stdout == "still here\n"
 
 
-async def test_host_keys_are_pinned_on_first_use(box: LabBox, lab: Lab) -> None:
+async def test_host_keys_are_pinned_on_first_use(box: LabBox, lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     store = MemoryHostKeyStore()
     async with lab.ssh(store) as ssh:
         await ssh.run("vm2", "true", timeout=10)
+    assert "pinned ssh host key lab=sshlab host=vm2 fingerprint=SHA256:" in caplog.text
+    private_body = "".join(lab.key.private_openssh.get_secret_value().splitlines()[1:-1])
+    assert private_body[:40] not in caplog.text.replace("\n", "")  # connection logs carry no key material
     assert store.keys[("sshlab", "vm1")] == host_key(box, lab.vm1.vm_uuid).rsplit(" ", 1)[0]
     assert store.keys[("sshlab", "vm2")] == host_key(box, lab.vm2.vm_uuid).rsplit(" ", 1)[0]
     async with lab.ssh(store) as ssh:  # the pinned keys are accepted
