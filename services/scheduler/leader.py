@@ -79,6 +79,7 @@ class Scheduler:
         self._aps: AsyncIOScheduler | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[object]] = set()
+        self._unreachable = False
         self.leader_since: datetime | None = None
 
     @classmethod
@@ -95,11 +96,13 @@ class Scheduler:
         return self._aps is not None
 
     def status(self) -> dict[str, Any]:
-        """``running`` (the scheduler works: leading, or standing by to lead), ``leader``, mode, next runs."""
-        running = self.is_leader or (self._loop_task is not None and not self._loop_task.done())
+        """For /healthz: ``running`` is False only when the scheduler should be working and is not (neither
+        leading nor standing for election); a scheduler disabled by configuration is not a failure."""
+        standing = self._loop_task is not None and not self._loop_task.done()
+        running = self.is_leader or standing or not self.enabled
         jobs = {job.id: job.next_run_time.isoformat() if job.next_run_time else None
                 for job in (self._aps.get_jobs() if self._aps is not None else [])}
-        return {"running": running if self.enabled else False, "enabled": self.enabled, "leader": self.is_leader,
+        return {"running": running, "enabled": self.enabled, "leader": self.is_leader,
                 "mode": "single-process (SQLite)" if self.single_process else "leader election (PostgreSQL)",
                 "leader_since": self.leader_since.isoformat() if self.leader_since else None, "jobs": jobs}
 
@@ -158,8 +161,12 @@ class Scheduler:
         try:
             if await self._lock.try_acquire():
                 self._lead()
-        except Exception as err:  # the database is down or refusing us: keep trying, quietly
-            log.warning("scheduler election: cannot reach the database (%s); retrying", type(err).__name__)
+            self._unreachable = False
+        except Exception as err:  # the database is down or refusing us: keep trying, saying so once
+            log.log(logging.DEBUG if self._unreachable else logging.WARNING,
+                    "scheduler election: cannot reach the database (%s); retrying every %ss",
+                    type(err).__name__, self.check_seconds)
+            self._unreachable = True
             await self._lock.close()
         return False
 

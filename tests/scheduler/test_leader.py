@@ -84,7 +84,9 @@ async def test_a_disabled_scheduler_runs_nothing(tmp_path: Path) -> None:
                           name="off", enabled=False)
     await scheduler.start()
     await asyncio.sleep(3 * TICK)
-    assert recorder.calls == [] and scheduler.status()["running"] is False
+    status = scheduler.status()
+    assert recorder.calls == [] and status["enabled"] is False and not status["leader"]
+    assert status["running"] is True  # switched off on purpose: nothing is down
     await scheduler.stop()
 
 
@@ -162,12 +164,15 @@ async def test_stopping_the_leader_hands_over_within_one_interval(pg_url: str) -
 
 
 async def test_an_unreachable_database_leaves_a_follower_that_keeps_trying(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="services.scheduler.leader")
     recorder = Recorder()
     scheduler = Scheduler(recorder.jobs("lost"), database_url="postgresql+asyncpg://labbot@127.0.0.1:9/labbot",
                           name="lost", check_seconds=TICK)
     await scheduler.start()
     try:
-        await eventually(lambda: caplog.text.count("cannot reach the database") >= 2)
+        await eventually(lambda: caplog.text.count("cannot reach the database") >= 3)
         assert not scheduler.is_leader and scheduler.status()["running"] and recorder.calls == []
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "cannot reach" in r.message]
+        assert len(warnings) == 1  # said once, not every interval
     finally:
         await scheduler.stop()
