@@ -4,6 +4,6 @@
 writes the VM's plan (addresses ZStack allocated, SSH key, root password) into the shared ``/labs`` volume and
 waits until the matching container applied it. ``agent`` runs in each VM container: it adds those addresses
 to the container's interfaces, starts sshd with the lab's key, links attached volumes under
-``/dev/disk/by-id``, and resets the container when the VM is expunged. The files in ``/labs`` are the whole
-protocol (see ``protocol``).
+``/dev/disk/by-id``, and resets the container when the VM is expunged (``vmfiles`` writes what cloud-init
+would). The files in ``/labs`` are the whole protocol (see ``protocol``).
 """

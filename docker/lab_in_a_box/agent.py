@@ -19,21 +19,17 @@ import ipaddress
 import json
 import logging
 import os
-import shlex
 import shutil
 import signal
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-
 from lab_in_a_box.protocol import DEFAULT_LABS, disk_path, netmask_prefix, read_json, role_dir, write_json
+from lab_in_a_box.vmfiles import alive, run_command, set_root_password, write_vm_files
 
 log = logging.getLogger(__name__)
 
-INITIATOR_PREFIX = "iqn.2026-11.io.labbot.sandbox"
 NESTED_PID_FILE = "zstack-sandbox-mn.pid"  # written by sandbox/assets/zstack-installer.bin
 SERIAL_LENGTH = 20  # a virtio disk's serial is the volume uuid cut to 20 characters
 
@@ -112,29 +108,15 @@ class Agent:
     async def _power_on(self, plan: dict[str, Any]) -> None:
         wanted = [(str(ipaddress.IPv4Address(nic["ip"])), netmask_prefix(nic["netmask"])) for nic in plan["nics"]]
         await self._set_addresses(wanted)
-        await asyncio.to_thread(self._write_vm_files, plan)
+        await asyncio.to_thread(write_vm_files, plan, etc=self.paths.etc, ssh_dir=self.ssh_dir, role=self.role)
         if plan.get("root_password") is not None:
-            await self._set_root_password(str(plan["root_password"]))
+            await set_root_password(self.paths.etc / "shadow", str(plan["root_password"]))
         await self._stop_sshd()
         config = self.ssh_dir / "sshd_config"
         self._sshd = await asyncio.create_subprocess_exec(self.sshd_binary, "-D", "-e", "-f", str(config))
         await asyncio.sleep(0.2)
         if self._sshd.returncode is not None:
             raise RuntimeError(f"sshd exited at once with status {self._sshd.returncode}")
-
-    def _write_vm_files(self, plan: dict[str, Any]) -> None:
-        """What cloud-init would write: sshd's key and config, the iSCSI initiator name, the installer's env."""
-        self._write_ssh_files(plan.get("ssh_public_keys") or [], plan.get("root_password") is not None)
-        vm_uuid = str(plan["vm_uuid"])
-        (self.paths.etc / "iscsi").mkdir(parents=True, exist_ok=True)
-        (self.paths.etc / "iscsi" / "initiatorname.iscsi").write_text(
-            f"InitiatorName={INITIATOR_PREFIX}:{vm_uuid[:8]}\n")
-        nested = [sys.executable, "-m", "bot.cli", "sim", "zstack", "--role", "nested", "--host", "0.0.0.0",  # noqa: S104
-                  "--port", "8080", "--hooks", "sandbox"]
-        env = {"LABBOT_SANDBOX_VM": vm_uuid, "LABBOT_PYTHON": sys.executable, "LABBOT_NESTED_SIM": shlex.join(nested)}
-        (self.paths.etc / "labbot-sandbox.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
-        # sshd's privilege-separation directory is compiled in (not under our root); a fresh /run lacks it.
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
 
     async def _power_off(self) -> None:
         await self._stop_sshd()
@@ -169,7 +151,7 @@ class Agent:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
             for _ in range(50):
-                if not _alive(pid):
+                if not alive(pid):
                     break
                 await asyncio.sleep(0.1)
             else:
@@ -178,7 +160,7 @@ class Agent:
 
     async def _clear_tgt(self) -> None:
         base = ["tgtadm", "-C", str(self.tgt_control_port), "--lld", "iscsi"]
-        code, out = await _run(*base, "--op", "show", "--mode", "target")
+        code, out = await run_command(*base, "--op", "show", "--mode", "target")
         if code != 0:
             log.warning("tgtd did not answer (%s); no targets to remove", out.strip()[-200:])
             return
@@ -186,28 +168,28 @@ class Agent:
             if line.startswith("Target ") and ":" in line:
                 tid = line.split()[1].rstrip(":")
                 if tid.isdigit():
-                    await _run(*base, "--op", "delete", "--force", "--mode", "target", "--tid", tid)
+                    await run_command(*base, "--op", "delete", "--force", "--mode", "target", "--tid", tid)
 
     # --- addresses, ssh, password ----------------------------------------------------------------------
 
     async def _set_addresses(self, wanted: list[tuple[str, int]]) -> None:
         for ip, prefix, device in list(self._addresses):
             if (ip, prefix) not in wanted:
-                await _run("ip", "addr", "del", f"{ip}/{prefix}", "dev", device)
+                await run_command("ip", "addr", "del", f"{ip}/{prefix}", "dev", device)
                 self._addresses.remove((ip, prefix, device))
         have = {(ip, prefix) for ip, prefix, _ in self._addresses}
         for ip, prefix in wanted:
             if (ip, prefix) in have:
                 continue
             device = await self._device_for(ip)
-            code, out = await _run("ip", "addr", "replace", f"{ip}/{prefix}", "dev", device)
+            code, out = await run_command("ip", "addr", "replace", f"{ip}/{prefix}", "dev", device)
             if code != 0:
                 raise RuntimeError(f"cannot add {ip}/{prefix} to {device}: {out.strip()[-200:]}")
             self._addresses.append((ip, prefix, device))
 
     async def _device_for(self, ip: str) -> str:
         """The interface whose own (compose-assigned) network contains ``ip``."""
-        code, out = await _run("ip", "-j", "-4", "addr", "show")
+        code, out = await run_command("ip", "-j", "-4", "addr", "show")
         if code != 0:
             raise RuntimeError(f"cannot list addresses: {out.strip()[-200:]}")
         ours = {a for a, _, _ in self._addresses}
@@ -221,43 +203,6 @@ class Agent:
                     return str(link["ifname"])
         raise RuntimeError(f"no interface of the {self.role} container is on a network containing {ip}; "
                            "check the compose file's lab-public / lab-vpc subnets")
-
-    def _write_ssh_files(self, keys: list[str], passwords: bool) -> None:
-        self.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        host_key = self.ssh_dir / "ssh_host_ed25519_key"
-        if not host_key.exists():
-            key = asyncssh.generate_private_key("ssh-ed25519", comment=f"lab-in-a-box-{self.role}")
-            host_key.write_bytes(key.export_private_key("openssh"))
-            host_key.chmod(0o600)
-        lines = [k.strip() for k in keys if k.strip()]
-        for line in lines:
-            asyncssh.import_public_key(line)  # refuse garbage before sshd silently ignores it
-        authorized = self.ssh_dir / "authorized_keys"
-        authorized.write_text("".join(f"{line}\n" for line in lines))
-        authorized.chmod(0o600)
-        (self.ssh_dir / "sshd_config").write_text("\n".join([
-            "Port 22", f"HostKey {host_key}", f"AuthorizedKeysFile {authorized}", "PidFile none", "UsePAM no",
-            "StrictModes no", f"PermitRootLogin {'yes' if passwords else 'prohibit-password'}",
-            f"PasswordAuthentication {'yes' if passwords else 'no'}", "KbdInteractiveAuthentication no",
-            "AllowTcpForwarding yes", "X11Forwarding no", "PrintMotd no", "ClientAliveInterval 15",
-            "Subsystem sftp internal-sftp", "",
-        ]))
-
-    async def _set_root_password(self, password: str) -> None:
-        shadow = self.paths.etc / "shadow"
-        if not shadow.exists():
-            log.warning("%s has no shadow file; root keeps its password", self.paths.etc)
-            return
-        process = await asyncio.create_subprocess_exec(
-            "openssl", "passwd", "-6", "-stdin", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        hashed, _ = await process.communicate(password.encode() + b"\n")
-        if process.returncode != 0:
-            raise RuntimeError("openssl could not hash the root password")
-        entries = [line.split(":") for line in shadow.read_text().splitlines()]
-        for fields in entries:
-            if fields[0] == "root" and len(fields) > 2:
-                fields[1] = hashed.decode().strip()
-        shadow.write_text("".join(":".join(fields) + "\n" for fields in entries))
 
     # --- volumes -------------------------------------------------------------------------------------
 
@@ -276,23 +221,6 @@ class Agent:
             (self.paths.by_id / f"virtio-{volume[:SERIAL_LENGTH]}").unlink(missing_ok=True)
             (linked / volume).unlink(missing_ok=True)
             self._linked.discard(volume)
-
-
-def _alive(pid: int) -> bool:
-    """Whether the process exists and is not a zombie waiting for its parent."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-async def _run(*argv: str) -> tuple[int, str]:
-    """Run a command (no shell); its exit status and combined output."""
-    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.STDOUT)
-    out, _ = await process.communicate()
-    return process.returncode or 0, out.decode(errors="replace")
 
 
 async def _main(args: argparse.Namespace) -> None:
