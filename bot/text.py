@@ -55,7 +55,11 @@ def step_line(step: StepView) -> str:
 
 def lab_headline(lab: LabView) -> str:
     """``✅ demo — ready · profile sandbox · owner U1 · 3h 59m left``."""
-    bits = [f"{STATE_EMOJI.get(lab.state, '')} {lab.name} — {lab.state}", f"profile {lab.profile}", f"owner {lab.owner}"]
+    bits = [
+        f"{STATE_EMOJI.get(lab.state, '')} {lab.name} — {lab.state}",
+        f"profile {lab.profile}",
+        f"owner {lab.owner}",
+    ]
     if lab.state != "destroyed":
         bits.append(time_left(lab.expires_at))
     if lab.state == "ready" and lab.health != "unknown":
