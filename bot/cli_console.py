@@ -44,12 +44,22 @@ async def _run_front_end(settings: Settings, console: Console, script: list[str]
         await runtime.stop()
 
 
+def _script(commands: list[str] | None, script: bool) -> list[str] | None:
+    """``--script "/lab create x" "/lab status x"``: the commands, or None for the interactive console."""
+    if commands and not script:
+        raise typer.BadParameter("commands given without --script; use --script \"/lab create x\" …")
+    if script and not commands:
+        raise typer.BadParameter("--script needs at least one command, e.g. --script \"/lab list\"")
+    return list(commands) if script else None
+
+
 def console_command(
-    script: list[str] = typer.Option(None, "--script", help="Run these commands and exit (non-zero on failure)."),
+    commands: list[str] = typer.Argument(None, help="With --script: the commands to run, each one quoted."),
+    script: bool = typer.Option(False, "--script", help="Run COMMANDS and exit (non-zero on any failure)."),
 ) -> None:
     """Chat with labbot in the terminal, against the configured lab platform and database."""
     settings = load_settings()
-    code = asyncio.run(_run_front_end(settings, Console(), script))
+    code = asyncio.run(_run_front_end(settings, Console(), _script(commands, script)))
     raise typer.Exit(code)
 
 
@@ -57,14 +67,16 @@ async def _demo(script: list[str] | None, latency_scale: float, keep: bool, cons
     from sandbox import lifecycle
     from sandbox.config import SandboxConfig
     from sandbox.hooks import OuterSandboxHooks
-    from sandbox.zstack_sim import serve_simulator
+    from sandbox.zstack_sim.seed import OuterSeed
+    from sandbox.zstack_sim.server import serve_simulator
 
     config = SandboxConfig.from_env()
     console.print(f"bringing up the lab-in-a-box under {config.base_dir} …", style="bold")
     await lifecycle.up(config)
     workdir = Path(tempfile.mkdtemp(prefix="labbot-demo-"))
     try:
-        async with serve_simulator("outer", hooks=OuterSandboxHooks(config), latency_scale=latency_scale) as sim:
+        async with serve_simulator("outer", hooks=OuterSandboxHooks(config), latency_scale=latency_scale,
+                                   outer_seed=OuterSeed(ranges=config.public_ranges())) as sim:
             console.print(f"lab platform (ZStack simulator, outer role) at {sim.url}", style="bold")
             settings = load_settings(
                 database_url=f"sqlite+aiosqlite:///{workdir / 'labbot.db'}",
@@ -86,7 +98,8 @@ async def _demo(script: list[str] | None, latency_scale: float, keep: bool, cons
 
 
 def demo_command(
-    script: list[str] = typer.Option(None, "--script", help="Commands to run instead of the interactive console."),
+    commands: list[str] = typer.Argument(None, help="With --script: the commands to run, each one quoted."),
+    script: bool = typer.Option(False, "--script", help="Run COMMANDS instead of the interactive console, then exit."),
     latency_scale: float = typer.Option(0.02, help="Scale of the simulator's realistic API durations."),
     keep: bool = typer.Option(False, help="Leave the sandbox up afterwards."),
 ) -> None:
@@ -95,7 +108,8 @@ def demo_command(
     Without --script and without a terminal, runs the standard demo script.
     """
     console = Console()
-    if not script and not stdin_is_terminal():
-        script = DEMO_SCRIPT
-    code = asyncio.run(_demo(script, latency_scale, keep, console))
+    lines = _script(commands, script)
+    if lines is None and not stdin_is_terminal():
+        lines = DEMO_SCRIPT
+    code = asyncio.run(_demo(lines, latency_scale, keep, console))
     raise typer.Exit(code)

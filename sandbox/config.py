@@ -82,6 +82,18 @@ class SandboxConfig:
             public_gateway=os.environ.get("LABBOT_SANDBOX_PUBLIC", DEFAULT_PUBLIC_GATEWAY),
         )
 
+    def public_ranges(self) -> dict[str, tuple[str, str, str, str]]:
+        """(start, end, netmask, gateway) of each public L3 network, for the outer simulator's seed.
+
+        The host bridge ``up`` makes carries the gateway, so the simulator must hand out addresses from the
+        same subnet: a box with its own ``public_gateway`` (a test run next to a demo) gets its own range.
+        """
+        gateway = ipaddress.IPv4Interface(self.public_gateway)
+        network = gateway.network
+        start, end = network.network_address + 10, network.broadcast_address - 5
+        span = (str(start), str(end), str(network.netmask), str(gateway.ip))
+        return {name: span for name in self.public_l3_names}
+
     # --- names (interface names must stay within 15 characters) ---
 
     def vm_netns(self, vm_uuid: str) -> str:

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.profiles import LabProfile, load_profiles
@@ -48,6 +48,9 @@ class OuterSeed:
     cpu_num: int = 32
     memory: int = 256 * GiB
     primary_storage_capacity: int = 50 * 1024 * GiB
+    # (start, end, netmask, gateway) per L3 name, over FIXED_RANGES: a second lab-in-a-box on the same machine
+    # (a test run next to a demo) puts its public network elsewhere in 198.18.0.0/15.
+    ranges: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
 
 
 def seed_install(state: SimState, *, admin_password: str = "password") -> None:  # noqa: S107 - ZStack's default
@@ -61,10 +64,12 @@ def seed_install(state: SimState, *, admin_password: str = "password") -> None: 
                                "attachedL2NetworkUuids": []})
 
 
-def l3_ranges(names: Iterable[str]) -> dict[str, tuple[str, str, str, str]]:
+def l3_ranges(names: Iterable[str], overrides: dict[str, tuple[str, str, str, str]] | None = None,
+              ) -> dict[str, tuple[str, str, str, str]]:
     """(start, end, netmask, gateway) per L3 name: the fixed sandbox ones, then non-overlapping /22s."""
-    ranges = {name: FIXED_RANGES[name] for name in names if name in FIXED_RANGES}
-    others = sorted(set(names) - set(FIXED_RANGES))
+    fixed = {**FIXED_RANGES, **(overrides or {})}
+    ranges = {name: fixed[name] for name in names if name in fixed}
+    others = sorted(set(names) - set(fixed))
     if len(others) > 60:
         raise ValueError("the outer simulator can seed at most 60 L3 networks besides the sandbox ones")
     for index, name in enumerate(others):
@@ -99,7 +104,7 @@ def seed_outer(state: SimState, *, profiles_dir: Path | None = None, seed: Outer
         "state": "Enabled", "status": "Connected", "attachedZoneUuids": [zone["uuid"]], "hostname": "198.18.255.10",
         "username": "root", "sshPort": 22})
     _seed_catalogue(state, profiles, backup["uuid"])
-    _seed_networks(state, profiles, zone["uuid"], cluster["uuid"])
+    _seed_networks(state, profiles, zone["uuid"], cluster["uuid"], seed.ranges)
     log.info("outer simulator seeded from %d profiles", len(profiles))
 
 
@@ -122,10 +127,12 @@ def _seed_catalogue(state: SimState, profiles: list[LabProfile], backup_uuid: st
                                     "type": "zstack", "state": "Enabled", "allocatorStrategy": None, "sortKey": 0})
 
 
-def _seed_networks(state: SimState, profiles: list[LabProfile], zone_uuid: str, cluster_uuid: str) -> None:
+def _seed_networks(state: SimState, profiles: list[LabProfile], zone_uuid: str, cluster_uuid: str,
+                   overrides: dict[str, tuple[str, str, str, str]]) -> None:
     names = {n for p in profiles for n in (*p.vm1.l3_networks, *p.vm2.l3_networks)}
     flat = next(p for p in state.records["provider"].values() if p["type"] == "Flat")
-    for vlan, (name, (start, end, netmask, gateway)) in enumerate(sorted(l3_ranges(names).items()), start=100):
+    ranges = sorted(l3_ranges(names, overrides).items())
+    for vlan, (name, (start, end, netmask, gateway)) in enumerate(ranges, start=100):
         public = "public" in name
         l2 = state.add("l2", {
             "uuid": new_uuid(), "name": f"{name}-l2", "description": None, "zoneUuid": zone_uuid,
