@@ -64,9 +64,16 @@ def zstack(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     hook_object = load_hooks(hooks, role.value) if hooks else None
+    outer_seed = None
+    if role.value == "outer" and hooks == "sandbox":
+        # The VMs land on the box's public bridge, so addresses come from its subnet (LABBOT_SANDBOX_PUBLIC).
+        from sandbox.config import SandboxConfig
+        from sandbox.zstack_sim.seed import OuterSeed
+
+        outer_seed = OuterSeed(ranges=SandboxConfig.from_env().public_ranges())
     app = create_app(role.value, hooks=hook_object, latency_scale=latency_scale,
                      faults=Faults(fail_rate=fail_rate, drop_rate=drop_rate, slow_poll=slow_poll, seed=seed),
-                     seed_profiles_dir=profiles_dir, public_base_url=public_url)
+                     seed_profiles_dir=profiles_dir, public_base_url=public_url, outer_seed=outer_seed)
 
     async def run() -> None:
         _, task, bound = await start_server(app, host, port)
