@@ -1,0 +1,63 @@
+"""The Slack app manifest admins paste into api.slack.com agrees with what the app registers and calls.
+
+A missing scope or event subscription shows up in production as a handler that never fires or a
+``missing_scope`` error; these checks catch it when the code changes instead.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from handlers.slack.commands import COMMAND
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = yaml.safe_load((ROOT / "bot" / "slack" / "manifest.yaml").read_text())
+SOURCES = [*ROOT.joinpath("bot").rglob("*.py"), *ROOT.joinpath("handlers").rglob("*.py")]
+# The bot scope each Web API method labbot calls needs (docs.slack.dev, method pages).
+SCOPE_OF_METHOD = {
+    "chat_postMessage": "chat:write", "chat.postMessage": "chat:write",
+    "chat_update": "chat:write", "chat.update": "chat:write",
+    "chat_postEphemeral": "chat:write", "chat.postEphemeral": "chat:write",
+    "views_open": None, "views_publish": None, "views_update": None,  # need no scope beyond the app's
+}
+
+
+def _source() -> str:
+    return "\n".join(path.read_text() for path in SOURCES)
+
+
+def test_the_slash_command_is_the_one_the_app_listens_to() -> None:
+    commands = [c["command"] for c in MANIFEST["features"]["slash_commands"]]
+    assert commands == [COMMAND]
+    assert "commands" in MANIFEST["oauth_config"]["scopes"]["bot"]
+
+
+def test_every_event_the_app_listens_to_is_subscribed() -> None:
+    registered = set(re.findall(r"app\.event\(\"([a-z_.]+)\"\)", _source()))
+    assert registered, "no app.event registration found: the pattern no longer matches the handlers"
+    assert registered == set(MANIFEST["settings"]["event_subscriptions"]["bot_events"])
+    assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is ("app_home_opened" in registered)
+
+
+def test_every_web_api_method_the_app_calls_has_its_scope() -> None:
+    source = _source()
+    called = set(re.findall(r"client\.(chat_\w+|views_\w+|conversations_\w+|users_\w+)\(", source))
+    called |= set(re.findall(r"\"((?:chat|views|conversations|users)\.[A-Za-z]+)\"", source))
+    assert called, "no Web API call found: the pattern no longer matches the code"
+    unknown = called - SCOPE_OF_METHOD.keys()
+    assert not unknown, f"add the scope these methods need to SCOPE_OF_METHOD and the manifest: {unknown}"
+    needed = {SCOPE_OF_METHOD[method] for method in called} - {None}
+    assert needed <= set(MANIFEST["oauth_config"]["scopes"]["bot"])
+
+
+def test_request_urls_point_at_the_route_labbot_serves() -> None:
+    http_source = (ROOT / "bot" / "http.py").read_text()
+    assert 'Route("/slack/events"' in http_source
+    settings = MANIFEST["settings"]
+    urls = [settings["event_subscriptions"]["request_url"], settings["interactivity"]["request_url"],
+            *(c["url"] for c in MANIFEST["features"]["slash_commands"])]
+    assert all(url.endswith("/slack/events") for url in urls)
+    assert settings["interactivity"]["is_enabled"] is True
