@@ -18,7 +18,7 @@ from typing import Protocol
 
 from services import shell
 from services.errors import ExternalError
-from services.ssh.result import CommandResult
+from services.ssh.result import CommandResult, Runner
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +77,16 @@ def checked(result: CommandResult, what: str) -> CommandResult:
         detail = (result.stderr.strip() or result.stdout.strip() or "(no output)")[-600:]
         raise IscsiError(f"{what} failed on VM1 (exit {result.exit_status}): {detail}")
     return result
+
+
+async def device_size(run: Runner, device: str) -> int:
+    """Size in bytes of the block device or backing file ``device`` on VM1 (fails clearly if it is missing)."""
+    quoted = shell.quote(device)
+    result = checked(
+        await run(f"if [ -b {quoted} ]; then blockdev --getsize64 {quoted}; else stat -L -c %s {quoted}; fi"),
+        f"reading the size of {device}",
+    )
+    try:
+        return int(result.stdout.strip())
+    except ValueError:
+        raise IscsiError(f"unexpected size of {device}: {result.stdout.strip()[:80]!r}") from None

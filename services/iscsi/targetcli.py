@@ -14,7 +14,7 @@ import posixpath
 
 from services import shell
 from services.iscsi import firewall, lio_config, vpd
-from services.iscsi.base import IscsiError, TargetInfo, TargetSpec, checked
+from services.iscsi.base import IscsiError, TargetInfo, TargetSpec, checked, device_size
 from services.iscsi.lio_config import Config
 from services.iscsi.naming import object_name
 from services.ssh.result import CommandResult, Runner
@@ -62,21 +62,10 @@ class TargetcliBackend:
         if not (await self._run("command -v targetcli")).ok:
             raise IscsiError("targetcli is not installed on VM1 (dnf install targetcli); the lab image needs it")
 
-    async def _size(self, device: str) -> int:
-        quoted = shell.quote(device)
-        result = checked(
-            await self._run(f"if [ -b {quoted} ]; then blockdev --getsize64 {quoted}; else stat -L -c %s {quoted}; fi"),
-            f"reading the size of {device}",
-        )
-        try:
-            return int(result.stdout.strip())
-        except ValueError:
-            raise IscsiError(f"unexpected size of {device}: {result.stdout.strip()[:80]!r}") from None
-
     async def ensure(self, spec: TargetSpec) -> TargetInfo:
         """Converge LIO on VM1 to ``spec`` and save this lab's part of the configuration."""
         await self._require_targetcli()
-        await self._size(spec.device)
+        await device_size(self._run, spec.device)
         name = object_name(spec.iqn)
         live = await self._live()
         so = lio_config.find_storage_object(live, name)
@@ -177,7 +166,8 @@ class TargetcliBackend:
 
     async def _info(self, lun: lio_config.LioLun, iqn: str) -> TargetInfo:
         return TargetInfo(
-            iqn=iqn, lun=lun.index, wwid=vpd.lio_wwid(lun.wwn), size_bytes=await self._size(lun.dev), serial=lun.wwn
+            iqn=iqn, lun=lun.index, wwid=vpd.lio_wwid(lun.wwn), size_bytes=await device_size(self._run, lun.dev),
+            serial=lun.wwn,
         )
 
     async def describe(self, iqn: str) -> TargetInfo | None:

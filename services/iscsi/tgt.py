@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from services import shell
 from services.iscsi import firewall, vpd
-from services.iscsi.base import IscsiError, TargetInfo, TargetSpec, checked
+from services.iscsi.base import IscsiError, TargetInfo, TargetSpec, checked, device_size
 from services.iscsi.naming import object_name
 from services.ssh.result import CommandResult, Runner
 
@@ -134,20 +134,9 @@ class TgtBackend:
             raise IscsiError("tgtd is not running on VM1 and could not be started (systemctl start tgt)")
         log.info("started the tgt service on VM1")
 
-    async def _size(self, device: str) -> int:
-        quoted = shell.quote(device)
-        result = checked(
-            await self._run(f"if [ -b {quoted} ]; then blockdev --getsize64 {quoted}; else stat -L -c %s {quoted}; fi"),
-            f"reading the size of {device}",
-        )
-        try:
-            return int(result.stdout.strip())
-        except ValueError:
-            raise IscsiError(f"unexpected size of {device}: {result.stdout.strip()[:80]!r}") from None
-
     async def ensure(self, spec: TargetSpec) -> TargetInfo:
         """Converge tgt on VM1 to ``spec``: target, LUN 1, identifiers, ACL, portal, conf.d file, firewall."""
-        await self._size(spec.device)  # fails clearly if the disk is not there
+        await device_size(self._run, spec.device)  # fails clearly if the disk is not there
         targets = await self._show()
         target = next((t for t in targets if t.iqn == spec.iqn), None)
         if target is None:
@@ -233,7 +222,7 @@ class TgtBackend:
             return None
         lun = target.luns[LUN]
         return TargetInfo(
-            iqn=iqn, lun=LUN, wwid=vpd.tgt_wwid(lun.scsi_id), size_bytes=await self._size(lun.backing_path),
+            iqn=iqn, lun=LUN, wwid=vpd.tgt_wwid(lun.scsi_id), size_bytes=await device_size(self._run, lun.backing_path),
             serial=lun.scsi_sn,
         )
 
