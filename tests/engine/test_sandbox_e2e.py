@@ -1,0 +1,92 @@
+"""End to end in the lab-in-a-box: `/lab create` → ready, checked on the machine itself; destroy → nothing left.
+
+What is checked comes from the world, not from labbot's database: VM2's own initiator discovers VM1's target
+across the VPC (a real libiscsi discovery run on VM2), the nested ZStack (asked through VM1) stores its
+SharedBlock group on exactly that LUN's wwid and runs the nested VM on it, and after destroy the outer
+simulator and this machine hold nothing of the lab.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.labs.models import LabState, StepState
+from services.labs.notifier import NoticeKind
+from services.labs.steps import TITLES
+from tests.engine.sandbox_lab import OWNER, box_fixture, lab_world
+from tests.sandbox.labbox import python_on
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(240)]
+
+box = box_fixture("e2e")
+
+DISCOVER_ON_VM2 = """
+import asyncio, json
+from sandbox.discovery import discover, local_initiator_name
+found = asyncio.run(discover({ip!r}, 3260, initiator=local_initiator_name()))
+print(json.dumps([{{"iqn": t.iqn, "luns": [[l.lun_id, l.wwid, l.size] for l in t.luns]}} for t in found]))
+"""
+
+
+async def test_create_ready_verified_for_real_then_destroy_leaves_nothing(box, database_url: str, tmp_path: Path):
+    async with lab_world(box, database_url, tmp_path) as world:
+        view = await world.service.create(OWNER, name="e2e")
+        await world.runtime.engine.wait_idle(view.id, timeout=120)
+        lab = await world.lab_row("e2e")
+        assert lab.state == LabState.READY, (lab.failed_step, lab.error)
+
+        # The record: every step done once, addresses and iSCSI identity known, health ok.
+        steps = await world.steps(lab.id)
+        assert set(steps) == set(TITLES)
+        assert all(s.state == StepState.DONE and s.attempt == 1 for s in steps.values()), {
+            n: (s.state, s.attempt) for n, s in steps.items()}
+        assert lab.health == "ok" and lab.health_failing == []
+        assert lab.iscsi_iqn and lab.iscsi_iqn.endswith(":e2e") and lab.iscsi_size_bytes == 50 * 1024**3
+        assert "LUN" in (steps["iscsi_target"].output_tail or "")
+        assert set(lab.nested_ids) >= {"zone", "cluster", "host", "iscsi_server", "primary_storage", "vm"}
+        kinds = world.notices.kinds("e2e")
+        assert kinds[0] == NoticeKind.CREATED and kinds[-1] == NoticeKind.READY
+        assert kinds.count(NoticeKind.STEP_FINISHED) == len(TITLES)
+
+        # The outer platform: exactly VM1 and VM2 Running and one data volume attached to VM1.
+        vms = world.outer_vms(lab.uuid)
+        assert sorted(v["uuid"] for v in vms) == sorted([lab.vm1_uuid, lab.vm2_uuid])
+        assert all(v["state"] == "Running" for v in vms)
+        volumes = world.outer_volumes(lab.uuid)
+        assert [(v["uuid"], v["vmInstanceUuid"]) for v in volumes] == [(lab.volume_uuid, lab.vm1_uuid)]
+
+        async with world.lab_ssh(lab) as ssh:
+            # VM2 cannot reach the host's side directly, yet discovers VM1's target through the VPC.
+            found = await python_on(ssh, "vm2", DISCOVER_ON_VM2.format(ip=lab.vm1_vpc_ip))
+            assert [t["iqn"] for t in found] == [lab.iscsi_iqn]
+            assert found[0]["luns"] == [[1, lab.iscsi_wwid, 50 * 1024**3]]
+            wwid = found[0]["luns"][0][1]
+
+        async with world.nested(lab) as nested:
+            groups = await nested.query("QuerySharedBlockGroupPrimaryStorage")
+            assert [g["uuid"] for g in groups] == [lab.nested_ids["primary_storage"]]
+            disks = await nested.query("QuerySharedBlock")
+            assert [(d["diskUuid"], d["sharedBlockGroupUuid"]) for d in disks] == [(wwid, groups[0]["uuid"])]
+            vms = await nested.query("QueryVmInstance")
+            assert [(v["uuid"], v["state"]) for v in vms] == [(lab.nested_ids["vm"], "Running")]
+            root = [v for v in vms[0]["allVolumes"] if v["type"] == "Root"]
+            assert [v["primaryStorageUuid"] for v in root] == [groups[0]["uuid"]]
+            hosts = await nested.query("QueryHost")
+            assert [(h["managementIp"], h["status"]) for h in hosts] == [(lab.vm2_ip, "Connected")]
+        assert set(await world.host_keys(lab.uuid)) == {"vm1", "vm2"}
+
+        # Destroy: gone from the platform, from this machine, keys forgotten, the trail recorded.
+        await world.service.destroy(OWNER, "e2e")
+        await world.runtime.engine.wait_idle(lab.id, timeout=60)
+        gone = await world.lab_row("e2e")
+        assert gone.state == LabState.DESTROYED and gone.ssh_private_key_enc is None
+        assert world.outer_vms(lab.uuid) == [] and world.outer_volumes(lab.uuid) == []
+        assert await world.machine_leftovers(lab) == []
+        assert await world.host_keys(lab.uuid) == {}
+        trail = [(e.actor, e.kind) for e in await world.events(lab.id)]
+        assert trail[0] == (OWNER.user_id, "created")
+        assert (OWNER.user_id, "state:destroying") in trail and trail[-1] == ("labbot", "state:destroyed")
+        assert [k for _, k in trail if k.startswith("state:")] == [
+            "state:provisioning", "state:ready", "state:destroying", "state:destroyed"]
