@@ -41,5 +41,10 @@ demo: setup
 bench: setup
 	$(BIN)/python -m benchmarks
 
+# The many-rounds fault-injection runs (tests/reliability, marked soak); SOAK_ROUNDS=N sets the rounds.
+SOAK_ROUNDS ?= 10
+soak: setup
+	SOAK_ROUNDS=$(SOAK_ROUNDS) $(BIN)/python -m pytest -q -p no:cacheprovider -s --timeout=0 -m soak tests/reliability
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,197 @@
+"""Process death: labbot killed with SIGKILL inside every step of a build and during a destroy, then restarted.
+
+labbot runs as ``labbot worker`` (a separate process on PostgreSQL); the lab platform (outer simulator with the
+lab-in-a-box's hooks) runs in the test process and survives every kill. A kill is aimed at a step by watching
+the steps table and fired while that step is ``running``; what the database still says is running after the
+process died is what the kill interrupted. After the restart every lab must end as asked (ready, then
+destroyed), with no duplicated and no leaked VM or volume on the platform and nothing left on the machine.
+
+``make test`` runs one kill per step plus two in the destroy; ``make soak`` runs randomized rounds
+(``SOAK_ROUNDS``), some of which wait for the dead process's lease to run out for real.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from services import db
+from services.labs.models import LabState
+from services.labs.notifier import RecordingNotifier
+from services.labs.service import Actor, LabService
+from tests.reliability.conftest import soak_rounds
+from tests.reliability.driver import (
+    BUILD_STEPS,
+    PROFILES,
+    KillRecord,
+    Labbot,
+    Platform,
+    Sessions,
+    kill_and_restart,
+    lab_row,
+    machine_problems,
+    platform,
+    platform_problems,
+    role_uuid,
+    service_settings,
+    step_attempts,
+    until,
+    wait_running,
+    worker_env,
+)
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.postgres]
+
+# Scaled latencies: the outer platform's VM boots and the nested node's host/storage/image calls take tenths
+# of seconds, so every step lasts long enough to be caught running, and a lab still builds in ~15 s.
+LATENCY = 0.05
+NESTED_LATENCY = 0.03
+OWNER = Actor("U_RELIABILITY")
+
+
+async def _state(sessions: Sessions, lab_id: int) -> str:
+    return (await lab_row(sessions, lab_id)).state
+
+
+async def _settled(sessions: Sessions, lab_id: int, *states: LabState) -> str | None:
+    state = await _state(sessions, lab_id)
+    return state if state in states else None
+
+
+async def _kill_during_destroy(box: Platform, labbot: Labbot, sessions: Sessions, lab_id: int, lab_uuid: str,
+                               point: str, *, wait_lease: bool = False) -> KillRecord:
+    """Kill at one point of a destroy: ``claimed`` (the worker took it), ``vm2-gone`` (half torn down)."""
+    vm1, vm2 = role_uuid(lab_uuid, "vm1"), role_uuid(lab_uuid, "vm2")
+    if point == "claimed":
+        async def claimed() -> bool:
+            lab = await lab_row(sessions, lab_id)
+            return lab.state == LabState.DESTROYING and lab.lease_owner is not None
+
+        await until(claimed, "the destroy claimed by labbot", timeout=60, interval=0.01)
+    else:
+        async def half_gone() -> bool:
+            return box.sim.state.get("vm", vm2) is None and box.sim.state.get("vm", vm1) is not None
+
+        await until(half_gone, "VM2 expunged while VM1 is still there", timeout=60, interval=0.005)
+    return await kill_and_restart(labbot, sessions, [lab_id], f"destroy:{point}", wait_lease=wait_lease)
+
+
+def _failure(labbot: Labbot, what: str) -> str:
+    return f"{what}\n{labbot.log_tail()}"
+
+
+async def test_kill_inside_every_build_step_and_the_destroy(pg_url: str, state_dir: Path, tmp_path: Path) -> None:
+    started = time.monotonic()
+    async with platform("kill", latency_scale=LATENCY, nested_latency=NESTED_LATENCY) as box:
+        engine = db.make_engine(pg_url)
+        sessions = db.make_sessionmaker(engine)
+        service = LabService(sessions=sessions, settings=service_settings(pg_url, box.sim.url), profiles=PROFILES,
+                             notifier=RecordingNotifier())
+        labbot = Labbot(worker_env(pg_url, box.sim.url, state_dir), tmp_path)
+        try:
+            lab = await service.create(OWNER, name="kill-every-step")
+            await labbot.start()
+            kills: list[KillRecord] = []
+            for step in BUILD_STEPS:
+                if await wait_running(sessions, lab.id, step, timeout=90):
+                    kills.append(await kill_and_restart(labbot, sessions, [lab.id], step))
+            state = await until(lambda: _settled(sessions, lab.id, LabState.READY, LabState.FAILED),
+                                "the lab built after the kills", timeout=120)
+            error = (await lab_row(sessions, lab.id)).error
+            assert state == LabState.READY, _failure(labbot, f"lab ended {state}: {error}")
+
+            interrupted = {name for k in kills for name in k.interrupted}
+            assert interrupted == set(BUILD_STEPS), f"steps never interrupted: {set(BUILD_STEPS) - interrupted}"
+            attempts = await step_attempts(sessions, lab.id)
+            assert all(attempts[s] >= 2 for s in BUILD_STEPS), attempts  # each one really ran again
+            row = await lab_row(sessions, lab.id)
+            assert platform_problems(box.sim, {row.name: row.uuid}) == []
+            assert box.sim.state.executed("CreateVmInstance") >= 2  # the creates were re-sent ...
+            assert box.sim.state.count("vm") == 2  # ... and converged on the VMs labbot had chosen
+            assert row.summary and row.iscsi_wwid and row.nested_ids
+
+            await service.destroy(OWNER, row.name)
+            kills.append(await _kill_during_destroy(box, labbot, sessions, lab.id, row.uuid, "claimed"))
+            kills.append(await _kill_during_destroy(box, labbot, sessions, lab.id, row.uuid, "vm2-gone"))
+            state = await until(lambda: _settled(sessions, lab.id, LabState.DESTROYED, LabState.FAILED),
+                                "the lab destroyed after the kills", timeout=90)
+            assert state == LabState.DESTROYED, _failure(labbot, f"destroy ended {state}")
+            assert platform_problems(box.sim, {}) == []
+            assert await machine_problems(box.config, set()) == []
+            print(f"\nprocess death: {labbot.kills} kills ({', '.join(k.target for k in kills)}); "
+                  f"interrupted {sorted(interrupted)}; attempts {attempts}; {time.monotonic() - started:.0f}s")
+        finally:
+            await labbot.close()
+            await engine.dispose()
+
+
+@pytest.mark.soak
+async def test_soak_random_kills(pg_url: str, state_dir: Path, tmp_path: Path) -> None:
+    """Rounds of two labs built side by side, labbot killed at random moments of their builds and destroys.
+
+    Every third round lets the dead process's leases run out for real (10 s) instead of expiring them.
+    """
+    rounds = soak_rounds(5)
+    rng = random.Random(int(time.time()))
+    seed = rng.randrange(1 << 30)
+    rng = random.Random(seed)
+    per_step: dict[str, int] = {}
+    outcomes: dict[str, int] = {}
+    total_kills = 0
+    async with platform("soak", latency_scale=LATENCY, nested_latency=NESTED_LATENCY) as box:
+        engine = db.make_engine(pg_url)
+        sessions = db.make_sessionmaker(engine)
+        service = LabService(sessions=sessions, settings=service_settings(pg_url, box.sim.url), profiles=PROFILES,
+                             notifier=RecordingNotifier())
+        labbot = Labbot(worker_env(pg_url, box.sim.url, state_dir), tmp_path)
+        try:
+            await labbot.start()
+            for number in range(rounds):
+                slow = number % 3 == 2
+                labs = [await service.create(OWNER, name=f"soak{number}-{i}") for i in range(2)]
+                ids = [lab.id for lab in labs]
+                for _ in range(rng.randint(1, 4)):
+                    await _sleep_random(rng, 0.5, 8.0)
+                    states = {lab_id: await _state(sessions, lab_id) for lab_id in ids}
+                    if all(s in (LabState.READY, LabState.FAILED) for s in states.values()):
+                        break
+                    record = await kill_and_restart(labbot, sessions, ids, "random", wait_lease=slow)
+                    total_kills += 1
+                    for name in record.interrupted:
+                        per_step[name] = per_step.get(name, 0) + 1
+                for lab_id in ids:
+                    state = await until(lambda i=lab_id: _settled(sessions, i, LabState.READY, LabState.FAILED),
+                                        f"round {number} (seed {seed}) labs built", timeout=180)
+                    outcomes[state] = outcomes.get(state, 0) + 1
+                    assert state == LabState.READY, _failure(labbot, f"seed {seed} round {number}: {state}")
+                rows = [await lab_row(sessions, i) for i in ids]
+                assert platform_problems(box.sim, {r.name: r.uuid for r in rows}) == [], f"seed {seed}"
+
+                for row in rows:
+                    await service.destroy(OWNER, row.name)
+                point = rng.choice(["claimed", "vm2-gone", "none"])
+                if point != "none":
+                    await _kill_during_destroy(box, labbot, sessions, ids[0], rows[0].uuid, point, wait_lease=slow)
+                    total_kills += 1
+                    per_step[f"destroy:{point}"] = per_step.get(f"destroy:{point}", 0) + 1
+                for lab_id in ids:
+                    state = await until(lambda i=lab_id: _settled(sessions, i, LabState.DESTROYED, LabState.FAILED),
+                                        f"round {number} (seed {seed}) labs destroyed", timeout=120)
+                    assert state == LabState.DESTROYED, _failure(labbot, f"seed {seed} round {number}: destroy {state}")
+                    outcomes["destroyed"] = outcomes.get("destroyed", 0) + 1
+                assert platform_problems(box.sim, {}) == [], f"seed {seed}"
+                assert await machine_problems(box.config, set()) == [], f"seed {seed}"
+            print(f"\nsoak (seed {seed}): {rounds} rounds, {total_kills} kills; interrupted steps {per_step}; "
+                  f"outcomes {outcomes}")
+        finally:
+            await labbot.close()
+            await engine.dispose()
+
+
+async def _sleep_random(rng: random.Random, low: float, high: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(rng.uniform(low, high))
