@@ -1,0 +1,98 @@
+"""Failures in the lab-in-a-box: the lab says which step failed and why; `/lab retry` finishes it; destroy of a
+failed lab leaves nothing.
+
+The faults are real ones: the outer simulator answering every create with ZStack's internal error, and VM1
+becoming unreachable by SSH (its connections cut and a host route that refuses new ones) right after labbot
+first reached it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from sandbox import system
+from services.labs.models import LabState, StepState
+from services.labs.notifier import NoticeKind
+from tests.engine.sandbox_lab import OWNER, SandboxBox, box_fixture, lab_world
+from tests.sandbox.labbox import drop_connections
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(240)]
+
+box = box_fixture("fail")
+
+
+async def test_zstack_error_fails_the_step_and_retry_completes_the_lab(box, database_url: str, tmp_path: Path):
+    async with lab_world(box, database_url, tmp_path) as world:
+        world.sim.faults.set(fail_rate=1.0, methods=frozenset({"POST"}))
+        view = await world.service.create(OWNER, name="flaky")
+        await world.runtime.engine.wait_idle(view.id, timeout=60)
+        lab = await world.lab_row("flaky")
+        assert (lab.state, lab.failed_step) == (LabState.FAILED, "create_vms")
+        assert "SYS.1006" in (lab.error or ""), lab.error
+        steps = await world.steps(lab.id)
+        assert steps["create_vms"].state == StepState.FAILED and steps["create_vms"].attempt == 1  # not a transient error
+        assert steps["prepare"].state == StepState.DONE and steps["attach_volume"].state == StepState.PENDING
+        assert world.outer_vms(lab.uuid) == []  # a failed create made nothing
+        assert NoticeKind.FAILED in world.notices.kinds("flaky")
+
+        world.sim.faults.clear()
+        retried = await world.service.retry(OWNER, "flaky")
+        assert retried.state == LabState.PROVISIONING
+        await world.runtime.engine.wait_idle(view.id, timeout=120)
+        lab = await world.lab_row("flaky")
+        assert lab.state == LabState.READY and lab.failed_step is None and lab.error is None
+        steps = await world.steps(lab.id)
+        assert steps["prepare"].attempt == 1 and steps["create_vms"].attempt == 2  # resumed, not restarted
+        assert len(world.outer_vms(lab.uuid)) == 2
+
+        await world.service.destroy(OWNER, "flaky")
+        await world.runtime.engine.wait_idle(view.id, timeout=60)
+        assert world.outer_vms(lab.uuid) == [] and await world.machine_leftovers(lab) == []
+
+
+@contextlib.asynccontextmanager
+async def refused_route(ip: str) -> AsyncIterator[None]:
+    """New connections from this host to ``ip`` fail at once (the route is removed afterwards, whatever happens)."""
+    await system.ip("route", "add", "unreachable", f"{ip}/32")
+    try:
+        yield
+    finally:
+        await system.ip("route", "del", "unreachable", f"{ip}/32", check=False)
+
+
+async def test_ssh_refused_fails_the_lab_and_destroying_it_leaves_nothing(box: SandboxBox, database_url: str,
+                                                                          tmp_path: Path):
+    blocked = asyncio.Event()
+    routes = contextlib.AsyncExitStack()
+
+    async def cut_vm1(lab_id: int, step: str) -> None:
+        if step != "wait_ssh":
+            return
+        lab = await world.lab_row("cut")
+        await routes.enter_async_context(refused_route(lab.vm1_public_ip or ""))
+        await drop_connections(SimpleNamespace(config=box.config), SimpleNamespace(vm_uuid=lab.vm1_uuid))
+        blocked.set()
+
+    async with routes, lab_world(box, database_url, tmp_path, after_step=cut_vm1) as world:
+        view = await world.service.create(OWNER, name="cut")
+        await world.runtime.engine.wait_idle(view.id, timeout=60)
+        assert blocked.is_set()
+        lab = await world.lab_row("cut")
+        assert lab.state == LabState.FAILED and lab.failed_step in {"iscsi_target", "install_zstack"}, lab.failed_step
+        assert "cannot connect to vm1" in (lab.error or "") and lab.vm1_public_ip in (lab.error or ""), lab.error
+        steps = await world.steps(lab.id)
+        assert steps[lab.failed_step].error == lab.error
+        assert "FAILED: cannot connect to vm1" in (steps[lab.failed_step].output_tail or "")
+
+        await routes.aclose()  # the destroy talks to the platform only; the route goes either way
+        await world.service.destroy(OWNER, "cut")
+        await world.runtime.engine.wait_idle(view.id, timeout=60)
+        assert (await world.lab_row("cut")).state == LabState.DESTROYED
+        assert world.outer_vms(lab.uuid) == [] and world.outer_volumes(lab.uuid) == []
+        assert await world.machine_leftovers(lab) == [] and await world.host_keys(lab.uuid) == {}
