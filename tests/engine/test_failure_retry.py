@@ -36,7 +36,7 @@ async def test_zstack_error_fails_the_step_and_retry_completes_the_lab(box, data
         assert (lab.state, lab.failed_step) == (LabState.FAILED, "create_vms")
         assert "SYS.1006" in (lab.error or ""), lab.error
         steps = await world.steps(lab.id)
-        assert steps["create_vms"].state == StepState.FAILED and steps["create_vms"].attempt == 1  # not a transient error
+        assert steps["create_vms"].state == StepState.FAILED and steps["create_vms"].attempt == 1  # not transient
         assert steps["prepare"].state == StepState.DONE and steps["attach_volume"].state == StepState.PENDING
         assert world.outer_vms(lab.uuid) == []  # a failed create made nothing
         assert NoticeKind.FAILED in world.notices.kinds("flaky")
