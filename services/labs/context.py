@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import SecretStr
@@ -70,23 +71,29 @@ class LabContext:
 
     async def update(self, **changes: Any) -> Lab:
         """Write fields of the lab, re-reading and retrying if someone else wrote first."""
+        return await self._write(lambda lab: changes)
+
+    async def set_nested(self, **ids: str) -> None:
+        """Remember uuids of nested ZStack resources by role.
+
+        The merge happens on the row read inside the write: concurrent steps (storage beside network/image)
+        each add their roles, and neither may write back a copy read before the other's roles were there.
+        """
+        await self._write(lambda lab: {"nested_ids": {**(lab.nested_ids or {}), **ids}})
+
+    async def _write(self, changes_for: Callable[[Lab], dict[str, Any]]) -> Lab:
         async with self._write_lock:
             for _ in range(10):
                 try:
                     async with self.sessions() as session, session.begin():
                         lab = await repo.get(session=session, lab_id=self.lab_id)
-                        for key, value in changes.items():
+                        for key, value in changes_for(lab).items():
                             setattr(lab, key, value)
                         await repo.save(session=session)
                         return lab
                 except StaleWriteError:
                     await asyncio.sleep(0.05)
             raise StaleWriteError(f"could not update lab {self.lab_name}: too much contention")
-
-    async def set_nested(self, **ids: str) -> None:
-        """Remember uuids of nested ZStack resources by role."""
-        lab = await self.lab()
-        await self.update(nested_ids={**(lab.nested_ids or {}), **ids})
 
     def resource_uuid(self, role: str) -> str:
         """The uuid labbot gives the lab's resource ``role`` (deterministic, so a retried create finds it)."""
