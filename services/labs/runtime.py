@@ -17,6 +17,7 @@ from config.settings import Settings
 from services import db
 from services.crypto import SecretBox
 from services.labs import repository as repo
+from services.labs.capacity import check_capacity
 from services.labs.engine import LabEngine
 from services.labs.notifier import FanOut, Notifier
 from services.labs.pipeline import LabPipeline, StepHook
@@ -58,7 +59,11 @@ class Runtime:
                                 poll_interval=engine_poll_interval)
         self.service = LabService(sessions=self.sessions, settings=settings, profiles=self.profiles,
                                   notifier=self.notifier, kicker=self.engine, step_titles=TITLES, box=self.box,
-                                  health_runner=self.pipeline.health)
+                                  health_runner=self.pipeline.health, capacity_check=self.check_capacity)
+
+    async def check_capacity(self, profile: LabProfile) -> None:
+        """Whether the lab platform has room for a lab of ``profile`` now (CapacityError if not)."""
+        await check_capacity(self.outer, profile)
 
     async def start(self) -> None:
         """Refuse an unmigrated database, then resume unfinished labs."""

@@ -69,6 +69,7 @@ class LabService:
         step_titles: dict[str, str] | None = None,
         box: SecretBox | None = None,
         health_runner: Callable[[int], Awaitable[HealthReport]] | None = None,
+        capacity_check: Callable[[LabProfile], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
@@ -79,6 +80,7 @@ class LabService:
         self.step_titles = step_titles or {}
         self.box = box
         self.health_runner = health_runner
+        self.capacity_check = capacity_check
         self.clock = clock
 
     # --- reads ---------------------------------------------------------------------------------------
@@ -145,16 +147,14 @@ class LabService:
             raise QuotaError(
                 f"a `{profile_name}` lab may live at most {_human(recipe.max_ttl)}; asked for {_human(lifetime)}"
             )
+        async with self.sessions() as session:
+            await self._check_quota(session, actor)
+        if self.capacity_check is not None:
+            # Asked before anything is written, so a full platform leaves no lab behind; the quota is checked
+            # first because it costs no remote call.
+            await self.capacity_check(recipe)
         async with self.sessions() as session, session.begin():
-            if await repo.count_live(session=session, owner=actor.user_id) >= self.settings.max_labs_per_user:
-                raise QuotaError(
-                    f"you already have {self.settings.max_labs_per_user} live labs (the limit); "
-                    "destroy one first (`/lab list` shows them)"
-                )
-            if await repo.count_live(session=session) >= self.settings.max_labs_total:
-                raise QuotaError(
-                    f"labbot already runs {self.settings.max_labs_total} labs (the global limit); try later"
-                )
+            await self._check_quota(session, actor)  # again: another create may have won in the meantime
             lab = await repo.create(
                 session=session,
                 name=name or _generated_name(),
@@ -306,6 +306,15 @@ class LabService:
     def is_admin(self, user_id: str) -> bool:
         """Whether the settings name this user an admin."""
         return user_id in self.settings.admin_users
+
+    async def _check_quota(self, session: AsyncSession, actor: Actor) -> None:
+        if await repo.count_live(session=session, owner=actor.user_id) >= self.settings.max_labs_per_user:
+            raise QuotaError(
+                f"you already have {self.settings.max_labs_per_user} live labs (the limit); "
+                "destroy one first (`/lab list` shows them)"
+            )
+        if await repo.count_live(session=session) >= self.settings.max_labs_total:
+            raise QuotaError(f"labbot already runs {self.settings.max_labs_total} labs (the global limit); try later")
 
     def _authorize(self, actor: Actor, lab: Lab, verb: str) -> None:
         if not (actor.is_admin or actor.user_id == lab.owner):
