@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
@@ -36,6 +36,9 @@ from services.labs.engine import LabEngine
 from services.labs.notifier import FanOut
 from services.labs.service import LabService
 
+if TYPE_CHECKING:
+    from services.labs.runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 
@@ -55,8 +58,15 @@ class Domain(Protocol):
         """Stop background work and close connections."""
 
 
-class SchedulerStatus(Protocol):
-    """What /healthz asks the scheduler (when this process runs one)."""
+class SchedulerControl(Protocol):
+    """The scheduler this process runs (``services.scheduler.leader.Scheduler``): started after the domain,
+    stopped before it, and asked for its state by /healthz."""
+
+    async def start(self) -> None:
+        """Start leading (SQLite) or standing for election (PostgreSQL); returns at once."""
+
+    async def stop(self) -> None:
+        """Stop the sweeps and give up the leadership."""
 
     def status(self) -> dict[str, Any]:
         """At least ``{"running": bool}``."""
@@ -77,11 +87,22 @@ def build_bolt_app(*, deps: SlackDeps, client: AsyncWebClient, signing_secret: s
     return app
 
 
-def build_domain(settings: Settings, metrics: Metrics) -> Domain:
+def build_domain(settings: Settings, metrics: Metrics) -> Runtime:
     """The production runtime, with lab-platform calls counted in /metrics."""
     from services.labs.runtime import Runtime
 
     return Runtime(settings, platform_transport=metrics.zstack_transport())
+
+
+def build_scheduler(domain: Runtime) -> SchedulerControl:
+    """The expiry, health and orphan sweeps of ``domain``, leader-elected as in ``labbot worker``.
+
+    Its notices go through the domain's fan-out, so once ``SlackBot.start`` has added the Slack notifier,
+    expiry warnings, destroys at expiry, health changes and orphan reports reach the channel from this process.
+    """
+    from services.scheduler.leader import Scheduler
+
+    return Scheduler.for_runtime(domain)
 
 
 class SlackBot:
@@ -93,7 +114,7 @@ class SlackBot:
         domain: Domain,
         *,
         metrics: Metrics | None = None,
-        scheduler: SchedulerStatus | None = None,
+        scheduler: SchedulerControl | None = None,
         card_interval: float = 2.0,
         pacer: SlackPacer | None = None,
     ) -> None:
@@ -132,10 +153,14 @@ class SlackBot:
         self.app = build_bolt_app(deps=self.deps, client=self.client,
                                   signing_secret=secret.get_secret_value() if secret else None)
         await self.domain.start()
+        if self.scheduler is not None:
+            await self.scheduler.start()
         log.info("Slack front end started (%s mode)", "Socket" if self.settings.slack_app_token else "HTTP")
 
     async def stop(self) -> None:
-        """Finish in-flight requests and card updates, stop the domain, close the HTTP session."""
+        """Stop the sweeps, finish in-flight requests and card updates, stop the domain, close the HTTP session."""
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.deps.background.drain(timeout=15)
         await self.notifier.close(timeout=10)
         await self.domain.stop()

@@ -10,12 +10,24 @@ import signal
 import uvicorn
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-from bot.app import SlackBot, build_domain
+from bot.app import SlackBot, build_domain, build_scheduler
 from bot.http import build_http_app
 from bot.metrics import Metrics
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# slack_sdk logs every request body at DEBUG, and labbot's private replies carry lab credentials (/lab access):
+# these loggers stay at INFO or above even when labbot itself runs at DEBUG.
+BODY_LOGGERS = ("slack_sdk.web", "slack_sdk.webhook", "slack_sdk.socket_mode", "slack_bolt")
+
+
+def quiet_body_loggers() -> None:
+    """Keep the Slack libraries' request-body logging off whatever the root level (secrets never reach logs)."""
+    for name in BODY_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
 
 
 def make_server(bot: SlackBot, host: str, port: int, *, slack_events: bool) -> uvicorn.Server:
@@ -40,15 +52,20 @@ async def serve_socket_mode(bot: SlackBot, server: uvicorn.Server, stop: asyncio
         await handler.close_async()
 
 
-async def run_bot(settings: Settings, *, host: str, port: int, stop: asyncio.Event | None = None) -> None:
-    """Start everything, serve until SIGINT/SIGTERM (or ``stop``), then shut down cleanly."""
+async def run_bot(settings: Settings, *, host: str, port: int, stop: asyncio.Event | None = None,
+                  handle_signals: bool = True) -> None:
+    """Start everything (domain, scheduler, Slack app), serve until SIGINT/SIGTERM (or ``stop``), then shut down
+    cleanly. ``handle_signals=False`` leaves the process's signal handlers alone (a test running the bot)."""
     stop = stop or asyncio.Event()
+    quiet_body_loggers()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
-    bot = SlackBot(settings, build_domain(settings, metrics), metrics=metrics)
+    domain = build_domain(settings, metrics)
+    bot = SlackBot(settings, domain, metrics=metrics, scheduler=build_scheduler(domain))
     await bot.start()
     socket_mode = settings.slack_app_token is not None
     server = make_server(bot, host, port, slack_events=not socket_mode)

@@ -91,6 +91,8 @@ class FakeSlack:
         self.views: dict[str, dict[str, Any]] = {}
         self.home: dict[str, dict[str, Any]] = {}
         self.hooks: list[tuple[str, dict[str, Any]]] = []
+        # Every request exactly as it arrived (path, non-auth headers, body), for scans of what labbot sent.
+        self.raw: list[tuple[str, dict[str, str], bytes]] = []
         self.socket_acks: dict[str, dict[str, Any]] = {}
         self.socket_connected = asyncio.Event()
         self.fail_next: dict[str, str] = {}  # method → error to answer once (e.g. "channel_not_found")
@@ -200,6 +202,7 @@ class FakeSlack:
         method = request.match_info["method"]
         args = dict(request.query)
         raw = await request.read()
+        self._record(request, raw)
         if raw:
             if raw.lstrip().startswith(b"{"):
                 args.update(json.loads(raw))
@@ -230,6 +233,11 @@ class FakeSlack:
             return self._answer(method, args, now, {"ok": False, "error": "unknown_method"})
         return self._answer(method, args, now, handler(args))
 
+    def _record(self, request: web.Request, raw: bytes) -> None:
+        # The bearer token is how a client must authenticate to Slack; every other byte is kept for scans.
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        self.raw.append((request.path_qs, headers, raw))
+
     def _answer(self, method: str, args: dict[str, Any], now: float, body: dict[str, Any]) -> web.Response:
         self.calls.append(Call(method, args, 200, bool(body.get("ok")), body.get("error"), now))
         return web.json_response(body)
@@ -238,7 +246,9 @@ class FakeSlack:
         path = request.match_info["path"]
         if sum(1 for p, _ in self.hooks if p == path) >= 5:
             return web.Response(status=404, text="used_url")  # Slack allows 5 responses per response_url
-        body = json.loads(await request.read() or b"{}")
+        raw = await request.read()
+        self._record(request, raw)
+        body = json.loads(raw or b"{}")
         self.hooks.append((path, body))
         self.calls.append(Call("response_url", body, 200, True, None, time.monotonic()))
         return web.Response(text="ok")

@@ -32,6 +32,10 @@ async def test_signatures_health_and_metrics(sessions: Sessions) -> None:
         assert health.json()["database"] == "ok" and health.json()["scheduler"]["configured"] is False
 
         class StoppedScheduler:
+            async def start(self) -> None: ...
+
+            async def stop(self) -> None: ...
+
             def status(self) -> dict:
                 return {"running": False, "jobs": 3}
 
