@@ -70,6 +70,13 @@ class LabConnections:
                 )
             return self._nested
 
+    async def forget_host_key(self, host: str) -> None:
+        """Drop the pinned key of ``host`` (its VM was recreated), closing a session that may still use it."""
+        await self.host_keys.forget(self.lab_uuid, host)
+        async with self._lock:
+            if self._ssh is not None:
+                await self.close()
+
     async def close(self) -> None:
         """Log out of the nested ZStack and close SSH (errors are logged: the lab's work is over anyway)."""
         if self._nested is not None:

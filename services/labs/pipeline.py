@@ -145,6 +145,8 @@ class LabPipeline:
             for row in rows:  # a step left running or failed by an earlier attempt runs again
                 if row.state in (StepState.RUNNING, StepState.FAILED):
                     row.state = StepState.PENDING
+        if "create_vms" in done:
+            done = await self._rebuild_if_vms_vanished(ctx, done)
         try:
             await run_dag(steps, done=done, recorder=_DbRecorder(ctx, self.after_step), is_retryable=is_transient)
         except StepFailed as failure:
@@ -156,6 +158,35 @@ class LabPipeline:
             await ctx.connections.close()
         await mark(self.sessions, self.notifier, lab_id, target=LabState.READY, kind=NoticeKind.READY,
                    titles=TITLES, changes={"failed_step": None, "error": None, "summary": await self._summary(ctx)})
+
+    async def _rebuild_if_vms_vanished(self, ctx: LabContext, done: set[str]) -> set[str]:
+        """A resumed or retried build whose VM1 or VM2 is gone from the platform starts again from create_vms.
+
+        Everything after create_vms lives on those VMs (disk, target, ZStack, nested resources), so every step
+        but ``prepare`` runs again; the deterministic resource uuids make the rest converge. The vanished VMs'
+        pinned host keys are forgotten in create_vms, when their replacements exist.
+        """
+        lab = await ctx.lab()
+        gone = []
+        for role, uuid in (("vm1", lab.vm1_uuid), ("vm2", lab.vm2_uuid)):
+            vm = await self.outer.get_vm(uuid) if uuid else None
+            if vm is not None and vm.state == "Destroyed":
+                await self.outer.expunge_vm(vm.uuid)  # so the replacement can have the same uuid
+                vm = None
+            if vm is None:
+                gone.append(role)
+        if not gone:
+            return done
+        detail = f"{' and '.join(gone)} no longer on the lab platform; rebuilding from create_vms"
+        log.warning("lab %s: %s", ctx.lab_name, detail)
+        async with self.sessions() as session, session.begin():
+            row = await repo.get(session=session, lab_id=ctx.lab_id)
+            await repo.add_event(session=session, lab=row, actor="labbot", kind="rebuild", detail=detail)
+            for step in await repo.list_steps(session=session, lab_id=ctx.lab_id):
+                if step.name != "prepare":
+                    step.state = StepState.PENDING
+        await ctx.output("create_vms", f"{detail}\n")
+        return {"prepare"} & done
 
     async def _summary(self, ctx: LabContext) -> dict[str, str]:
         lab = await ctx.lab()

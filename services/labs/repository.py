@@ -225,10 +225,13 @@ class DatabaseHostKeyStore:
             if existing is None:
                 session.add(HostKey(lab_uuid=lab, host=host, key=key))
 
-    async def forget(self, lab: str) -> None:
-        """Drop every pinned key of a lab (on destroy)."""
+    async def forget(self, lab: str, host: str | None = None) -> None:
+        """Drop every pinned key of a lab (on destroy), or one host's (its VM was recreated)."""
+        query = delete(HostKey).where(HostKey.lab_uuid == lab)
+        if host is not None:
+            query = query.where(HostKey.host == host)
         async with self._sessions() as session, session.begin():
-            await session.execute(delete(HostKey).where(HostKey.lab_uuid == lab))
+            await session.execute(query)
 
 
 # --- health --------------------------------------------------------------------------------------------

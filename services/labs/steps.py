@@ -158,6 +158,7 @@ class _Steps:
         async def create(role: str, vm_uuid: str) -> VmInstanceInventory:
             spec = profile.vm1 if role == "vm1" else profile.vm2
             l3s = [uuids[f"l3:{n}"] for n in spec.l3_networks]
+            existed = await self.outer.get_vm(vm_uuid) is not None
             vm = await self.outer.create_vm_instance(
                 self.ctx.resource_name(role),
                 image_uuid=uuids[f"{role}_image"],
@@ -169,6 +170,10 @@ class _Steps:
                 user_tags=[self.ctx.tag],
                 resource_uuid=vm_uuid,
             )
+            if not existed:
+                # A new machine has a new host key: the pin of the VM it replaces (same lab, same role) would
+                # refuse it as an interception. A key change of a VM that was not recreated is still refused.
+                await self.ctx.connections.forget_host_key(role)
             return await self.outer.wait_vm_state(vm.uuid, {"Running"})
 
         vm1, vm2 = await asyncio.gather(create("vm1", lab.vm1_uuid), create("vm2", lab.vm2_uuid))

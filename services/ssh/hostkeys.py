@@ -26,8 +26,8 @@ class HostKeyStore(Protocol):
     async def pin(self, lab: str, host: str, key: str) -> None:
         """Pin ``key`` for ``host`` in ``lab`` (first use only; an existing pin is kept)."""
 
-    async def forget(self, lab: str) -> None:
-        """Drop every pinned key of ``lab`` (when the lab is destroyed)."""
+    async def forget(self, lab: str, host: str | None = None) -> None:
+        """Drop every pinned key of ``lab`` (when the lab is destroyed), or only ``host``'s (a recreated VM)."""
 
 
 class MemoryHostKeyStore:
@@ -44,7 +44,7 @@ class MemoryHostKeyStore:
         """Pin on first use; a second pin for the same host is ignored, as in the database store."""
         self.keys.setdefault((lab, host), key)
 
-    async def forget(self, lab: str) -> None:
-        """Forget all keys of one lab."""
-        for entry in [k for k in self.keys if k[0] == lab]:
+    async def forget(self, lab: str, host: str | None = None) -> None:
+        """Forget all keys of one lab, or one host's."""
+        for entry in [k for k in self.keys if k[0] == lab and host in (None, k[1])]:
             del self.keys[entry]
