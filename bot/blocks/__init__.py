@@ -9,7 +9,7 @@ from bot.blocks.details import build_access, build_health
 from bot.blocks.home import build_home
 from bot.blocks.kit import Message
 from bot.blocks.modal import CreateForm, build_create_modal, parse_create_form
-from bot.blocks.notices import build_expiry_warning, build_health_changed, build_orphans_found
+from bot.blocks.notices import build_expired, build_expiry_warning, build_health_changed, build_orphans_found
 from bot.blocks.replies import build_error, build_help, build_notice, build_reply
 from bot.blocks.thread import build_audit_note, build_build_report, build_lab_error, build_step_failure
 
@@ -22,6 +22,7 @@ __all__ = [
     "build_build_report",
     "build_create_modal",
     "build_error",
+    "build_expired",
     "build_expiry_warning",
     "build_health",
     "build_health_changed",

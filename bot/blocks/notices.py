@@ -44,6 +44,13 @@ def build_expiry_warning(lab: LabView, *, now: datetime, detail: str = "") -> Me
     return Message(text=fallback(f"Lab {lab.name} expires soon"), blocks=blocks)
 
 
+def build_expired(lab: LabView) -> Message:
+    """A lab reached its expiry and labbot is destroying it: the short channel summary (details in its thread)."""
+    text = (f":hourglass: Lab `{escape(clip(lab.name, 80))}` of {fmt.user(lab.owner)} expired at "
+            f"{lab.expires_at:%Y-%m-%d %H:%M} UTC; labbot is destroying it (its card and thread show the result).")
+    return Message(text=fallback(f"Lab {lab.name} expired"), blocks=[section(text)])
+
+
 def build_orphans_found(text: str, details: Mapping[str, object]) -> Message:
     """Platform resources labbot made that no live lab owns (for admins)."""
     lines = [f"• `{escape(clip(str(k), 80))}`: {escape(clip(str(v), 200))}" for k, v in list(details.items())[:40]]

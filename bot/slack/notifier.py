@@ -21,6 +21,7 @@ from bot.blocks import (
     CardNote,
     build_audit_note,
     build_build_report,
+    build_expired,
     build_expiry_warning,
     build_health_changed,
     build_lab_error,
@@ -141,6 +142,9 @@ class SlackNotifier:
             case kind if kind in _AUDITED:
                 actor = notice.actor or "labbot"
                 what = _AUDITED[kind]
+                if kind == NoticeKind.DESTROYING and notice.details.get("reason") == "expired":
+                    what += " because it expired"
+                    outbox.post_to_channel(build_expired(lab))
                 if kind == NoticeKind.EXTENDED:
                     what += f" until {lab.expires_at:%Y-%m-%d %H:%M} UTC"
                     if notice.text:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from bot.app import SlackBot
+from bot.app import SchedulerControl, SlackBot
 from bot.slack.pacing import SlackPacer
 from bot.slack.runners import make_server
 from config.settings import Settings
@@ -51,13 +51,19 @@ class Harness:
 @asynccontextmanager
 async def running_bot(sessions: Sessions, *, fake_options: dict[str, Any] | None = None,
                       settings_: Settings | None = None, pacer: SlackPacer | None = None,
-                      card_interval: float = 0.3, **job_options: Any) -> AsyncIterator[Harness]:
-    """Start the fake Slack, the domain, the bot and its HTTP server on 127.0.0.1; stop them all afterwards."""
+                      card_interval: float = 0.3, overrides: dict[str, Any] | None = None,
+                      scheduler: Callable[[World], SchedulerControl] | None = None,
+                      **job_options: Any) -> AsyncIterator[Harness]:
+    """Start the fake Slack, the domain, the bot and its HTTP server on 127.0.0.1; stop them all afterwards.
+
+    ``overrides`` change the default test settings; ``scheduler`` builds the scheduler the bot starts and stops
+    (none by default)."""
     async with FakeSlack(bot_token=BOT_TOKEN, **(fake_options or {"post_window": 0.1})) as fake:
-        cfg = settings_ or settings(slack_api_url=fake.api_url)
+        cfg = settings_ or settings(slack_api_url=fake.api_url, **(overrides or {}))
         world = await make_world(sessions, settings_=cfg, start=False, **job_options)
         bot = SlackBot(cfg, WorldDomain(world, sessions), card_interval=card_interval,
-                       pacer=pacer or SlackPacer(post_interval=0.12))
+                       pacer=pacer or SlackPacer(post_interval=0.12),
+                       scheduler=scheduler(world) if scheduler is not None else None)
         await bot.start()
         server = make_server(bot, "127.0.0.1", 0, slack_events=True)
         serving = asyncio.create_task(server.serve())
