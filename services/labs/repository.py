@@ -114,6 +114,19 @@ async def transition(
     await save(session=session)
 
 
+async def set_progress_ref(*, session: AsyncSession, lab_id: int, ref: str) -> None:
+    """Write only the front end's progress reference, without a version bump.
+
+    The column is the front end's alone and the engine never reads it to decide anything, so it takes no part in
+    optimistic locking: a card posted while a step is being recorded must not make the engine's write stale.
+    """
+    result = await session.execute(
+        update(Lab).where(Lab.id == lab_id).values(progress_ref=ref).execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotFoundError(f"no lab with id {lab_id}")
+
+
 async def add_event(*, session: AsyncSession, lab: Lab | None, actor: str, kind: str, detail: str = "") -> None:
     """Append one audit event."""
     session.add(LabEvent(lab_id=lab.id if lab else None, actor=actor, kind=kind, detail=detail[:4000]))

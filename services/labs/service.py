@@ -292,9 +292,7 @@ class LabService:
     async def set_progress_ref(self, lab_id: int, ref: str) -> None:
         """Remember where a front end shows the lab's live progress (e.g. a Slack message)."""
         async with self.sessions() as session, session.begin():
-            lab = await repo.get(session=session, lab_id=lab_id)
-            lab.progress_ref = ref
-            await repo.save(session=session)
+            await repo.set_progress_ref(session=session, lab_id=lab_id, ref=ref)
 
     def check_can_act(self, actor: Actor, lab: LabView, verb: str) -> None:
         """Only the owner or an admin may destroy, extend, retry or see how to reach a lab."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.profiles import load_profiles
 from config.settings import Settings
-from services.errors import ConflictError, PermissionDeniedError, QuotaError
+from services.errors import ConflictError, NotFoundError, PermissionDeniedError, QuotaError
+from services.labs import repository as repo
 from services.labs.engine import LabEngine, mark
 from services.labs.models import LabState
 from services.labs.notifier import NoticeKind, RecordingNotifier
@@ -42,6 +44,19 @@ class Jobs:
     async def destroy(self, lab_id: int, attention: asyncio.Event) -> None:
         self.destroys.append(lab_id)
         await mark(self.sessions, self.notifier, lab_id, target=LabState.DESTROYED, kind=NoticeKind.DESTROYED)
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a condition set by background tasks (a loaded machine may take a while)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def _until_state(service: LabService, name: str, state: str, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while (await service.status(name)).state != state:
+            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -77,8 +92,8 @@ async def test_create_build_ready_destroy(world) -> None:
 async def test_destroy_during_build_stops_the_build(world) -> None:
     service, engine, jobs, _ = world
     lab = await service.create(Actor("U1"), name="half")
-    await asyncio.sleep(0.1)
-    assert (await service.status("half")).state == LabState.PROVISIONING
+    await _until(lambda: jobs.builds == [lab.id])
+    await _until_state(service, "half", LabState.PROVISIONING)
     await service.destroy(Actor("U1"), "half")
     await engine.wait_idle(lab.id, timeout=5)
     assert (await service.status("half")).state == LabState.DESTROYED
@@ -131,14 +146,32 @@ async def test_a_lab_is_worked_on_by_one_engine_and_taken_over_when_it_dies(sess
     await engine_b.start()
     try:
         lab = await service.create(Actor("U1"), name="shared")
-        await asyncio.sleep(0.3)
-        assert jobs_a.builds == [lab.id] and jobs_b.builds == []  # B saw it but A holds the lease
+        await _until(lambda: jobs_a.builds == [lab.id])
+        await asyncio.sleep(0.3)  # B polls six times meanwhile ...
+        assert jobs_b.builds == []  # ... and leaves the lab alone: A holds the lease
         await engine_a.stop()  # A dies mid-build (its lease is released on a clean stop)
-        await asyncio.sleep(0.3)
-        assert jobs_b.builds == [lab.id]
+        await _until(lambda: jobs_b.builds == [lab.id])
         jobs_b.gate.set()
         await engine_b.wait_idle(lab.id, timeout=5)
         assert (await service.status("shared")).state == LabState.READY
     finally:
         await engine_a.stop()
         await engine_b.stop()
+
+
+async def test_progress_ref_does_not_make_the_engines_write_stale(sessions: Sessions) -> None:
+    notifier = RecordingNotifier()
+    service = LabService(sessions=sessions, settings=_settings(), profiles=PROFILES, notifier=notifier)
+    lab = await service.create(Actor("U1"), name="card")
+    async with sessions() as session, session.begin():
+        row = await repo.get(session=session, lab_id=lab.id)  # the engine has read the lab (version v) ...
+        version = row.version
+        await service.set_progress_ref(lab.id, "C123:1700000000.000100")  # ... the front end posts its card ...
+        row.vm1_public_ip = "198.18.0.10"
+        await repo.save(session=session)  # ... and the engine's optimistic write still lands
+    async with sessions() as session:
+        row = await repo.get(session=session, lab_id=lab.id)
+        assert (row.progress_ref, row.vm1_public_ip, row.version) == ("C123:1700000000.000100", "198.18.0.10",
+                                                                      version + 1)
+    with pytest.raises(NotFoundError):
+        await service.set_progress_ref(lab.id + 1000, "C1:1")
