@@ -315,3 +315,72 @@ async def machine_problems(config: SandboxConfig, live_vms: set[str]) -> list[st
                 command = cmdline.replace(b"\0", b" ")[:120].decode(errors="replace")
                 problems.append(f"process {entry} of a gone VM: {command}")
     return problems
+
+
+# --- network faults --------------------------------------------------------------------------------------
+
+
+def sshd_sessions(config: SandboxConfig, vm_uuid: str) -> list[int]:
+    """The per-connection sshd processes of a VM: children of its listening sshd named sshd/sshd-session."""
+    listener = int((config.vm_dir(vm_uuid) / "pid").read_text())
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == listener and comm in {"sshd", "sshd-session"}:
+                found.append(int(entry))
+    return found
+
+
+def cut_ssh(config: SandboxConfig, vm_uuid: str) -> int:
+    """Cut every SSH connection to a VM from the server side (as a network drop would); returns how many.
+
+    Killing VM1's session processes also cuts everything labbot tunnels through VM1 to VM2."""
+    pids = sshd_sessions(config, vm_uuid)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
+NESTED_COUNT_SCRIPT = """
+import asyncio, json
+from pydantic import SecretStr
+from services.zstack.client import ZStackClient
+ACTIONS = ("QueryZone", "QueryCluster", "QueryHost", "QueryIscsiServer", "QueryPrimaryStorage", "QueryImage",
+           "QueryL3Network", "QueryInstanceOffering", "QueryVmInstance", "QueryBackupStorage")
+async def main():
+    async with ZStackClient("http://127.0.0.1:8080/zstack/v1", "admin", SecretStr("password")) as zs:
+        print(json.dumps({a: [i.get("name") for i in await zs.query(a)] for a in ACTIONS}))
+asyncio.run(main())
+"""
+
+
+async def nested_inventory(config: SandboxConfig, vm2_uuid: str) -> dict[str, list[str]]:
+    """Names of the nested ZStack's resources by Query API, read inside VM2's network namespace."""
+    import json
+
+    result = await system.run("ip", "netns", "exec", config.vm_netns(vm2_uuid), sys.executable, "-c",
+                              NESTED_COUNT_SCRIPT, check=True)
+    return dict(json.loads(result.stdout))
+
+
+def nested_duplicates(inventory: dict[str, list[str]]) -> list[str]:
+    """Nested resources that exist more than once under one name, or are missing (the build makes one each)."""
+    problems = []
+    for action, names in inventory.items():
+        if not names:
+            problems.append(f"{action}: nothing")
+        problems += [f"{action}: {n} x{names.count(n)}" for n in sorted(set(names)) if names.count(n) > 1]
+    return problems
+
+
+async def step_report(sessions: Sessions, lab_id: int) -> dict[str, tuple[str, int, float | None, str | None]]:
+    """Per step: state, attempts, duration of the last attempt and its progress line (for diagnostics)."""
+    async with sessions() as session:
+        rows = (await session.scalars(select(LabStep).where(LabStep.lab_id == lab_id))).all()
+        return {r.name: (r.state, r.attempt, r.duration_seconds, r.progress) for r in rows}

@@ -1,0 +1,178 @@
+"""Network faults on the real pipeline: SSH cut mid-step, a misbehaving lab platform API, database connections
+killed under labbot.
+
+labbot (the Runtime) runs in the test process here, beside the outer simulator. Each fault is injected while
+the step it targets is running (seen in the steps table). The lab must end ready, either on its own (the step's
+retry policy) or after it failed with a clear reason and ``/lab retry`` finished it; the outer platform must
+hold exactly the lab's two VMs and one data volume, and the nested ZStack one of each resource the build makes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from config.settings import load_settings
+from sandbox.zstack_sim.faults import Faults
+from services.labs.models import LabState
+from services.labs.notifier import RecordingNotifier
+from services.labs.runtime import Runtime
+from services.labs.service import Actor
+from services.scheduler.election import asyncpg_dsn
+from tests.reliability.driver import (
+    BUILD_STEPS,
+    PROFILES,
+    Platform,
+    cut_ssh,
+    lab_row,
+    nested_duplicates,
+    nested_inventory,
+    platform,
+    platform_problems,
+    role_uuid,
+    sshd_sessions,
+    step_report,
+    until,
+    wait_running,
+)
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.postgres]
+
+OWNER = Actor("U_NETWORK")
+LATENCY = 0.05
+NESTED_LATENCY = 0.03
+
+
+@dataclass
+class Outcome:
+    """How a lab got to ready: on its own, or through failures (with their reasons) and retries."""
+
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@contextlib.asynccontextmanager
+async def labbot(box: Platform, pg_url: str, state_dir: Path) -> AsyncIterator[Runtime]:
+    settings = load_settings(database_url=pg_url, state_dir=state_dir, platform_url=box.sim.url,
+                             default_profile="sandbox", lease_seconds=10, scheduler_enabled=False)
+    runtime = Runtime(settings, profiles=PROFILES, notifiers=[RecordingNotifier()], engine_poll_interval=0.5)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+async def build_to_ready(rt: Runtime, name: str, *, retries: int = 3, timeout: float = 120) -> Outcome:
+    """Wait for the lab to settle; a failed lab must name its step and reason, then ``/lab retry`` runs it."""
+    started = time.monotonic()
+    outcome = Outcome()
+    view = await rt.service.status(name)
+    for _ in range(retries + 1):
+        async def settled() -> str | None:
+            state = (await lab_row(rt.sessions, view.id)).state
+            return state if state in (LabState.READY, LabState.FAILED) else None
+
+        state = await until(settled, f"lab {name} settled", timeout=timeout)
+        if state == LabState.READY:
+            outcome.seconds = time.monotonic() - started
+            return outcome
+        lab = await lab_row(rt.sessions, view.id)
+        assert lab.failed_step in BUILD_STEPS and lab.error, f"a failure must say where and why: {lab.error!r}"
+        assert "Traceback" not in lab.error
+        outcome.failures.append(f"{lab.failed_step}: {lab.error}")
+        await rt.service.retry(OWNER, name)
+    pytest.fail(f"lab {name} still failing after {retries} retries: {outcome.failures}")
+
+
+async def assert_nothing_duplicated(box: Platform, rt: Runtime, name: str) -> None:
+    view = await rt.service.status(name)
+    lab = await lab_row(rt.sessions, view.id)
+    assert platform_problems(box.sim, {lab.name: lab.uuid}) == []
+    assert nested_duplicates(await nested_inventory(box.config, role_uuid(lab.uuid, "vm2"))) == []
+
+
+async def test_ssh_cut_during_iscsi_configuration_and_zstack_install(pg_url: str, state_dir: Path) -> None:
+    async with platform("ssh", latency_scale=LATENCY, nested_latency=NESTED_LATENCY) as box, \
+            labbot(box, pg_url, state_dir) as rt:
+        view = await rt.service.create(OWNER, name="ssh-cut")
+        lab_uuid = (await lab_row(rt.sessions, view.id)).uuid
+        vm1 = role_uuid(lab_uuid, "vm1")
+        cuts: dict[str, int] = {}
+        for step in ("iscsi_target", "install_zstack"):
+            assert await wait_running(rt.sessions, view.id, step, timeout=90), f"{step} never seen running"
+
+            async def inside(step: str = step) -> bool:
+                # Inside the step's SSH work: the install once its log streams, iSCSI once it is connected.
+                report = await step_report(rt.sessions, view.id)
+                streaming = step != "install_zstack" or report[step][3] is not None
+                return report[step][0] == "running" and streaming and bool(sshd_sessions(box.config, vm1))
+
+            await until(inside, f"{step} working over SSH", timeout=60, interval=0.02)
+            cuts[step] = cut_ssh(box.config, vm1)
+        outcome = await build_to_ready(rt, "ssh-cut")
+        assert all(cuts.values()), f"no SSH connection was open to cut: {cuts}"
+        report = await step_report(rt.sessions, view.id)
+        await assert_nothing_duplicated(box, rt, "ssh-cut")
+        print(f"\nSSH cut: connections cut {cuts}; steps {report}; failures {outcome.failures}; "
+              f"ready in {outcome.seconds:.1f}s")
+
+
+@pytest.mark.parametrize("fault", ["fail", "drop", "slow"])
+async def test_platform_api_faults(fault: str, pg_url: str, state_dir: Path) -> None:
+    async with platform(f"api{fault}", latency_scale=LATENCY, nested_latency=NESTED_LATENCY) as box, \
+            labbot(box, pg_url, state_dir) as rt:
+        # A lab makes only four mutating calls on the outer platform (two VMs, the volume, its attachment), so
+        # failures hit the first ones for sure; drops hit half of all requests until four were dropped.
+        budget = 4  # spent one per injected fault, so the test knows how many there were
+        seed = random.randrange(1 << 30)  # printed, so a failing run can be replayed
+        if fault == "fail":
+            box.sim.sim.faults = Faults(fail_rate=0.7, methods=frozenset({"POST", "PUT", "DELETE"}), budget=budget,
+                                        seed=seed)
+        elif fault == "drop":
+            box.sim.sim.faults = Faults(drop_rate=0.5, drop_phase="random", budget=budget, seed=seed)
+        else:
+            box.sim.faults.set(slow_poll=0.5)
+        await rt.service.create(OWNER, name=f"api-{fault}")
+        outcome = await build_to_ready(rt, f"api-{fault}", retries=6)
+        injected = budget - (box.sim.faults.budget or 0) if fault != "slow" else 0
+        box.sim.faults.clear()
+        if fault != "slow":
+            assert injected > 0, f"no fault was injected (seed {seed})"
+        await assert_nothing_duplicated(box, rt, f"api-{fault}")
+        creates = box.sim.state.executed("CreateVmInstance")
+        print(f"\nplatform API {fault} (seed {seed}): {injected} injected; failures {outcome.failures}; "
+              f"ready in {outcome.seconds:.1f}s; CreateVmInstance executed {creates}x")
+
+
+async def _terminate_backends(pg_url: str) -> int:
+    """pg_terminate_backend on every other session of the test's database: a restart, as labbot sees it."""
+    conn = await asyncpg.connect(asyncpg_dsn(pg_url))
+    try:
+        return int(await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    finally:
+        await conn.close()
+
+
+async def test_database_connections_killed_mid_build(pg_url: str, state_dir: Path) -> None:
+    async with platform("pg", latency_scale=LATENCY, nested_latency=NESTED_LATENCY) as box, \
+            labbot(box, pg_url, state_dir) as rt:
+        view = await rt.service.create(OWNER, name="pg-restart")
+        terminated = {}
+        for step in ("create_vms", "install_zstack", "nested_storage"):
+            if await wait_running(rt.sessions, view.id, step, timeout=90):
+                terminated[step] = await _terminate_backends(pg_url)
+        outcome = await build_to_ready(rt, "pg-restart")
+        assert any(terminated.values()), f"labbot held no connection to kill: {terminated}"
+        await assert_nothing_duplicated(box, rt, "pg-restart")
+        print(f"\nPostgreSQL backends terminated {terminated}; failures {outcome.failures}; "
+              f"ready in {outcome.seconds:.1f}s")
