@@ -64,6 +64,7 @@ class LabEngine:
         self._poll_interval = poll_interval
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._attention: dict[int, asyncio.Event] = {}
+        self._building: set[int] = set()
         self._poller: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -170,6 +171,7 @@ class LabEngine:
     async def _run_build(self, lab_id: int, attention: asyncio.Event) -> None:
         build = asyncio.create_task(self._build(lab_id, attention), name=f"build:{lab_id}")
         watcher = asyncio.create_task(self._watch_for_destroy(lab_id, attention, build))
+        self._building.add(lab_id)
         try:
             await build
         except asyncio.CancelledError:
@@ -180,6 +182,7 @@ class LabEngine:
         except StepFailed:
             pass  # recorded by the build job; the lab is failed
         finally:
+            self._building.discard(lab_id)
             watcher.cancel()
 
     async def _watch_for_destroy(self, lab_id: int, attention: asyncio.Event, build: asyncio.Task[None]) -> None:
@@ -204,11 +207,17 @@ class LabEngine:
             )
 
     async def _renew(self, lab_id: int, worker: asyncio.Task[None] | None) -> None:
-        """Renew the lease every third of its length; if we lost it, stop working at once."""
+        """Renew the lease every third of its length; if we lost it, stop working at once.
+
+        Each renewal also re-reads the lab's state: a destroy requested through another process (which cannot
+        kick our task) is noticed here, and the build stops as it would for a local destroy.
+        """
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
                 held = await self._claim(lab_id)
+                async with self.sessions() as session:
+                    state = (await repo.get(session=session, lab_id=lab_id)).state
             except Exception:
                 log.exception("could not renew the lease on lab %s", lab_id)
                 continue
@@ -216,6 +225,10 @@ class LabEngine:
                 log.error("lost the lease on lab %s to another process; stopping work on it", lab_id)
                 worker.cancel()
                 return
+            attention = self._attention.get(lab_id)
+            if state == LabState.DESTROYING and attention is not None and lab_id in self._building:
+                log.info("lab %s is to be destroyed (asked elsewhere); stopping its build", lab_id)
+                attention.set()
 
 
 async def mark(
@@ -230,12 +243,20 @@ async def mark(
     changes: dict[str, object] | None = None,
     retry_after: timedelta | None = None,
     titles: dict[str, str] | None = None,
-) -> LabView:
-    """Move a lab to ``target`` (with field changes), retrying lost optimistic locks, then notify ``kind``."""
+    only_from: frozenset[LabState] | None = None,
+) -> LabView | None:
+    """Move a lab to ``target`` (with field changes), retrying lost optimistic locks, then notify ``kind``.
+
+    With ``only_from``, a lab found in another state is left untouched and None is returned (a build that
+    ends while a destroy was requested must not turn the lab ready or failed).
+    """
     for _ in range(10):
         try:
             async with sessions() as session, session.begin():
                 lab = await repo.get(session=session, lab_id=lab_id)
+                if only_from is not None and lab.state not in only_from:
+                    log.info("lab %s is %s, not %s; left as it is", lab.name, lab.state, target)
+                    return None
                 for key, value in (changes or {}).items():
                     setattr(lab, key, value)
                 if retry_after is not None:

@@ -51,6 +51,14 @@ def is_transient(err: BaseException) -> bool:
     return bool(getattr(err, "transient", False))
 
 
+class DestroyRequested(Exception):
+    """The lab was asked to be destroyed while being built: the build stops before its next step."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(f"destroy requested; {step} not started")
+        self.step = step
+
+
 class _DbRecorder:
     """Keeps step states in the lab_steps table and announces them."""
 
@@ -67,6 +75,9 @@ class _DbRecorder:
                 step.attempt += 1
 
     async def started(self, name: str) -> None:
+        async with self.ctx.sessions() as session:
+            if (await repo.get(session=session, lab_id=self.ctx.lab_id)).state == LabState.DESTROYING:
+                raise DestroyRequested(name)  # a step boundary: nothing new starts on a lab being destroyed
         await self._set(name, state=StepState.RUNNING, started_at=utcnow(), finished_at=None, error=None,
                         progress=None)
         await self.ctx._announce(NoticeKind.STEP_STARTED, name)
@@ -137,7 +148,7 @@ class LabPipeline:
         lab = await ctx.lab()
         if lab.state == LabState.REQUESTED:
             await mark(self.sessions, self.notifier, lab_id, target=LabState.PROVISIONING, kind=None,
-                       detail="build started")
+                       detail="build started", only_from=frozenset({LabState.REQUESTED}))
         steps = build_steps(ctx, self.outer, self._health_for(ctx))
         async with self.sessions() as session, session.begin():
             rows = await repo.ensure_steps(session=session, lab_id=lab_id, names=[s.name for s in steps])
@@ -147,17 +158,24 @@ class LabPipeline:
                     row.state = StepState.PENDING
         if "create_vms" in done:
             done = await self._rebuild_if_vms_vanished(ctx, done)
+        # A build ends in ready or failed only if nobody asked for a destroy meanwhile (possibly through
+        # another process): DESTROYING must never go back to READY, nor lose the request by becoming FAILED.
+        building = frozenset({LabState.PROVISIONING})
         try:
             await run_dag(steps, done=done, recorder=_DbRecorder(ctx, self.after_step), is_retryable=is_transient)
+        except DestroyRequested as stop:
+            log.info("build of lab %s stopped before %s: a destroy was requested", ctx.lab_name, stop.step)
+            return
         except StepFailed as failure:
             await mark(self.sessions, self.notifier, lab_id, target=LabState.FAILED, kind=NoticeKind.FAILED,
-                       detail=f"{failure.step}: {failure.error}", titles=TITLES,
+                       detail=f"{failure.step}: {failure.error}", titles=TITLES, only_from=building,
                        changes={"failed_step": failure.step, "error": failure.error})
             raise
         finally:
             await ctx.connections.close()
         await mark(self.sessions, self.notifier, lab_id, target=LabState.READY, kind=NoticeKind.READY,
-                   titles=TITLES, changes={"failed_step": None, "error": None, "summary": await self._summary(ctx)})
+                   titles=TITLES, only_from=building,
+                   changes={"failed_step": None, "error": None, "summary": await self._summary(ctx)})
 
     async def _rebuild_if_vms_vanished(self, ctx: LabContext, done: set[str]) -> set[str]:
         """A resumed or retried build whose VM1 or VM2 is gone from the platform starts again from create_vms.
