@@ -59,7 +59,6 @@ async def handle_app_error(
     kind = body.get("type") or ("slash_command" if "command" in body else "request")
     reply = UserReply.from_body(body, client, respond) if body else None
     await report(error, reply=reply, what=str(kind))
-    if body.get("type") == "event_callback":
-        # Tell Slack not to redeliver an event that failed on our side: a retry would fail the same way.
-        return BoltResponse(status=500, body="", headers={"X-Slack-No-Retry": "1"})
-    return None
+    # The user has their answer (the error, or its id, privately) and the traceback is in the log under that id;
+    # a 5xx would only add Slack's own failure notice. Events are not redelivered: a retry would fail the same way.
+    return BoltResponse(status=200, body="", headers={"X-Slack-No-Retry": "1"})
