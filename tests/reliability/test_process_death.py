@@ -38,6 +38,7 @@ from tests.reliability.driver import (
     role_uuid,
     service_settings,
     step_attempts,
+    step_states,
     until,
     wait_running,
     worker_env,
@@ -154,11 +155,17 @@ async def test_soak_random_kills(pg_url: str, state_dir: Path, tmp_path: Path) -
                 labs = [await service.create(OWNER, name=f"soak{number}-{i}") for i in range(2)]
                 ids = [lab.id for lab in labs]
                 for _ in range(rng.randint(1, 4)):
-                    await _sleep_random(rng, 0.5, 8.0)
-                    states = {lab_id: await _state(sessions, lab_id) for lab_id in ids}
-                    if all(s in (LabState.READY, LabState.FAILED) for s in states.values()):
+                    # A random step the first lab still has to run, hit at a random moment inside it.
+                    states = await until(lambda: step_states(sessions, ids[0]), "the build's steps recorded",
+                                         timeout=60, interval=0.02)
+                    left = [n for n, st in states.items() if st != "done"]
+                    if not left:
                         break
-                    record = await kill_and_restart(labbot, sessions, ids, "random", wait_lease=slow)
+                    target = rng.choice(left)
+                    if not await wait_running(sessions, ids[0], target, timeout=90):
+                        continue
+                    await _sleep_random(rng, 0.0, 0.4)
+                    record = await kill_and_restart(labbot, sessions, ids, target, wait_lease=slow)
                     total_kills += 1
                     for name in record.interrupted:
                         per_step[name] = per_step.get(name, 0) + 1
