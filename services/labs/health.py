@@ -1,28 +1,35 @@
 """Lab health: every layer of a lab checked from outside in, each with its latency.
 
-Outer VMs Running → SSH to VM1 → SSH to VM2 through it → iSCSI portal reachable from VM2 → nested management
-node ready and login works → KVM host Connected → SharedBlock storage Connected with capacity → nested VM
-Running. A check that cannot run because an earlier layer is down fails with that reason rather than hanging.
+Outer VMs Running → SSH to VM1 → SSH to VM2 through it → iSCSI portal reachable from VM2 → the lab's LUN
+visible to VM2's initiator → nested management node ready and login works → KVM host Connected → SharedBlock
+storage Connected with capacity → nested VM Running. A check that cannot run because an earlier layer is down
+fails with that reason rather than hanging.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from services.errors import ExternalError
 from services.labs.context import LabContext
 from services.labs.dag import describe_error
 from services.labs.views import LabView
-from services.shell import ipv4, port, quote
+from services.shell import hex_string, ipv4, iqn, port, quote
 from services.ssh.session import LabSSH
 from services.zstack.client import ZStackClient
 
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 20.0
+
+
+class CheckFailed(ExternalError):
+    """What a health check saw instead of a healthy layer (shown to people as is)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,39 @@ class HealthReport:
         return [c.name for c in self.checks if not c.ok]
 
 
+# Run on VM2: is the lab's LUN there for VM2's initiator? Logged in (the real lab, where ZStack's SharedBlock
+# holds a session), the disk is a block device named after its wwid; otherwise a discovery that logs in as
+# VM2's initiator must list a disk LUN on the target (libiscsi's iscsi-ls), so the ACL is checked too.
+_LUN_PROBE = """sh -c '
+if ls /dev/disk/by-id/ 2>/dev/null | grep -q -- "$1"; then echo "BLOCKDEV $1"; exit 0; fi
+if command -v iscsi-ls >/dev/null 2>&1; then
+  init=$(sed -n "s/^InitiatorName=//p" /etc/iscsi/initiatorname.iscsi)
+  iscsi-ls -s -i "$init" "iscsi://$3" 2>&1; exit 0
+fi
+iscsiadm -m session 2>&1; exit 0
+' labbot {wwid} {iqn} {portal}"""
+_TARGET_LINE = re.compile(r"^Target:(\S+)\s")
+_DISK_LUN = re.compile(r"^Lun:(\d+)\s+Type:DIRECT_ACCESS")
+_SESSION = re.compile(r"^\S+:\s+\[\d+\]\s+\S+\s+(\S+)")  # iscsiadm -m session: "tcp: [1] ip:port,1 <iqn> ..."
+
+
+def lun_verdict(output: str, target_iqn: str, wwid: str) -> str:
+    """What the VM2 probe says about the lab's LUN; raises when VM2 cannot see it."""
+    lines = [line.strip() for line in output.splitlines()]
+    if f"BLOCKDEV {wwid}" in lines:
+        return f"wwid {wwid} is a block device on VM2"
+    current = None
+    for line in lines:
+        if match := _TARGET_LINE.match(line):
+            current = match.group(1)
+        elif current == target_iqn and (match := _DISK_LUN.match(line)):
+            return f"LUN {match.group(1)} of {target_iqn} seen by VM2's initiator"
+        elif (match := _SESSION.match(line)) and match.group(1) == target_iqn:
+            return f"VM2 has a session to {target_iqn}"
+    seen = output.strip()[-200:] or "no output"
+    raise CheckFailed(f"VM2 does not see a disk LUN of {target_iqn} (wwid {wwid}): {seen}")
+
+
 async def _timed(name: str, probe: Callable[[], Awaitable[str]]) -> CheckResult:
     start = time.monotonic()
     try:
@@ -78,7 +118,7 @@ async def run_checks(
             vm = await outer.get_vm(uuid) if uuid else None
             state = vm.state if vm else "missing"
             if state != "Running":
-                raise RuntimeError(f"{role} is {state}")
+                raise CheckFailed(f"{role} is {state}")
             states.append(f"{role} Running")
         return ", ".join(states)
 
@@ -92,31 +132,40 @@ async def run_checks(
         await (await ssh()).run("vm2", probe, timeout=15)
         return f"{address}:{portal} reachable from VM2"
 
+    async def iscsi_lun() -> str:
+        if not lab.iscsi_iqn or not lab.iscsi_wwid:
+            raise CheckFailed("the lab has no iSCSI target recorded yet")
+        portal = f"{ipv4(lab.vm1_vpc_ip or '')}:{port(ctx.profile.iscsi.port)}"
+        command = _LUN_PROBE.format(wwid=quote(hex_string(lab.iscsi_wwid, max_length=80)),
+                                    iqn=quote(iqn(lab.iscsi_iqn)), portal=quote(portal))
+        result = await (await ssh()).run("vm2", command, timeout=15, check=False)
+        return lun_verdict(result.stdout, lab.iscsi_iqn, lab.iscsi_wwid)
+
     async def nested_api() -> str:
         client = await nested()
         if not await client.is_ready():
-            raise RuntimeError("management node not ready")
+            raise CheckFailed("management node not ready")
         return f"ZStack {await client.get_version()}, login ok"
 
     async def kvm_host() -> str:
         host = await (await nested()).get_host(ids["host"])
         if host is None or host.status != "Connected":
-            raise RuntimeError(f"host is {host.status if host else 'missing'}")
+            raise CheckFailed(f"host is {host.status if host else 'missing'}")
         return "Connected"
 
     async def shared_block() -> str:
         storage = await (await nested()).get_primary_storage(ids["primary_storage"])
         if storage is None or storage.status != "Connected":
-            raise RuntimeError(f"storage is {storage.status if storage else 'missing'}")
+            raise CheckFailed(f"storage is {storage.status if storage else 'missing'}")
         if not storage.available_capacity:
-            raise RuntimeError("no capacity left")
+            raise CheckFailed("no capacity left")
         free, total = storage.available_capacity / 1024**3, (storage.total_capacity or 0) / 1024**3
         return f"Connected, {free:.1f} GiB free of {total:.1f} GiB"
 
     async def nested_vm() -> str:
         vm = await (await nested()).get_vm(ids["vm"])
         if vm is None or vm.state != "Running":
-            raise RuntimeError(f"nested VM is {vm.state if vm else 'missing'}")
+            raise CheckFailed(f"nested VM is {vm.state if vm else 'missing'}")
         return "Running"
 
     probes: list[tuple[str, Callable[[], Awaitable[str]]]] = [
@@ -124,6 +173,7 @@ async def run_checks(
         ("ssh_vm1", lambda: ssh_vm("vm1")),
         ("ssh_vm2", lambda: ssh_vm("vm2")),
         ("iscsi_portal", iscsi_portal),
+        ("iscsi_lun", iscsi_lun),
         ("nested_api", nested_api),
         ("kvm_host", kvm_host),
         ("shared_block", shared_block),

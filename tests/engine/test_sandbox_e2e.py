@@ -77,6 +77,20 @@ async def test_create_ready_verified_for_real_then_destroy_leaves_nothing(box, d
             assert [(h["managementIp"], h["status"]) for h in hosts] == [(lab.vm2_ip, "Connected")]
         assert set(await world.host_keys(lab.uuid)) == {"vm1", "vm2"}
 
+        # Health sees the LUN itself, not just the portal: with the LUN gone from the target, only that fails.
+        report = await world.service.health(OWNER, "e2e")
+        checks = {c.name: c for c in report.checks}
+        assert report.healthy and checks["iscsi_lun"].detail == f"LUN 1 of {lab.iscsi_iqn} seen by VM2's initiator"
+        async with world.lab_ssh(lab) as ssh:
+            shown = await ssh.run("vm1", "tgtadm --lld iscsi --mode target --op show", timeout=15)
+            tid = next(line.split()[1].rstrip(":") for line in shown.stdout.splitlines() if line.startswith("Target "))
+            await ssh.run("vm1", f"tgtadm --lld iscsi --mode logicalunit --op delete --tid {int(tid)} --lun 1",
+                          timeout=15)
+        report = await world.service.health(OWNER, "e2e")
+        assert report.failing == ["iscsi_lun"], report.checks
+        assert "VM2 does not see a disk LUN" in {c.name: c for c in report.checks}["iscsi_lun"].detail
+        assert (await world.lab_row("e2e")).health == "degraded"
+
         # Destroy: gone from the platform, from this machine, keys forgotten, the trail recorded.
         await world.service.destroy(OWNER, "e2e")
         await world.runtime.engine.wait_idle(lab.id, timeout=60)
