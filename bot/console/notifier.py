@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.markup import escape
 
 from bot.text import lab_headline, ready_summary, step_line
 from services.labs.notifier import Notice, NoticeKind
@@ -17,6 +18,7 @@ _STYLE = {
     NoticeKind.DESTROY_FAILED: "bold red",
     NoticeKind.HEALTH_CHANGED: "yellow",
     NoticeKind.EXPIRY_WARNING: "yellow",
+    NoticeKind.ORPHANS_FOUND: "yellow",
 }
 
 
@@ -38,6 +40,10 @@ class ConsoleNotifier:
         if notice.kind == NoticeKind.READY:
             for fact in ready_summary(notice.lab):
                 self.console.print(f"    {fact}", highlight=False, markup=False)
+        if notice.kind == NoticeKind.ORPHANS_FOUND:
+            # One line per resource, as the admins' Slack message lists them: label, then uuid, why and fate.
+            for label, detail in notice.details.items():
+                self.console.print(f"    {label}: {detail}", highlight=False, markup=False)
 
     def _line(self, notice: Notice) -> str | None:
         lab, step = notice.lab, notice.step
@@ -56,6 +62,9 @@ class ConsoleNotifier:
                 return f"  {step_line(step)}"
             case NoticeKind.CREATED:
                 return f"lab requested{by}: profile {lab.profile}, expires {lab.expires_at:%Y-%m-%d %H:%M} UTC"
+            case NoticeKind.ORPHANS_FOUND:
+                # A platform-wide notice: its "lab" is a stand-in, so no lab headline.
+                return f"lab platform: {escape(notice.text)} (`labbot sweep --only orphans --dry-run` lists them again)"
             case NoticeKind.FAILED:
                 return f"FAILED at {lab.failed_step}: {lab.error} — `/lab retry {lab.name}` to try again"
             case _:
