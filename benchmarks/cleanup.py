@@ -34,10 +34,9 @@ from config.settings import load_settings
 from services import db
 from services.db import utcnow
 from services.labs import repository as repo
-from services.labs.context import LabContext
 from services.labs.models import Lab, LabState
 from services.labs.runtime import Runtime
-from services.labs.steps import TITLES, build_steps
+from services.labs.steps import build_steps
 from services.scheduler.context import SweepContext
 from services.scheduler.expiry import expiry_sweep
 from services.zstack.query import eq
@@ -61,9 +60,9 @@ class StatementCounter:
 
 
 async def _start_platform() -> tuple[asyncio.subprocess.Process, str]:
-    """The outer simulator (no hooks, no latency) in its own process (unbuffered: its URL line is piped)."""
+    """The outer simulator (no hooks, no latency, room for the labs) in its own process."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-u", "-m", "bot.cli", "sim", "zstack", "--role", "outer", "--port", "0",
+        sys.executable, "-m", "benchmarks.outer_sim", "--plain", "--latency-scale", "0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parents[1]))
     assert proc.stdout is not None
     try:
@@ -72,8 +71,8 @@ async def _start_platform() -> tuple[asyncio.subprocess.Process, str]:
                 line = (await proc.stdout.readline()).decode()
                 if not line:
                     raise RuntimeError("the outer simulator exited while starting")
-                if " on http://" in line:
-                    return proc, line.split(" on ", 1)[1].strip()
+                if line.startswith("http://"):
+                    return proc, line.strip()
     except BaseException:
         if proc.returncode is None:
             proc.kill()
@@ -91,12 +90,13 @@ async def seed(rt: Runtime, count: int, concurrency: int) -> None:
             async with rt.sessions() as session, session.begin():
                 lab = await repo.create(session=session, name=f"old-{index:04d}", owner=f"U{index % 50:03d}",
                                         profile="sandbox", expires_at=past, channel=None)
-            ctx = LabContext(lab_id=lab.id, lab_uuid=lab.uuid, lab_name=lab.name, profile=rt.profiles["sandbox"],
-                             settings=rt.settings, sessions=rt.sessions, notifier=rt.notifier, box=rt.box,
-                             connections=None, titles=TITLES)
+            ctx = await rt.pipeline._context(lab.id)  # the context a real build gets (private: same wiring)
             steps = {s.name: s for s in build_steps(ctx, rt.outer, None)}
-            for name in SEED_STEPS:
-                await steps[name].run()
+            try:
+                for name in SEED_STEPS:
+                    await steps[name].run()
+            finally:
+                await ctx.connections.close()
             await ctx.update(state=LabState.READY)
 
     await asyncio.gather(*(one(i) for i in range(count)))

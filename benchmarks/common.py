@@ -236,3 +236,32 @@ class CpuMeter:
         self.busy = 1 - (idle - self._machine[1]) / spent if spent else 0.0
         self.process_seconds = time.process_time() - self._process
         return self
+
+
+def cpu_seconds(pid: int | str) -> float:
+    """User + system CPU time of a process and of its children it has reaped (clock ticks → seconds)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+@dataclass
+class GroupCpu:
+    """CPU seconds used by a changing group of processes, each counted at the highest value seen.
+
+    Short-lived processes are counted through the parent that reaps them (its children's time), so sampling every
+    second or so misses little; the total is a lower bound.
+    """
+
+    seen: dict[int, float] = field(default_factory=dict)
+
+    def sample(self, pids: Iterable[int]) -> float:
+        for pid in pids:
+            self.seen[pid] = max(self.seen.get(pid, 0.0), cpu_seconds(pid))
+        return self.total
+
+    @property
+    def total(self) -> float:
+        return sum(self.seen.values())

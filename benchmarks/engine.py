@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 
-from benchmarks.common import MIB, CpuMeter, Peaks, rss_bytes, stamp, write_section
+from benchmarks.common import MIB, CpuMeter, GroupCpu, Peaks, rss_bytes, stamp, write_section
 from benchmarks.sandbox_labs import BenchBox, LabTiming, bench_box, critical_path
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,11 @@ async def run(*, labs: int, latency_scale: float, timeout: float) -> tuple[list[
             raise RuntimeError(f"the single lab did not get ready: {await box.failures()}")
         left_one = await teardown(box, ["eng-one"], timeout)
         names = [f"eng-{i:02d}" for i in range(1, labs + 1)]
-        gauges = {"labbot_rss": lambda: float(rss_bytes()), "box_pss": box.box_pss}
+        box_cpu = GroupCpu()
+        box_cpu.sample(box.box_pids())  # what the box had used before: subtracted below
+        box_cpu_before = box_cpu.total
+        gauges = {"labbot_rss": lambda: float(rss_bytes()), "box_pss": box.box_pss,
+                  "box_cpu": lambda: box_cpu.sample(box.box_pids())}
         cpu = CpuMeter().start()
         async with Peaks(gauges, interval=1.0) as peaks:
             many_wall, many = await build(box, names, timeout)
@@ -105,7 +109,10 @@ async def run(*, labs: int, latency_scale: float, timeout: float) -> tuple[list[
         f"{labs} labs: per-lab wall (request → ready) median {statistics.median(many_walls):.2f} s, "
         f"max {max(many_walls):.2f} s. Machine CPU busy during the {labs}-lab build: {cpu.busy:.0%} of "
         f"{os.cpu_count()} cores; labbot process CPU {cpu.process_seconds:.1f} s "
-        f"({cpu.process_seconds / labs:.2f} s per lab).",
+        f"({cpu.process_seconds / labs:.2f} s per lab); the box's processes (sshd, tgtd, installer, nested "
+        f"simulators, outer simulator) at least {box_cpu.total - box_cpu_before:.0f} s "
+        f"({(box_cpu.total - box_cpu_before) / labs:.1f} s per lab), of the "
+        f"{cpu.busy * many_wall * (os.cpu_count() or 1):.0f} core-seconds the machine was busy.",
         "Steps slower with many labs (median over the labs / one lab): "
         + ", ".join(f"{s} x{g:.2f}" for s, g in grown[:6]) + ".",
         f"Database connections checked out at once, peak: {box.pool.peak_out} (pool bound 15); longest holds "

@@ -23,6 +23,7 @@ import time
 from benchmarks.common import (
     MIB,
     CpuMeter,
+    GroupCpu,
     Peaks,
     open_fds,
     process_count,
@@ -88,6 +89,8 @@ async def run(*, labs: int, latency_scale: float, timeout: float) -> tuple[list[
     async with bench_box(NAME, prefix=PREFIX, public=PUBLIC, latency_scale=latency_scale, labs=labs) as box:
         base_fds = open_fds()
         names = [f"load-{i:02d}" for i in range(1, labs + 1)]
+        box_cpu = GroupCpu()
+        box_cpu_before = box_cpu.sample(box.box_pids())
         gauges = {
             "labbot_rss": lambda: float(rss_bytes()),
             "box_pss": box.box_pss,
@@ -96,6 +99,7 @@ async def run(*, labs: int, latency_scale: float, timeout: float) -> tuple[list[
             "sshd_sessions": lambda: float(process_count("sshd-session", box.box_pids())
                                            + process_count("sshd", box.box_pids()[1:])),
             "vm_namespaces": lambda: float(vm_namespaces(box)),
+            "box_cpu": lambda: box_cpu.sample(box.box_pids()),
         }
         db = DbConnections(box.database_url) if box.postgres else None
         cpu = CpuMeter().start()
@@ -158,6 +162,8 @@ async def run(*, labs: int, latency_scale: float, timeout: float) -> tuple[list[
         "| database connections | SQLite (no server connections) |",
         f"| machine CPU busy during the build; labbot CPU | {cpu.busy:.0%} of {os.cpu_count()} cores; "
         f"{cpu.process_seconds:.0f} s ({cpu.process_seconds / labs:.2f} s per lab) |",
+        f"| CPU of the box's processes during the build (at least) | {box_cpu.total - box_cpu_before:.0f} s "
+        f"({(box_cpu.total - box_cpu_before) / labs:.1f} s per lab) |",
         f"| destroy of all {labs}: request → all destroyed | {destroy_wall:.1f} s (states after: {after}) |",
         f"| leaked after destroy | {'nothing' if leak_free else leaks} |",
         "",
