@@ -6,8 +6,10 @@ of unfinished labs) and call ``runtime.service``. Nothing here knows which front
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -28,6 +30,16 @@ from services.zstack.client import ZStackClient
 log = logging.getLogger(__name__)
 
 
+class LabJobs(Protocol):
+    """The engine's work: build and destroy one lab (``LabPipeline`` in production)."""
+
+    async def build(self, lab_id: int, attention: asyncio.Event) -> None:
+        """Build (or resume building) the lab."""
+
+    async def destroy(self, lab_id: int, attention: asyncio.Event) -> None:
+        """Tear the lab down."""
+
+
 class Runtime:
     """The running domain: one per process."""
 
@@ -41,7 +53,10 @@ class Runtime:
         after_step: StepHook | None = None,
         engine_poll_interval: float = 10.0,
         owner: str | None = None,
+        jobs: LabJobs | None = None,
     ) -> None:
+        """``jobs`` replaces the pipeline's build and destroy (tests and benchmarks of the engine and the front
+        ends); health checks and everything else stay real."""
         self.settings = settings
         self.profiles = profiles or load_profiles(settings.profiles_dir)
         self.notifier = FanOut(notifiers)
@@ -54,8 +69,9 @@ class Runtime:
         self.pipeline = LabPipeline(sessions=self.sessions, settings=settings, profiles=self.profiles,
                                     notifier=self.notifier, outer=self.outer, host_keys=self.host_keys,
                                     box=self.box, after_step=after_step)
+        self.jobs: LabJobs = jobs if jobs is not None else self.pipeline
         self.engine = LabEngine(sessions=self.sessions, settings=settings, notifier=self.notifier,
-                                build=self.pipeline.build, destroy=self.pipeline.destroy, owner=owner,
+                                build=self.jobs.build, destroy=self.jobs.destroy, owner=owner,
                                 poll_interval=engine_poll_interval)
         self.service = LabService(sessions=self.sessions, settings=settings, profiles=self.profiles,
                                   notifier=self.notifier, kicker=self.engine, step_titles=TITLES, box=self.box,

@@ -7,15 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.profiles import load_profiles
 from config.settings import Settings
+from sandbox.zstack_sim.server import serve_simulator
 from services.errors import ConflictError, NotFoundError, PermissionDeniedError, QuotaError
 from services.labs import repository as repo
 from services.labs.engine import LabEngine, mark
 from services.labs.models import LabState
 from services.labs.notifier import NoticeKind, RecordingNotifier
+from services.labs.runtime import Runtime
 from services.labs.service import Actor, LabService
 
 PROFILES = load_profiles(Path(__file__).resolve().parents[2] / "config" / "profiles")
@@ -175,3 +178,24 @@ async def test_progress_ref_does_not_make_the_engines_write_stale(sessions: Sess
                                                                       version + 1)
     with pytest.raises(NotFoundError):
         await service.set_progress_ref(lab.id + 1000, "C1:1")
+
+
+async def test_a_runtime_runs_the_jobs_it_is_given(database_url: str, sessions: Sessions, tmp_path: Path) -> None:
+    async with serve_simulator("outer") as sim:
+        settings = _settings(platform_url=sim.url, platform_account="admin", platform_password=SecretStr("password"),
+                             state_dir=tmp_path).model_copy(update={"database_url": database_url})
+        notifier = RecordingNotifier()
+        jobs = Jobs(sessions, notifier)
+        jobs.gate.set()
+        runtime = Runtime(settings, profiles=PROFILES, jobs=jobs, engine_poll_interval=0.1)
+        await runtime.start()
+        try:
+            lab = await runtime.service.create(Actor("U1"), name="seam")
+            await runtime.engine.wait_idle(lab.id, timeout=5)
+            assert (await runtime.service.status("seam")).state == LabState.READY
+            await runtime.service.destroy(Actor("U1"), "seam")
+            await runtime.engine.wait_idle(lab.id, timeout=5)
+        finally:
+            await runtime.stop()
+    assert jobs.builds == [lab.id] and jobs.destroys == [lab.id]
+    assert sim.state.count("vm") == 0  # the pipeline never ran
