@@ -26,6 +26,7 @@ from services.labs.notifier import RecordingNotifier
 from services.labs.runtime import Runtime
 from services.labs.service import Actor
 from services.scheduler.election import asyncpg_dsn
+from tests.reliability.conftest import soak_rounds
 from tests.reliability.driver import (
     BUILD_STEPS,
     PROFILES,
@@ -125,31 +126,78 @@ async def test_ssh_cut_during_iscsi_configuration_and_zstack_install(pg_url: str
               f"ready in {outcome.seconds:.1f}s")
 
 
-@pytest.mark.parametrize("fault", ["fail", "drop", "slow"])
-async def test_platform_api_faults(fault: str, pg_url: str, state_dir: Path) -> None:
-    async with platform(f"api{fault}", latency_scale=LATENCY, nested_latency=NESTED_LATENCY) as box, \
+async def _api_faults_round(box: Platform, rt: Runtime, name: str, faults: Faults) -> tuple[int, Outcome]:
+    """Build one lab with ``faults`` on the outer platform; returns how many faults were injected."""
+    budget = faults.budget
+    box.sim.sim.faults = faults
+    await rt.service.create(OWNER, name=name)
+    outcome = await build_to_ready(rt, name, retries=6)
+    injected = (budget or 0) - (faults.budget or 0)
+    box.sim.faults.clear()
+    await assert_nothing_duplicated(box, rt, name)
+    return injected, outcome
+
+
+async def test_platform_api_503_fails_the_step_clearly_and_retry_completes(pg_url: str, state_dir: Path) -> None:
+    async with platform("apifail", latency_scale=LATENCY, nested_latency=NESTED_LATENCY) as box, \
             labbot(box, pg_url, state_dir) as rt:
-        # A lab makes only four mutating calls on the outer platform (two VMs, the volume, its attachment), so
-        # failures hit the first ones for sure; drops hit half of all requests until four were dropped.
-        budget = 4  # spent one per injected fault, so the test knows how many there were
+        # The first two mutating calls (both VM creates) answer 503 SYS.1006: not transient, so the step fails.
+        faults = Faults(fail_rate=1.0, methods=frozenset({"POST", "PUT", "DELETE"}), budget=2)
+        injected, outcome = await _api_faults_round(box, rt, "api-fail", faults)
+        assert injected == 2
+        assert outcome.failures and all(f.startswith("create_vms: ") and "SYS.1006" in f for f in outcome.failures)
+        assert box.sim.state.count("vm") == 2
+        print(f"\nplatform API 503: failures {outcome.failures}; ready in {outcome.seconds:.1f}s")
+
+
+async def test_platform_api_dropped_and_slow_answers(pg_url: str, state_dir: Path) -> None:
+    async with platform("apidrop", latency_scale=LATENCY, nested_latency=NESTED_LATENCY) as box, \
+            labbot(box, pg_url, state_dir) as rt:
+        # Half of all requests dropped (before or after the simulator acted) until four were, every job poll
+        # held back 0.5 s: the client's retries must neither fail the lab nor create anything twice.
         seed = random.randrange(1 << 30)  # printed, so a failing run can be replayed
-        if fault == "fail":
-            box.sim.sim.faults = Faults(fail_rate=0.7, methods=frozenset({"POST", "PUT", "DELETE"}), budget=budget,
-                                        seed=seed)
-        elif fault == "drop":
-            box.sim.sim.faults = Faults(drop_rate=0.5, drop_phase="random", budget=budget, seed=seed)
-        else:
-            box.sim.faults.set(slow_poll=0.5)
-        await rt.service.create(OWNER, name=f"api-{fault}")
-        outcome = await build_to_ready(rt, f"api-{fault}", retries=6)
-        injected = budget - (box.sim.faults.budget or 0) if fault != "slow" else 0
-        box.sim.faults.clear()
-        if fault != "slow":
-            assert injected > 0, f"no fault was injected (seed {seed})"
-        await assert_nothing_duplicated(box, rt, f"api-{fault}")
-        creates = box.sim.state.executed("CreateVmInstance")
-        print(f"\nplatform API {fault} (seed {seed}): {injected} injected; failures {outcome.failures}; "
-              f"ready in {outcome.seconds:.1f}s; CreateVmInstance executed {creates}x")
+        faults = Faults(drop_rate=0.5, drop_phase="random", slow_poll=0.5, budget=4, seed=seed)
+        injected, outcome = await _api_faults_round(box, rt, "api-drop", faults)
+        assert injected == 4, f"seed {seed}"
+        print(f"\nplatform API drops (seed {seed}): {injected} dropped; failures {outcome.failures}; "
+              f"ready in {outcome.seconds:.1f}s; CreateVmInstance executed "
+              f"{box.sim.state.executed('CreateVmInstance')}x")
+
+
+@pytest.mark.soak
+async def test_soak_network_faults(pg_url: str, state_dir: Path) -> None:
+    """Rounds of one lab each under a random mix: 503s, drops, slow polls, SSH cuts, database kills."""
+    rounds = soak_rounds(5)
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    tally: dict[str, int] = {}
+    async with platform("netsoak", latency_scale=LATENCY, nested_latency=NESTED_LATENCY) as box, \
+            labbot(box, pg_url, state_dir) as rt:
+        for number in range(rounds):
+            name = f"net{number}"
+            faults = Faults(fail_rate=rng.choice([0.0, 0.05, 0.1]), drop_rate=rng.choice([0.0, 0.05, 0.1]),
+                            slow_poll=rng.choice([0.0, 0.3]), seed=rng.randrange(1 << 30))
+            box.sim.sim.faults = faults
+            view = await rt.service.create(OWNER, name=name)
+            lab_uuid = (await lab_row(rt.sessions, view.id)).uuid
+            for step in rng.sample(["iscsi_target", "install_zstack", "create_vms", "nested_storage"], 2):
+                if await wait_running(rt.sessions, view.id, step, timeout=120):
+                    if step in ("iscsi_target", "install_zstack"):
+                        tally["ssh_cut"] = tally.get("ssh_cut", 0) + cut_ssh(box.config, role_uuid(lab_uuid, "vm1"))
+                    else:
+                        tally["pg_kill"] = tally.get("pg_kill", 0) + await _terminate_backends(pg_url)
+            outcome = await build_to_ready(rt, name, retries=8, timeout=180)
+            box.sim.faults.clear()
+            tally["failures"] = tally.get("failures", 0) + len(outcome.failures)
+            await assert_nothing_duplicated(box, rt, name)
+            await rt.service.destroy(OWNER, name)
+            await until(lambda i=view.id: _destroyed(rt, i), f"{name} destroyed (seed {seed})", timeout=120)
+        assert platform_problems(box.sim, {}) == [], f"seed {seed}"
+        print(f"\nnetwork soak (seed {seed}): {rounds} rounds; {tally}")
+
+
+async def _destroyed(rt: Runtime, lab_id: int) -> bool:
+    return (await lab_row(rt.sessions, lab_id)).state == LabState.DESTROYED
 
 
 async def _terminate_backends(pg_url: str) -> int:
