@@ -336,15 +336,38 @@ def sshd_sessions(config: SandboxConfig, vm_uuid: str) -> list[int]:
     return found
 
 
-def cut_ssh(config: SandboxConfig, vm_uuid: str) -> int:
-    """Cut every SSH connection to a VM from the server side (as a network drop would); returns how many.
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    return children
 
-    Killing VM1's session processes also cuts everything labbot tunnels through VM1 to VM2."""
-    pids = sshd_sessions(config, vm_uuid)
-    for pid in pids:
+
+def cut_ssh(config: SandboxConfig, vm_uuid: str, *, reset: bool) -> int:
+    """Cut every SSH connection to a VM from the server side; returns how many sessions were cut.
+
+    ``reset``: kill each session's whole process tree, so the socket closes at once (the client sees the drop
+    on its next read or write). Otherwise only the session's monitor dies and its unprivileged child keeps the
+    socket open without answering: a silent drop, noticed only by timeouts. Killing VM1's sessions also cuts
+    everything labbot tunnels through VM1 to VM2."""
+    sessions = sshd_sessions(config, vm_uuid)
+    victims = list(sessions)
+    if reset:
+        children = _children_map()
+        stack = list(sessions)
+        while stack:
+            for child in children.get(stack.pop(), []):
+                victims.append(child)
+                stack.append(child)
+    for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    return len(pids)
+    return len(sessions)
 
 
 NESTED_COUNT_SCRIPT = """

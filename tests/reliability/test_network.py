@@ -117,7 +117,8 @@ async def test_ssh_cut_during_iscsi_configuration_and_zstack_install(pg_url: str
                 return report[step][0] == "running" and streaming and bool(sshd_sessions(box.config, vm1))
 
             await until(inside, f"{step} working over SSH", timeout=60, interval=0.02)
-            cuts[step] = cut_ssh(box.config, vm1)
+            # iSCSI: the connection reset at once; the install: a silent drop (no FIN, no answer).
+            cuts[step] = cut_ssh(box.config, vm1, reset=step == "iscsi_target")
         outcome = await build_to_ready(rt, "ssh-cut")
         assert all(cuts.values()), f"no SSH connection was open to cut: {cuts}"
         report = await step_report(rt.sessions, view.id)
@@ -183,7 +184,8 @@ async def test_soak_network_faults(pg_url: str, state_dir: Path) -> None:
             for step in rng.sample(["iscsi_target", "install_zstack", "create_vms", "nested_storage"], 2):
                 if await wait_running(rt.sessions, view.id, step, timeout=120):
                     if step in ("iscsi_target", "install_zstack"):
-                        tally["ssh_cut"] = tally.get("ssh_cut", 0) + cut_ssh(box.config, role_uuid(lab_uuid, "vm1"))
+                        tally["ssh_cut"] = tally.get("ssh_cut", 0) + cut_ssh(box.config, role_uuid(lab_uuid, "vm1"),
+                                                                            reset=rng.random() < 0.5)
                     else:
                         tally["pg_kill"] = tally.get("pg_kill", 0) + await _terminate_backends(pg_url)
             outcome = await build_to_ready(rt, name, retries=8, timeout=180)

@@ -75,8 +75,6 @@ async def test_lost_and_slow_answers_keep_one_card_with_the_final_state(sessions
         await _final_cards_ok(h, ["slow"], "Ready")
 
 
-@pytest.mark.xfail(strict=True, reason="defect: a card post whose answer is lost is posted again (a second card); "
-                   "see /work/prompts/defects.md, 'Slack: lost chat.postMessage answer duplicates the card'")
 async def test_lost_card_post_answer_does_not_post_a_second_card(sessions: Sessions, proxy: SlackProxy) -> None:
     async with running_bot(sessions, settings_=settings(slack_api_url=proxy.api_url), progress_events=2) as h:
         proxy.upstream = h.fake.api_url.rstrip("/")
