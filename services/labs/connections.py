@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from pydantic import SecretStr
 
 from config.settings import Settings
-from services.ssh.hostkeys import HostKeyStore
+from services.ssh.hostkeys import HostKeyStore, KeyChangedCallback
 from services.ssh.keys import KeyPair, keypair_from_private
 from services.ssh.session import HostAddress, LabSSH
 from services.zstack.client import ZStackClient
@@ -30,7 +29,7 @@ class LabConnections:
         lab_uuid: str,
         settings: Settings,
         host_keys: HostKeyStore,
-        on_key_changed: Callable[[str, str, str, str], object] | None = None,
+        on_key_changed: KeyChangedCallback | None = None,
     ) -> None:
         self.lab_uuid = lab_uuid
         self.settings = settings

@@ -14,8 +14,9 @@ import logging
 import os
 import socket
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # A lab's build or destroy, given the lab id and an event that is set when the lab needs attention
 # (e.g. a destroy was requested while it was being built).
-Job = Callable[[int, asyncio.Event], Awaitable[None]]
+Job = Callable[[int, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def process_id() -> str:

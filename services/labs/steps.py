@@ -176,7 +176,8 @@ class _Steps:
                 await self.ctx.connections.forget_host_key(role)
             return await self.outer.wait_vm_state(vm.uuid, {"Running"})
 
-        vm1, vm2 = await asyncio.gather(create("vm1", lab.vm1_uuid), create("vm2", lab.vm2_uuid))
+        vm1, vm2 = await asyncio.gather(create("vm1", _known(lab.vm1_uuid, "VM1 uuid")),
+                                        create("vm2", _known(lab.vm2_uuid, "VM2 uuid")))
         public, vpc = uuids[f"l3:{profile.vm1.l3_networks[0]}"], uuids[f"l3:{profile.vpc_network}"]
         await self.ctx.update(
             vm1_public_ip=_nic_ip(vm1, public), vm1_vpc_ip=_nic_ip(vm1, vpc), vm2_ip=_nic_ip(vm2, vpc)
@@ -192,7 +193,7 @@ class _Steps:
             user_tags=[self.ctx.tag],
             resource_uuid=lab.volume_uuid,
         )
-        await self.outer.attach_data_volume(volume.uuid, lab.vm1_uuid)
+        await self.outer.attach_data_volume(volume.uuid, _known(lab.vm1_uuid, "VM1 uuid"))
 
     async def wait_ssh(self) -> None:
         """Wait until VM1's sshd answers, then VM2's through VM1; host keys are pinned on first sight."""
@@ -209,7 +210,7 @@ class _Steps:
 
         on_vm1, on_vm2 = ssh.runner("vm1"), ssh.runner("vm2", timeout=60)
         profile = self.ctx.profile
-        device = await find_data_disk(on_vm1, lab.volume_uuid, profile.data_volume.data_disk)
+        device = await find_data_disk(on_vm1, _known(lab.volume_uuid, "volume uuid"), profile.data_volume.data_disk)
         initiator = await read_initiator_name(on_vm2)
         backend = backend_for(profile.iscsi.backend, on_vm1)
         info = await backend.ensure(
@@ -217,7 +218,7 @@ class _Steps:
                 iqn=target_iqn(profile.iscsi.iqn_prefix, lab.name),
                 device=device,
                 initiator_iqn=initiator,
-                portal_ip=lab.vm1_vpc_ip,
+                portal_ip=_known(lab.vm1_vpc_ip, "VM1 VPC address"),
                 port=profile.iscsi.port,
             )
         )
@@ -271,7 +272,7 @@ class _Steps:
         cluster = await n.create_cluster(spec.cluster, zone.uuid, hypervisor_type="KVM",
                                          resource_uuid=rid("nested-cluster"))
         await self.ctx.set_nested(zone=zone.uuid, cluster=cluster.uuid)
-        host = await n.add_kvm_host(f"{lab.name}-vm2", lab.vm2_ip, cluster.uuid, username="root",
+        host = await n.add_kvm_host(f"{lab.name}-vm2", _known(lab.vm2_ip, "VM2 address"), cluster.uuid, username="root",
                                     password=await self.ctx.secret("host_password_enc"),
                                     resource_uuid=rid("nested-host"))
         if host.status != "Connected":
@@ -284,7 +285,7 @@ class _Steps:
         n = await self.nested()
         ids = lab.nested_ids
         rid = self.ctx.resource_uuid
-        server = await n.add_iscsi_server(lab.vm1_vpc_ip, port=self.ctx.profile.iscsi.port,
+        server = await n.add_iscsi_server(_known(lab.vm1_vpc_ip, "VM1 VPC address"), port=self.ctx.profile.iscsi.port,
                                           name=f"{lab.name}-vm1", resource_uuid=rid("nested-iscsi"))
         await n.attach_iscsi_server_to_cluster(server.uuid, ids["cluster"])
         storage = await n.get_primary_storage(rid("nested-ps"))
@@ -310,7 +311,8 @@ class _Steps:
         net = spec.network
         rid = self.ctx.resource_uuid
         bs = await n.add_image_store_backup_storage(
-            spec.backup_storage, lab.vm2_ip, username="root", password=await self.ctx.secret("host_password_enc"),
+            spec.backup_storage, _known(lab.vm2_ip, "VM2 address"), username="root",
+            password=await self.ctx.secret("host_password_enc"),
             url=spec.backup_storage_url, resource_uuid=rid("nested-bs"),
         )
         await n.attach_backup_storage_to_zone(bs.uuid, ids["zone"])
@@ -353,6 +355,13 @@ class _Steps:
         failing = [c.name for c in report.checks if not c.ok]
         if failing:
             raise ExternalStepError("health checks failed: " + ", ".join(failing))
+
+
+def _known(value: str | None, what: str) -> str:
+    """A lab field an earlier step records; its absence means the build's record is inconsistent."""
+    if not value:
+        raise ExternalStepError(f"the lab has no {what} recorded; an earlier step did not finish")
+    return value
 
 
 def _nic_ip(vm: VmInstanceInventory, l3_uuid: str) -> str:
