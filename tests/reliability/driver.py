@@ -71,7 +71,8 @@ class Platform:
 
 
 @contextlib.asynccontextmanager
-async def platform(name: str, *, latency_scale: float, nested_latency: float) -> AsyncIterator[Platform]:
+async def platform(name: str, *, latency_scale: float, nested_latency: float,
+                   durations: dict[str, float] | None = None) -> AsyncIterator[Platform]:
     """Bring up a private box and its outer simulator; always take the box down (the real ``down``) after."""
     require_sandbox()
     config = SandboxConfig(
@@ -85,7 +86,7 @@ async def platform(name: str, *, latency_scale: float, nested_latency: float) ->
     await lifecycle.up(config)
     try:
         async with serve_simulator("outer", hooks=OuterSandboxHooks(config), latency_scale=latency_scale,
-                                   outer_seed=OuterSeed(ranges=config.public_ranges())) as sim:
+                                   durations=durations, outer_seed=OuterSeed(ranges=config.public_ranges())) as sim:
             yield Platform(config, sim)
     finally:
         await lifecycle.down(config)

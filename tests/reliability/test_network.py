@@ -44,7 +44,8 @@ from tests.reliability.driver import (
     wait_running,
 )
 
-pytestmark = [pytest.mark.sandbox, pytest.mark.postgres]
+# Each test builds a lab for real: ~30 s on a quiet machine, several times that on a busy one.
+pytestmark = [pytest.mark.sandbox, pytest.mark.postgres, pytest.mark.timeout(600)]
 
 OWNER = Actor("U_NETWORK")
 LATENCY = 0.05
