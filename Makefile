@@ -41,7 +41,8 @@ demo: setup
 bench: setup
 	$(BIN)/python -m benchmarks
 
-# The many-rounds fault-injection runs (tests/reliability, marked soak); SOAK_ROUNDS=N sets the rounds.
+# The many-rounds fault-injection runs (tests/reliability, marked soak): SOAK_ROUNDS=N rounds each;
+# SOAK_SEED=S replays a run (each prints its seed).
 SOAK_ROUNDS ?= 10
 soak: setup
 	SOAK_ROUNDS=$(SOAK_ROUNDS) $(BIN)/python -m pytest -q -p no:cacheprovider -s --timeout=0 -m soak tests/reliability

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,11 @@ from tests.conftest import create_pg_database, drop_pg_database, require_postgre
 def soak_rounds(default: int) -> int:
     """``SOAK_ROUNDS`` (``make soak SOAK_ROUNDS=50``), or the default."""
     return max(1, int(os.environ.get("SOAK_ROUNDS", default)))
+
+
+def soak_seed() -> int:
+    """``SOAK_SEED`` replays a soak run (each prints its seed); a fresh random one otherwise."""
+    return int(os.environ.get("SOAK_SEED") or random.randrange(1 << 30))
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from services.labs.notifier import RecordingNotifier
 from services.labs.runtime import Runtime
 from services.labs.service import Actor
 from services.scheduler.election import asyncpg_dsn
-from tests.reliability.conftest import soak_rounds
+from tests.reliability.conftest import soak_rounds, soak_seed
 from tests.reliability.driver import (
     BUILD_STEPS,
     PROFILES,
@@ -169,8 +169,7 @@ async def test_platform_api_dropped_and_slow_answers(pg_url: str, state_dir: Pat
 @pytest.mark.soak
 async def test_soak_network_faults(pg_url: str, state_dir: Path) -> None:
     """Rounds of one lab each under a random mix: 503s, drops, slow polls, SSH cuts, database kills."""
-    rounds = soak_rounds(5)
-    seed = random.randrange(1 << 30)
+    rounds, seed = soak_rounds(5), soak_seed()
     rng = random.Random(seed)
     tally: dict[str, int] = {}
     async with platform("netsoak", latency_scale=LATENCY, nested_latency=NESTED_LATENCY) as box, \

@@ -12,6 +12,7 @@ destroyed), with no duplicated and no leaked VM or volume on the platform and no
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from services import db
 from services.labs.models import LabState
 from services.labs.notifier import RecordingNotifier
 from services.labs.service import Actor, LabService
-from tests.reliability.conftest import soak_rounds
+from tests.reliability.conftest import soak_rounds, soak_seed
 from tests.reliability.driver import (
     BUILD_STEPS,
     PROFILES,
@@ -155,9 +156,7 @@ async def test_soak_random_kills(pg_url: str, state_dir: Path, tmp_path: Path) -
 
     Every third round lets the dead process's leases run out for real (10 s) instead of expiring them.
     """
-    rounds = soak_rounds(5)
-    rng = random.Random(int(time.time()))
-    seed = rng.randrange(1 << 30)
+    rounds, seed = soak_rounds(5), soak_seed()
     rng = random.Random(seed)
     per_step: dict[str, int] = {}
     outcomes: dict[str, int] = {}
@@ -184,7 +183,7 @@ async def test_soak_random_kills(pg_url: str, state_dir: Path, tmp_path: Path) -
                     target = rng.choice(left)
                     if not await wait_running(sessions, ids[0], target, timeout=90):
                         continue
-                    await _sleep_random(rng, 0.0, 0.4)
+                    await asyncio.sleep(rng.uniform(0.0, 0.4))
                     record = await kill_and_restart(labbot, sessions, ids, target, wait_lease=slow)
                     total_kills += 1
                     for name in record.interrupted:
@@ -217,8 +216,3 @@ async def test_soak_random_kills(pg_url: str, state_dir: Path, tmp_path: Path) -
             await labbot.close()
             await engine.dispose()
 
-
-async def _sleep_random(rng: random.Random, low: float, high: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(rng.uniform(low, high))
