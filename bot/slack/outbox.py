@@ -5,6 +5,11 @@ remembers it with ``set_progress_ref``), then thread replies and channel notices
 turns any number of changes into one chat.update at most every ``min_interval`` seconds, rendered from a fresh
 view of the lab. Slack's 429s are waited out (Retry-After) and retried, so the final state is never lost;
 other Slack errors are logged and dropped, because a message must never fail or stall a lab.
+
+chat.postMessage is not idempotent: when the answer to the card's post is lost (a timeout, a dropped
+connection), the card may or may not exist. The card carries message metadata naming its lab, so before
+posting again the outbox looks for it in the channel's recent history (``conversations.history``) and adopts
+it; only when it is not there (or history cannot be read) does it post again.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +39,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 30
 NETWORK_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
+CARD_EVENT = "labbot_card"  # message metadata event_type of a lab's card
+HISTORY_LOOKBACK = 100  # recent channel messages searched for a card whose post answer was lost
 _CARD_GONE = {"message_not_found", "cant_update_message", "channel_not_found", "is_archived", "not_in_channel"}
 
 
@@ -172,7 +179,9 @@ class CardOutbox:
         lab = await self._fresh()
         self._dirty = False
         self._last_update = time.monotonic()
-        data = await self._send("chat.postMessage", self.channel, **self._render(lab).as_kwargs())
+        metadata = {"event_type": CARD_EVENT, "event_payload": {"lab_id": str(self.lab_id)}}
+        data = await self._send("chat.postMessage", self.channel, recover=self._find_card, metadata=metadata,
+                                **self._render(lab).as_kwargs())
         if data is None:
             log.error("could not post the card of lab %s in %s; its thread messages are dropped", self.name,
                       self.channel)
@@ -201,6 +210,27 @@ class CardOutbox:
             log.warning("the card of lab %s is gone (%s); posting a new one", self.name, self._last_error)
             self._reposted, self.ts, self._dirty = True, None, True
 
+    async def _find_card(self, channel: str) -> dict[str, Any] | None:
+        """This lab's card in the channel's recent history ({channel, ts}), or None (not there, or unreadable)."""
+        try:
+            response = await self._client.conversations_history(channel=channel, limit=HISTORY_LOOKBACK,
+                                                                include_all_metadata=True)
+        except SlackApiError as err:  # missing_scope (channels:history), not_in_channel ...
+            reason = str(err.response.get("error", "unknown"))
+        except (aiohttp.ClientError, TimeoutError) as err:
+            reason = type(err).__name__
+        else:
+            for message in response.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == CARD_EVENT and payload.get("lab_id") == str(self.lab_id):
+                    log.info("the card of lab %s was posted although its answer was lost; adopting it", self.name)
+                    return {"channel": channel, "ts": message["ts"]}
+            return None
+        log.warning("could not look for the card of lab %s in %s's history (%s); posting it again", self.name,
+                    channel, reason)
+        return None
+
     def _render(self, lab: LabView) -> Message:
         return build_lab_card(lab, now=self._now(), note=self._note)
 
@@ -212,8 +242,14 @@ class CardOutbox:
             log.warning("could not read lab %s for its card; using the last notice", self.name, exc_info=True)
         return self.latest
 
-    async def _send(self, method: str, channel: str, **kwargs: Any) -> dict[str, Any] | None:
-        """Call Slack, waiting for the pacer and for Retry-After; None when Slack refused or never answered."""
+    async def _send(self, method: str, channel: str, *,
+                    recover: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None,
+                    **kwargs: Any) -> dict[str, Any] | None:
+        """Call Slack, waiting for the pacer and for Retry-After; None when Slack refused or never answered.
+
+        After a network failure the call may have happened anyway; ``recover`` finds its result, if it did,
+        before the call is repeated.
+        """
         self._last_error = None
         network_failures = 0
         for _ in range(MAX_ATTEMPTS):
@@ -242,6 +278,8 @@ class CardOutbox:
                 log.warning("Slack unreachable for %s of lab %s (%s); retrying in %.1fs", method, self.name,
                             type(err).__name__, delay)
                 await asyncio.sleep(delay)
+                if recover is not None and (found := await recover(channel)) is not None:
+                    return found
         self._last_error = "gave_up"
         log.error("gave up sending %s for lab %s", method, self.name)
         return None

@@ -50,6 +50,7 @@ class StoredMessage:
     blocks: list[dict[str, Any]]
     thread_ts: str | None = None
     versions: list[list[dict[str, Any]]] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
 
 
 class _Window:
@@ -289,11 +290,27 @@ class FakeSlack:
             return {"ok": False, "error": "thread_not_found"}
         ts = f"1700000000.{next(self._ts):06d}"
         blocks = _blocks(args)
+        metadata = _json_arg(args.get("metadata")) or None
         self.messages[(channel, ts)] = StoredMessage(channel, ts, str(args.get("text", "")), blocks, thread_ts,
-                                                     [blocks])
+                                                     [blocks], metadata)
         return {"ok": True, "channel": channel, "ts": ts,
                 "message": {"type": "message", "subtype": "bot_message", "text": args.get("text", ""), "ts": ts,
                             "bot_id": BOT_AUTH["bot_id"], "blocks": blocks}}
+
+    def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        # Top-level messages, newest first; message metadata only when asked for, as Slack does.
+        channel = str(args.get("channel") or "")
+        limit = min(int(args.get("limit") or 100), 999)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in {"1", "true"}
+        found = sorted(self.top_level(channel), key=lambda m: m.ts, reverse=True)[:limit]
+        messages = []
+        for message in found:
+            item: dict[str, Any] = {"type": "message", "subtype": "bot_message", "ts": message.ts,
+                                    "text": message.text, "bot_id": BOT_AUTH["bot_id"], "blocks": message.blocks}
+            if with_metadata and message.metadata:
+                item["metadata"] = message.metadata
+            messages.append(item)
+        return {"ok": True, "messages": messages, "has_more": False}
 
     def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         key = (str(args.get("channel")), str(args.get("ts")))

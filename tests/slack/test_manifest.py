@@ -21,6 +21,7 @@ SCOPE_OF_METHOD = {
     "chat_postMessage": "chat:write", "chat.postMessage": "chat:write",
     "chat_update": "chat:write", "chat.update": "chat:write",
     "chat_postEphemeral": "chat:write", "chat.postEphemeral": "chat:write",
+    "conversations_history": "channels:history",
     "views_open": None, "views_publish": None, "views_update": None,  # need no scope beyond the app's
 }
 

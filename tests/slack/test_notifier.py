@@ -63,7 +63,8 @@ async def test_one_card_coalesced_updates_final_state_lands(sessions: Sessions, 
     updates = fake.calls_to("chat.update")
     # Bounded by time (one per 0.3 s interval here), not by the hundreds of events.
     assert 1 <= len(updates) <= elapsed / 0.3 + 1, (len(updates), elapsed)
-    assert len(updates) < world.jobs.notices / 20
+    # And far fewer than the events (the time bound above grows when a loaded machine runs the job slowly).
+    assert len(updates) < world.jobs.notices / 10
     # The card reference is stored with the lab, so another process (or a restart) updates the same card.
     assert (await world.service.status("demo")).progress_ref == f"C_LABS:{card.ts}"
     thread = fake.thread("C_LABS", card.ts)
