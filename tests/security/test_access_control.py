@@ -136,3 +136,20 @@ async def test_only_owners_and_admins_act_on_a_lab(sessions: Sessions) -> None:
         assert h.world.jobs.destroys == [demo_id]
         # The root password went only to the admin who asked, privately; never into the channel.
         assert not [m for m in h.fake.messages.values() if ROOT_PASSWORD in m.text + json.dumps(m.blocks)]
+
+
+async def test_malformed_bodies_are_checked_for_a_signature_first(sessions: Sessions) -> None:
+    """labbot refuses signed but malformed bodies itself (Bolt would crash on them); unsigned ones still get the
+    401 and learn nothing about their shape."""
+    async with running_bot(sessions) as h:
+        now = int(time.time())
+        for body, content_type in [('{"type": "event_callback", "event": null}', payloads.JSON),
+                                   ("payload=null", payloads.FORM), ("{", payloads.FORM)]:
+            for headers in (payloads.sign(body, content_type=content_type, secret="forged-secret-123"),
+                            payloads.sign(body, content_type=content_type, timestamp=now - 301),
+                            {"content-type": content_type}):
+                response = await h.http.post("/slack/events", content=body, headers=headers)
+                assert response.status_code == 401 and "malformed" not in response.text
+            signed = await h.send(body, content_type)
+            assert signed.status_code == 400 and "malformed" in signed.text
+        assert [c.method for c in h.fake.calls] == ["auth.test"] or h.fake.calls == []

@@ -45,6 +45,8 @@ from tests.sandbox.labbox import PUBLIC_NET, require_sandbox
 from tests.security.scan import find_secrets
 from tests.slack import payloads
 
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
+
 _RUN = os.getpid()
 PREFIX = "s" + "abcdefghijklmnopqrstuvwxyz"[(_RUN // 26) % 26] + "abcdefghijklmnopqrstuvwxyz"[_RUN % 26]
 # Distinct, recognisable secrets for this run, so a leak anywhere is found by value.
