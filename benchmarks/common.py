@@ -265,3 +265,20 @@ class GroupCpu:
     @property
     def total(self) -> float:
         return sum(self.seen.values())
+
+
+def socket_peers(pid: int | str = "self") -> dict[int, int]:
+    """How many of the process's TCP sockets are connected to each remote port (e.g. 5432: its database pool)."""
+    mine = _socket_inodes(pid)
+    peers: dict[int, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) > 9 and cols[9] in mine and cols[3] == TCP_ESTABLISHED:
+                port = int(cols[2].rsplit(":", 1)[1], 16)
+                peers[port] = peers.get(port, 0) + 1
+    return peers

@@ -28,6 +28,7 @@ from benchmarks.common import (
     open_fds,
     process_count,
     rss_bytes,
+    socket_peers,
     ssh_connections,
     stamp,
     write_section,
@@ -88,6 +89,7 @@ def vm_namespaces(box: BenchBox) -> int:
 async def run(*, labs: int, latency_scale: float, timeout: float) -> tuple[list[str], bool]:
     async with bench_box(NAME, prefix=PREFIX, public=PUBLIC, latency_scale=latency_scale, labs=labs) as box:
         base_fds = open_fds()
+        sim_port = int(box.rt.settings.platform_url.split(":")[2].split("/")[0])
         names = [f"load-{i:02d}" for i in range(1, labs + 1)]
         box_cpu = GroupCpu()
         box_cpu_before = box_cpu.sample(box.box_pids())
@@ -122,11 +124,15 @@ async def run(*, labs: int, latency_scale: float, timeout: float) -> tuple[list[
         await asyncio.sleep(1.0)  # let the last sshd children exit after their clients closed
         after = await box.states()
         leftovers = await box.platform_leftovers()
+        # Descriptors still open that are neither the database pool nor HTTP keep-alive to the platform: leaks.
+        peers = socket_peers()
+        pooled = peers.get(5432, 0) + peers.get(sim_port, 0)
+        end_fds = open_fds()
         leaks = {
             "VM namespaces": vm_namespaces(box),
             "box processes outside segments": len(box.box_pids()) - 1 - _segment_processes(box),
             "labbot SSH connections": ssh_connections(),
-            "labbot fds above start": max(0, open_fds() - base_fds),
+            "labbot fds above start (besides pooled connections)": max(0, end_fds - pooled - base_fds),
             **{f"platform {k}": v for k, v in leftovers.items()},
         }
         db_after = db.last if db else None
@@ -154,7 +160,9 @@ async def run(*, labs: int, latency_scale: float, timeout: float) -> tuple[list[
         f"| peak RSS of the labbot process | {peaks.peaks['labbot_rss'] / MIB:.0f} MiB |",
         f"| peak PSS of the whole box (outer simulator + every process in its namespaces) | "
         f"{peaks.peaks['box_pss'] / MIB:.0f} MiB |",
-        f"| labbot open file descriptors: at start, peak | {base_fds}, {peaks.peaks['fds']:.0f} |",
+        f"| labbot open file descriptors: at start, peak, after destroy | {base_fds}, {peaks.peaks['fds']:.0f}, "
+        f"{end_fds} ({peers.get(5432, 0)} pooled database connections, {peers.get(sim_port, 0)} HTTP keep-alive "
+        "to the platform) |",
         f"| labbot SSH connections (TCP to :22), peak | {peaks.peaks['ssh']:.0f} |",
         f"| sshd processes in the box, peak (listeners + per-connection) | {peaks.peaks['sshd_sessions']:.0f} |",
         f"| VM namespaces, peak | {peaks.peaks['vm_namespaces']:.0f} |",
