@@ -48,6 +48,7 @@ def build_http_app(bot: SlackBot, *, slack_events: bool = True) -> Starlette:
         async def events(request: Request) -> Response:
             started = time.perf_counter()
             body = await request.body()  # Starlette keeps it, so Bolt reads the same bytes
+            response: Response
             problem = malformed(body, request.headers.get("content-type", ""))
             if problem is not None:
                 # Signed but malformed, it would crash Bolt's own middleware (a 500 and a traceback), so it stops

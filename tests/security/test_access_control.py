@@ -102,9 +102,10 @@ async def test_only_owners_and_admins_act_on_a_lab(sessions: Sessions) -> None:
         bob_commands = ["destroy demo --yes", "extend demo 1h", "retry broken", "access demo", "destroy broken --yes"]
         for index, text in enumerate(bob_commands):
             await h.command(text, user="U_BOB", hook=f"bob-cmd-{index}")
-        bob_clicks = [(LabAction.DESTROY, {"value": demo_ref}), (LabAction.EXTEND, {"selected": extend}),
-                      (LabAction.RETRY, {"value": broken_ref}), (LabAction.ACCESS, {"value": demo_ref}),
-                      (LabAction.DESTROY, {"value": broken_ref})]
+        bob_clicks: list[tuple[LabAction, dict[str, Any]]] = [
+            (LabAction.DESTROY, {"value": demo_ref}), (LabAction.EXTEND, {"selected": extend}),
+            (LabAction.RETRY, {"value": broken_ref}), (LabAction.ACCESS, {"value": demo_ref}),
+            (LabAction.DESTROY, {"value": broken_ref})]
         for index, (action, value) in enumerate(bob_clicks):
             await h.send(payloads.block_action(action, user="U_BOB", response_url=h.fake.hook_url(f"bob-click-{index}"),
                                                **value), payloads.FORM)

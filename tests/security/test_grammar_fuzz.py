@@ -52,8 +52,8 @@ def check_parsed(command: Command) -> None:
             assert value in USAGE
         else:
             raise AssertionError(f"unexpected free-text field {field.name}={value!r}")
-    for field in ("ttl", "duration"):
-        value = getattr(command, field, None)
+    for name in ("ttl", "duration"):
+        value = getattr(command, name, None)
         if value is not None:
             assert timedelta(0) < value <= timedelta(days=366), value
 

@@ -126,14 +126,15 @@ class Recorder:
         return CommandResult(0, "", "")
 
 
+BACKENDS: dict[str, type[TgtBackend] | type[TargetcliBackend]] = {"tgt": TgtBackend, "targetcli": TargetcliBackend}
 GOOD = TargetSpec(iqn="iqn.2026-11.io.labbot:lab1", device="/dev/vdb", initiator_iqn="iqn.2026-11.io.labbot:init",
                   portal_ip="10.0.0.5", port=3260)
 
 
 @settings(max_examples=150, deadline=None, database=None)
 @given(field=st.sampled_from(["iqn", "device", "initiator_iqn", "portal_ip"]), value=hostile,
-       backend=st.sampled_from([TgtBackend, TargetcliBackend]))
-def test_iscsi_backends_refuse_a_hostile_spec_before_running_anything(field: str, value: str, backend: type) -> None:
+       backend=st.sampled_from(["tgt", "targetcli"]))
+def test_iscsi_backends_refuse_a_hostile_spec_before_running_anything(field: str, value: str, backend: str) -> None:
     validator = {"iqn": shell.iqn, "device": shell.device_path, "initiator_iqn": shell.iqn,
                  "portal_ip": shell.ipv4}[field]
     try:
@@ -144,7 +145,7 @@ def test_iscsi_backends_refuse_a_hostile_spec_before_running_anything(field: str
         return  # a value the validator accepts is shell-inert (first test); nothing hostile to follow here
     recorder = Recorder()
     with pytest.raises(shell.UnsafeValueError):  # the spec itself, or the backend, refuses it
-        asyncio.run(backend(recorder).ensure(TargetSpec(**{**GOOD.__dict__, field: value})))
+        asyncio.run(BACKENDS[backend](recorder).ensure(TargetSpec(**{**GOOD.__dict__, field: value})))
     leaked = [line for line in recorder.lines if value in line]
     assert leaked == [], leaked
 

@@ -57,7 +57,7 @@ async def test_socket_mode_keeps_its_tokens_to_itself(database_url: str) -> None
                     await asyncio.wait_for(task, 30)
     assert fake.calls_to("apps.connections.open") and pages[0]
     assert len(logs.lines) > 20
-    sources = {"logs": logs.lines, "Slack requests": [b for _, _, b in fake.raw],
+    sources: dict[str, list[str] | list[bytes]] = {"logs": logs.lines, "Slack requests": [b for _, _, b in fake.raw],
                "Slack request headers": [json.dumps(h) for _, h, _ in fake.raw],
                "socket acks": [json.dumps(a) for a in fake.socket_acks.values()], "metrics and healthz": pages}
     assert find_secrets({"app token": APP_TOKEN, "bot token": BOT_TOKEN, "secret key": SECRET_KEY}, sources) == []

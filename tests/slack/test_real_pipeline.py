@@ -205,7 +205,7 @@ async def run_the_lab(fake: FakeSlack, sim: RunningSimulator, send: Any, lab: An
     card = cards[0]
     assert ready.progress_ref == f"C_LABS:{card.ts}"
     assert len(card.versions) > 1 and fake.calls_to("chat.update")
-    thread = text_of([m.blocks for m in fake.thread("C_LABS", card.ts)]) + " ".join(
+    thread = " ".join(text_of(m.blocks) for m in fake.thread("C_LABS", card.ts)) + " ".join(
         m.text for m in fake.thread("C_LABS", card.ts))
     assert "iSCSI" in thread or "iscsi" in thread, thread[:500]
 
