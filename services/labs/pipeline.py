@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.profiles import LabProfile
@@ -48,6 +49,8 @@ def is_transient(err: BaseException) -> bool:
         return False
     if isinstance(err, ZStackUnreachableError | ZStackTimeoutError | SSHUnreachableError | ConnectionError):
         return True
+    if isinstance(err, DBAPIError) and err.connection_invalidated:
+        return True  # labbot's database connection was lost (a restart, a failover); the pool opens a new one
     return bool(getattr(err, "transient", False))
 
 
