@@ -43,9 +43,10 @@ class LogNotifier:
 
 def configure_logging(settings: Settings) -> None:
     """One log format for the headless commands; libraries' per-call chatter (every HTTP request, every job
-    run, Alembic's plugin set-up) only from WARNING, so labbot's own lines stay readable."""
+    run, Alembic's plugin set-up, slack_sdk's request bodies) only from WARNING, so labbot's own lines stay
+    readable and message bodies stay out of the log."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("apscheduler", "httpx", "alembic"):
+    for chatty in ("apscheduler", "httpx", "alembic", "slack_sdk"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
 
