@@ -151,6 +151,7 @@ async def test_kill_inside_every_build_step_and_the_destroy(pg_url: str, state_d
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(0)  # as long as SOAK_ROUNDS takes
 async def test_soak_random_kills(pg_url: str, state_dir: Path, tmp_path: Path) -> None:
     """Rounds of two labs built side by side, labbot killed at random moments of their builds and destroys.
 
