@@ -219,7 +219,8 @@ async def run_the_lab(fake: FakeSlack, sim: RunningSimulator, send: Any, lab: An
     await assert_database_holds_no_plaintext(sessions, {"lab root password": root_password,
                                                         "lab SSH private key": private_key,
                                                         "platform password": PLATFORM_PASSWORD,
-                                                        "Slack bot token": BOT_TOKEN, "secret key": SECRET_KEY})
+                                                        "Slack bot token": BOT_TOKEN, "secret key": SECRET_KEY,
+                                                        "signing secret": SIGNING_SECRET})
 
     # Access details: only to the person who asked, never in the channel.
     channel_before = len([c for c in fake.calls if c.method in ("chat.postMessage", "chat.update")])
