@@ -4,14 +4,16 @@ separate ``labbot worker`` process the tests kill with SIGKILL and start again.
 The outer ZStack simulator (with the sandbox's hooks: VMs are network namespaces with real sshd and tgtd) runs
 in the test's event loop, so it survives every kill of labbot and the tests can read its inventory, which is
 the lab platform's truth: a VM or volume there that no live lab owns is a leak, two for one role a duplicate.
-The box gets its own prefix, base dir and public /26 (198.18.4.0-198.18.49.255, clear of the demo's /22 and of
-tests/sandbox's /24s), so it runs beside a demo or another test run.
+The box gets its own base dir, a name prefix no namespace on the machine uses and a public /26 in
+198.18.4.0-198.18.49.255 that no host address overlaps (clear of the demo's /22 and of tests/sandbox's /24s),
+so it runs beside a demo, the benchmarks or another test run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import signal
 import sys
@@ -42,9 +44,30 @@ Sessions = async_sessionmaker[AsyncSession]
 
 _RUN = os.getpid()
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
-PREFIX = "r" + _LETTERS[(_RUN // 26) % 26] + _LETTERS[_RUN % 26]
-_SLOT = _RUN % (46 * 4)
-PUBLIC_GATEWAY = f"198.18.{4 + _SLOT // 4}.{64 * (_SLOT % 4) + 1}/26"
+_SLOTS = 46 * 4  # /26 networks in 198.18.4.0-198.18.49.255
+
+
+def _identity(n: int) -> tuple[str, str]:
+    """Candidate ``n``: a name prefix (``r`` + three letters) and a public /26 gateway."""
+    prefix = "r" + "".join(_LETTERS[(n // 26**i) % 26] for i in (2, 1, 0))
+    slot = n % _SLOTS
+    return prefix, f"198.18.{4 + slot // 4}.{64 * (slot % 4) + 1}/26"
+
+
+async def _free_identity() -> tuple[str, str]:
+    """The first candidate from this pid on whose prefix no namespace uses and whose network no host address is
+    in: two test processes at once (or a crashed run's leftovers) must never share a bridge subnet or have
+    one's ``down`` remove the other's VMs."""
+    namespaces = {name.split("-", 1)[0] for name in await system.list_netns()}
+    addresses = (await system.run("ip", "-4", "-o", "addr", "show")).stdout.split()
+    networks = {ipaddress.ip_interface(a).network for a in addresses if a.count(".") == 3 and "/" in a}
+    for n in range(_RUN, _RUN + _SLOTS):
+        prefix, gateway = _identity(n)
+        network = ipaddress.ip_interface(gateway).network
+        if prefix not in namespaces and not any(network.overlaps(other) for other in networks):
+            return prefix, gateway
+    pytest.fail("no free sandbox prefix and public network for the reliability box")
+
 
 # The build's steps in an order where each one can still be caught running after the previous kill (the DAG
 # re-runs whatever was interrupted, so a step that ran beside the killed one runs again after the restart).
@@ -75,14 +98,14 @@ async def platform(name: str, *, latency_scale: float, nested_latency: float,
                    durations: dict[str, float] | None = None) -> AsyncIterator[Platform]:
     """Bring up a private box and its outer simulator; always take the box down (the real ``down``) after."""
     require_sandbox()
+    prefix, gateway = await _free_identity()
     config = SandboxConfig(
         base_dir=Path(f"/var/lib/labbot-rel-{name}-{_RUN}"),
-        prefix=PREFIX,
-        public_gateway=PUBLIC_GATEWAY,
+        prefix=prefix,
+        public_gateway=gateway,
         # The nested simulator on VM2 gets latencies too, so the nested steps last long enough to be caught.
         nested_sim=(*nested_sim_command(), "--latency-scale", str(nested_latency)),
     )
-    await lifecycle.down(config)  # a crashed earlier run of this pid's box
     await lifecycle.up(config)
     try:
         async with serve_simulator("outer", hooks=OuterSandboxHooks(config), latency_scale=latency_scale,
