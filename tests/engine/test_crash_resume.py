@@ -4,6 +4,10 @@ Each incarnation is a real process (tests/engine/crash_worker.py) that resumes t
 step recorded done, and dies on the spot, holding its lease and whatever else it was doing on the other
 branches. The next one starts once that lease has run out (set in the past here, instead of waiting for it).
 At the end the lab is ready and neither simulator holds a duplicated VM, volume or nested resource.
+
+It runs on SQLite, the single-process case (a demo or a one-replica labbot restarted after a crash); killed
+replicas on PostgreSQL, where another live process takes the lab over, are tests/reliability/test_process_death.py
+and tests/engine/test_engine.py's lease tests. Each incarnation costs a few seconds, so one database is enough.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from services import db
 from services.db import utcnow
 from services.labs.models import Lab, LabState, StepState
 from services.labs.service import LabService
@@ -68,9 +73,16 @@ async def workers(log: Path) -> AsyncIterator[Workers]:
         await proc.wait()
 
 
-async def test_killed_after_each_step_in_turn_the_lab_still_becomes_ready_once(box, database_url: str,
+@pytest.fixture
+async def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'labbot.db'}"
+    await db.upgrade(url)
+    return url
+
+
+async def test_killed_after_each_step_in_turn_the_lab_still_becomes_ready_once(box, sqlite_url: str,
                                                                                tmp_path: Path) -> None:
-    async with lab_world(box, database_url, tmp_path, start=False) as world:
+    async with lab_world(box, sqlite_url, tmp_path, start=False) as world:
         settings = world.settings
         # The parent only registers the lab; the builds happen in the worker processes.
         service = LabService(sessions=world.runtime.sessions, settings=settings, profiles=world.runtime.profiles,
