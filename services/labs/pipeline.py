@@ -160,7 +160,11 @@ class LabPipeline:
                 if row.state in (StepState.RUNNING, StepState.FAILED):
                     row.state = StepState.PENDING
         if "create_vms" in done:
-            done = await self._rebuild_if_vms_vanished(ctx, done)
+            try:
+                done = await self._rebuild_if_vms_vanished(ctx, done)
+            except (ZStackUnreachableError, ZStackTimeoutError) as err:
+                # Not knowing is not "gone": resume as recorded; the steps meet the platform's state anyway.
+                log.warning("lab %s: could not check its VMs before resuming: %s", ctx.lab_name, describe_error(err))
         # A build ends in ready or failed only if nobody asked for a destroy meanwhile (possibly through
         # another process): DESTROYING must never go back to READY, nor lose the request by becoming FAILED.
         building = frozenset({LabState.PROVISIONING})
