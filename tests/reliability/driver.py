@@ -29,7 +29,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.profiles import load_profiles
-from config.settings import Settings
+from config.settings import Settings, load_settings
 from sandbox import lifecycle, system
 from sandbox.config import SandboxConfig, nested_sim_command
 from sandbox.hooks import OuterSandboxHooks
@@ -131,8 +131,8 @@ def worker_env(database_url: str, platform_url: str, state_dir: Path, **extra: s
 
 def service_settings(database_url: str, platform_url: str) -> Settings:
     """Settings for the test's own front end (commands only: it never builds, the worker does)."""
-    return Settings(database_url=database_url, platform_url=platform_url, default_profile="sandbox",
-                    max_labs_per_user=20, max_labs_total=40)
+    return load_settings(database_url=database_url, platform_url=platform_url, default_profile="sandbox",
+                         max_labs_per_user=20, max_labs_total=40)
 
 
 class Labbot:

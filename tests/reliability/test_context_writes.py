@@ -8,7 +8,7 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config.settings import Settings
+from config.settings import load_settings
 from services.crypto import SecretBox
 from services.labs.context import LabContext
 from services.labs.notifier import RecordingNotifier
@@ -18,7 +18,7 @@ from tests.reliability.driver import PROFILES
 
 
 async def test_concurrent_nested_ids_are_merged_not_overwritten(sessions: async_sessionmaker[AsyncSession]) -> None:
-    settings = Settings(default_profile="sandbox")
+    settings = load_settings(default_profile="sandbox")
     service = LabService(sessions=sessions, settings=settings, profiles=PROFILES, notifier=RecordingNotifier())
     view = await service.create(Actor("U1"), name="merge")
     ctx = LabContext(lab_id=view.id, lab_uuid=view.uuid, lab_name=view.name, profile=PROFILES["sandbox"],

@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -219,7 +220,7 @@ async def test_soak_network_faults(pg_url: str, state_dir: Path) -> None:
             tally["failures"] = tally.get("failures", 0) + len(outcome.failures)
             await assert_nothing_duplicated(box, rt, name)
             await rt.service.destroy(OWNER, name)
-            await until(lambda i=view.id: _destroyed(rt, i), f"{name} destroyed (seed {seed})", timeout=120)
+            await until(partial(_destroyed, rt, view.id), f"{name} destroyed (seed {seed})", timeout=120)
         assert platform_problems(box.sim, {}) == [], f"seed {seed}"
         print(f"\nnetwork soak (seed {seed}): {rounds} rounds; {tally}")
 

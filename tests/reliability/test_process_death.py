@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,7 @@ async def test_kill_inside_every_build_step_and_the_destroy(pg_url: str, state_d
                     if await wait_running(sessions, lab.id, step, timeout=90):
                         kills.append(await kill_and_restart(labbot, sessions, [lab.id], step))
                         hit.setdefault(lab.id, set()).update(kills[-1].interrupted)
-                state = await until(lambda i=lab.id: _settled(sessions, i, LabState.READY, LabState.FAILED),
+                state = await until(partial(_settled, sessions, lab.id, LabState.READY, LabState.FAILED),
                                     "the lab built after the kills", timeout=120)
                 error = (await lab_row(sessions, lab.id)).error
                 assert state == LabState.READY, _failure(labbot, f"lab ended {state}: {error}")
@@ -137,7 +138,7 @@ async def test_kill_inside_every_build_step_and_the_destroy(pg_url: str, state_d
             kills.append(await _kill_during_destroy(box, labbot, sessions, row.id, row.uuid, "claimed"))
             kills.append(await _kill_during_destroy(box, labbot, sessions, row.id, row.uuid, "vm2-gone"))
             for gone in rows:
-                state = await until(lambda i=gone.id: _settled(sessions, i, LabState.DESTROYED, LabState.FAILED),
+                state = await until(partial(_settled, sessions, gone.id, LabState.DESTROYED, LabState.FAILED),
                                     "the labs destroyed after the kills", timeout=90)
                 assert state == LabState.DESTROYED, _failure(labbot, f"destroy ended {state}")
             assert platform_problems(box.sim, {}) == []
@@ -190,7 +191,7 @@ async def test_soak_random_kills(pg_url: str, state_dir: Path, tmp_path: Path) -
                     for name in record.interrupted:
                         per_step[name] = per_step.get(name, 0) + 1
                 for lab_id in ids:
-                    state = await until(lambda i=lab_id: _settled(sessions, i, LabState.READY, LabState.FAILED),
+                    state = await until(partial(_settled, sessions, lab_id, LabState.READY, LabState.FAILED),
                                         f"round {number} (seed {seed}) labs built", timeout=180)
                     outcomes[state] = outcomes.get(state, 0) + 1
                     assert state == LabState.READY, _failure(labbot, f"seed {seed} round {number}: {state}")
@@ -205,7 +206,7 @@ async def test_soak_random_kills(pg_url: str, state_dir: Path, tmp_path: Path) -
                     total_kills += 1
                     per_step[f"destroy:{point}"] = per_step.get(f"destroy:{point}", 0) + 1
                 for lab_id in ids:
-                    state = await until(lambda i=lab_id: _settled(sessions, i, LabState.DESTROYED, LabState.FAILED),
+                    state = await until(partial(_settled, sessions, lab_id, LabState.DESTROYED, LabState.FAILED),
                                         f"round {number} (seed {seed}) labs destroyed", timeout=120)
                     assert state == LabState.DESTROYED, _failure(labbot, f"seed {seed} round {number}: destroy {state}")
                     outcomes["destroyed"] = outcomes.get("destroyed", 0) + 1
