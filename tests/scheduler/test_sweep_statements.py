@@ -1,7 +1,7 @@
 """The expiry sweep's SQL cost grows linearly with the labs it acts on: a fixed part plus a constant per lab.
 
 Statements are counted with a SQLAlchemy ``before_cursor_execute`` listener on the runtime's engine while one
-sweep runs over batches of 2, 6 and 14 labs (each batch on its own, earlier batches no longer due). An N+1
+sweep runs over batches of 2, 4 and 8 labs (each batch on its own, earlier batches no longer due). An N+1
 pattern (a query per lab inside a per-lab loop over all labs, a lazy load per row) would make the per-lab
 increment between batches differ or exceed the bound. The 1,000-lab figure is in benchmarks/cleanup.py.
 """
@@ -19,7 +19,7 @@ from services.scheduler.expiry import ExpirySummary, expiry_sweep
 from tests.scheduler.conftest import T0, World
 
 M = timedelta(minutes=1)
-BATCHES = (2, 6, 14)
+BATCHES = (2, 4, 8)
 # Per lab, the claim is one transaction: read the lab, update it, insert the audit event, read its steps for the
 # notice (4 statements); 6 leaves room for a dialect's extra round trip without hiding a per-lab query loop.
 PER_LAB_LIMIT = 6
