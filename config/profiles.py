@@ -60,7 +60,7 @@ class IscsiSpec(_Strict):
     @field_validator("iqn_prefix")
     @classmethod
     def _iqn(cls, value: str) -> str:
-        if not _IQN.match(value):
+        if not _IQN.fullmatch(value):
             raise ValueError("must look like iqn.YYYY-MM.reversed.domain")
         return value
 
@@ -137,7 +137,7 @@ class LabProfile(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _PROFILE_NAME.match(value):
+        if not _PROFILE_NAME.fullmatch(value):
             raise ValueError("must be a lower-case name (letters, digits, hyphens)")
         return value
 

@@ -116,7 +116,7 @@ Command = (
 
 def validate_lab_name(name: str, usage: str | None = None) -> str:
     """Return ``name`` if it is a valid lab name (a DNS label of 2-31 characters), else CommandError."""
-    if not LAB_NAME.match(name):
+    if not LAB_NAME.fullmatch(name):
         shown = name if len(name) <= 40 and name.isprintable() else repr(name[:40])
         raise CommandError(
             f"`{shown}` is not a valid lab name: use 2-31 lower-case letters, digits and hyphens, "
@@ -207,7 +207,7 @@ def _parse_create(args: list[str]) -> Command:
     name = validate_lab_name(positionals[0], USAGE["create"]) if positionals else None
     ttl = _duration(options["ttl"], "create") if "ttl" in options else None
     profile = options.get("profile")
-    if profile is not None and not PROFILE_NAME.match(profile):
+    if profile is not None and not PROFILE_NAME.fullmatch(profile):
         raise CommandError(f"`{profile[:30]}` is not a profile name", USAGE["create"])
     return CreateCommand(name=name, ttl=ttl, profile=profile)
 
@@ -239,7 +239,7 @@ def _parse_logs(args: list[str]) -> Command:
         raise CommandError("`logs` takes a lab name and optionally a step", USAGE["logs"])
     name = validate_lab_name(positionals[0], USAGE["logs"])
     step = positionals[1] if len(positionals) == 2 else None
-    if step is not None and not STEP_NAME.match(step):
+    if step is not None and not STEP_NAME.fullmatch(step):
         raise CommandError(f"`{step[:30]}` is not a step name", USAGE["logs"])
     return LogsCommand(name=name, step=step)
 

@@ -44,7 +44,7 @@ def _shown(value: object) -> str:
 
 def lab_name(value: str) -> str:
     """A lab name: 2-31 lower-case letters, digits and hyphens, starting with a letter."""
-    if not isinstance(value, str) or not _LAB_NAME.match(value):
+    if not isinstance(value, str) or not _LAB_NAME.fullmatch(value):
         raise UnsafeValueError(
             f"`{_shown(value)}` is not a valid lab name: use 2-31 lower-case letters, digits and hyphens"
         )
@@ -53,21 +53,21 @@ def lab_name(value: str) -> str:
 
 def identifier(value: str) -> str:
     """A lab identifier used in remote paths (a lab name or uuid): lower-case letters, digits, hyphens."""
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
         raise UnsafeValueError(f"`{_shown(value)}` is not a valid identifier (lower-case letters, digits, hyphens)")
     return value
 
 
 def job_name(value: str) -> str:
     """A detached job's name: lower-case letters, digits, ``_ . -``; at most 48 characters."""
-    if not isinstance(value, str) or not _JOB_NAME.match(value) or ".." in value:
+    if not isinstance(value, str) or not _JOB_NAME.fullmatch(value) or ".." in value:
         raise UnsafeValueError(f"`{_shown(value)}` is not a valid job name (lower-case letters, digits, _ . -)")
     return value
 
 
 def iqn(value: str) -> str:
     """An iSCSI qualified name such as ``iqn.2026-11.io.labbot:lab1`` (lower case, at most 223 bytes)."""
-    if not isinstance(value, str) or len(value.encode()) > 223 or not _IQN.match(value):
+    if not isinstance(value, str) or len(value.encode()) > 223 or not _IQN.fullmatch(value):
         raise UnsafeValueError(f"`{_shown(value)}` is not a valid iSCSI name (iqn.YYYY-MM.reversed.domain[:name])")
     return value
 
@@ -92,7 +92,7 @@ def port(value: int) -> int:
 
 def device_path(value: str) -> str:
     """An absolute device path such as ``/dev/sdb`` or ``/dev/disk/by-id/virtio-...``."""
-    if not isinstance(value, str) or not _DEVICE.match(value) or _has_dot_segments(value):
+    if not isinstance(value, str) or not _DEVICE.fullmatch(value) or _has_dot_segments(value):
         raise UnsafeValueError(f"`{_shown(value)}` is not an absolute device path such as /dev/sdb")
     return value
 
@@ -101,7 +101,7 @@ def safe_path(value: str, *, absolute: bool = False) -> str:
     """A file path made of plain characters, without ``..`` segments and not starting with ``-``."""
     ok = (
         isinstance(value, str)
-        and bool(_SAFE_PATH.match(value))
+        and bool(_SAFE_PATH.fullmatch(value))
         and not value.startswith("-")
         and not _has_dot_segments(value)
         and (value.startswith("/") or not absolute)
@@ -114,14 +114,14 @@ def safe_path(value: str, *, absolute: bool = False) -> str:
 
 def username(value: str) -> str:
     """A POSIX user name such as ``root``."""
-    if not isinstance(value, str) or not _USERNAME.match(value):
+    if not isinstance(value, str) or not _USERNAME.fullmatch(value):
         raise UnsafeValueError(f"`{_shown(value)}` is not a valid user name")
     return value
 
 
 def hex_string(value: str, *, min_length: int = 1, max_length: int = 64) -> str:
     """Lower-case hexadecimal digits (uuids without dashes, serial prefixes)."""
-    if not isinstance(value, str) or not _HEX.match(value) or not min_length <= len(value) <= max_length:
+    if not isinstance(value, str) or not _HEX.fullmatch(value) or not min_length <= len(value) <= max_length:
         raise UnsafeValueError(f"`{_shown(value)}` is not {min_length}-{max_length} lower-case hex digits")
     return value
 

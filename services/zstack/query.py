@@ -32,7 +32,7 @@ class Cond:
     value: str | tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not _FIELD.match(self.field):
+        if not _FIELD.fullmatch(self.field):
             raise ValueError(f"not a ZStack query field: {self.field!r}")
         if self.op in ("is null", "not null"):
             if self.value is not None:
@@ -133,10 +133,10 @@ class Query:
             raise ValueError("limit must be >= 0")
         if self.start is not None and self.start < 0:
             raise ValueError("start must be >= 0")
-        if self.sort is not None and not _FIELD.match(self.sort.lstrip("+-")):
+        if self.sort is not None and not _FIELD.fullmatch(self.sort.lstrip("+-")):
             raise ValueError(f"not a sort field: {self.sort!r}")
         for name in self.fields:
-            if not _FIELD.match(name):
+            if not _FIELD.fullmatch(name):
                 raise ValueError(f"not a ZStack field: {name!r}")
 
     def with_page(self, *, start: int, limit: int) -> Query:

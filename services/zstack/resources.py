@@ -29,7 +29,7 @@ _ZSTACK_UUID = re.compile(r"^[0-9a-f]{8}[0-9a-f]{4}[1-5][0-9a-f]{3}[89ab][0-9a-f
 
 def check_resource_uuid(value: str) -> str:
     """Refuse (ValueError) a uuid ZStack would refuse: 32 lower-case hex digits of a v1-v5 UUID, no dashes."""
-    if not _ZSTACK_UUID.match(value):
+    if not _ZSTACK_UUID.fullmatch(value):
         raise ValueError(f"resource uuid {value!r} is not a ZStack uuid (uuid4 hex without dashes)")
     return value
 
