@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     orphan_grace_minutes: int = Field(120, ge=0)
     orphan_delete: bool = False
     lease_seconds: int = Field(60, ge=10)
+    # Builds and destroys this process runs at once; the rest wait, unclaimed, so another replica may take them.
+    max_concurrent_jobs: int = Field(10, ge=1, le=200)
     # --- scheduler: re-driven destroys, health fan-out, orphan reminders, leader election (services.scheduler) ---
     destroy_retry_max_seconds: int = Field(6 * 3600, ge=60)
     health_concurrency: int = Field(5, ge=1, le=100)

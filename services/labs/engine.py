@@ -68,6 +68,9 @@ class LabEngine:
         self._building: set[int] = set()
         self._poller: asyncio.Task[None] | None = None
         self._stopping = False
+        # Unbounded, 50 labs at once queued on the database pool until its timeout failed their steps; a lab
+        # waiting here holds no lease, so a less busy replica can claim it meanwhile.
+        self._slots = asyncio.Semaphore(settings.max_concurrent_jobs)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -133,6 +136,10 @@ class LabEngine:
     # --- one lab ------------------------------------------------------------------------------------
 
     async def _work(self, lab_id: int) -> None:
+        async with self._slots:
+            await self._work_claimed(lab_id)
+
+    async def _work_claimed(self, lab_id: int) -> None:
         if not await self._claim(lab_id):
             log.info("lab %s is worked on by another process", lab_id)
             return

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.profiles import LabProfile
@@ -51,6 +52,8 @@ def is_transient(err: BaseException) -> bool:
         return True
     if isinstance(err, DBAPIError) and err.connection_invalidated:
         return True  # labbot's database connection was lost (a restart, a failover); the pool opens a new one
+    if isinstance(err, PoolTimeoutError):
+        return True  # every pooled connection was busy for pool_timeout seconds: a burst, not a broken lab
     return bool(getattr(err, "transient", False))
 
 

@@ -199,3 +199,37 @@ async def test_a_runtime_runs_the_jobs_it_is_given(database_url: str, sessions: 
             await runtime.stop()
     assert jobs.builds == [lab.id] and jobs.destroys == [lab.id]
     assert sim.state.count("vm") == 0  # the pipeline never ran
+
+
+async def test_at_most_max_concurrent_jobs_run_and_waiting_labs_hold_no_lease(sessions: Sessions) -> None:
+    notifier = RecordingNotifier()
+    jobs = Jobs(sessions, notifier)
+    settings = _settings(max_labs_per_user=5, max_concurrent_jobs=2)
+    engine = LabEngine(sessions=sessions, settings=settings, notifier=notifier, build=jobs.build,
+                       destroy=jobs.destroy, owner="A", poll_interval=0.05)
+    service = LabService(sessions=sessions, settings=settings, profiles=PROFILES, notifier=notifier, kicker=engine)
+    await engine.start()
+    try:
+        labs = [await service.create(Actor("U1"), name=f"queue{i}") for i in range(4)]
+        await _until(lambda: len(jobs.builds) == 2)
+        await asyncio.sleep(0.3)  # several polls: still only two builds, the others wait unclaimed
+        assert len(jobs.builds) == 2
+        async with sessions() as session:
+            owners = {lab.id: (await repo.get(session=session, lab_id=lab.id)).lease_owner for lab in labs}
+        assert sorted(owner for owner in owners.values() if owner) == ["A", "A"]
+        assert {lab_id for lab_id, owner in owners.items() if owner} == set(jobs.builds)
+        jobs.gate.set()
+        await _until(lambda: len(jobs.builds) == 4)
+        await engine.wait_idle(timeout=10)
+        assert {(await service.status(lab.name)).state for lab in labs} == {LabState.READY}
+    finally:
+        await engine.stop()
+
+
+def test_a_busy_database_pool_is_a_transient_failure_of_a_step() -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    from services.labs.pipeline import is_transient
+
+    assert is_transient(PoolTimeoutError("QueuePool limit of size 10 overflow 5 reached"))
+    assert not is_transient(ValueError("a bug stays a failure"))
