@@ -97,7 +97,8 @@ async def test_status_of_a_job_through_its_life(lab: Lab) -> None:
         assert (await job_status(ssh, "vm2", "later")).state == "absent"
         with pytest.raises(SSHError, match="never started"):
             await follow(ssh, "vm2", "later", poll_interval=0.1, timeout=5)
-        await start_detached(ssh, "vm2", "later", "sleep 0.5; echo finished")
+        # Long enough that a loaded machine still sees it running; follow() returns when it ends anyway.
+        await start_detached(ssh, "vm2", "later", "sleep 3; echo finished")
         assert (await job_status(ssh, "vm2", "later")).state == "running"
         assert await job_exit_code(ssh, "vm2", "later") is None
         assert await follow(ssh, "vm2", "later", poll_interval=0.1, timeout=10) == 0
