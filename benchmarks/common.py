@@ -239,10 +239,13 @@ class CpuMeter:
 
 
 def cpu_seconds(pid: int | str) -> float:
-    """User + system CPU time of a process and of its children it has reaped (clock ticks → seconds)."""
+    """User + system CPU time of the process itself (clock ticks → seconds).
+
+    Not its reaped children's: a child sampled while alive would then count twice (itself, and in its parent).
+    """
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        return sum(int(v) for v in fields[11:13]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
 
@@ -251,8 +254,8 @@ def cpu_seconds(pid: int | str) -> float:
 class GroupCpu:
     """CPU seconds used by a changing group of processes, each counted at the highest value seen.
 
-    Short-lived processes are counted through the parent that reaps them (its children's time), so sampling every
-    second or so misses little; the total is a lower bound.
+    Each process counts its own time only, so a process that lived and died between two samples is missed: the
+    total is a lower bound.
     """
 
     seen: dict[int, float] = field(default_factory=dict)
