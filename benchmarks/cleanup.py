@@ -131,7 +131,7 @@ async def run(*, labs: int, postgres: bool) -> tuple[list[str], bool]:
         async def watch() -> None:
             nonlocal peak_busy
             while True:
-                peak_busy = max(peak_busy, len(rt.engine.busy_labs))
+                peak_busy = max(peak_busy, len(rt.engine.running_labs))
                 await asyncio.sleep(0.05)
 
         connections = DbConnections(database) if postgres else None

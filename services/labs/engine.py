@@ -71,6 +71,7 @@ class LabEngine:
         # Unbounded, 50 labs at once queued on the database pool until its timeout failed their steps; a lab
         # waiting here holds no lease, so a less busy replica can claim it meanwhile.
         self._slots = asyncio.Semaphore(settings.max_concurrent_jobs)
+        self._running: set[int] = set()
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -113,8 +114,13 @@ class LabEngine:
                 await asyncio.wait(tasks)
 
     @property
+    def running_labs(self) -> list[int]:
+        """Labs this process is building or destroying right now (at most ``max_concurrent_jobs``)."""
+        return sorted(self._running)
+
+    @property
     def busy_labs(self) -> list[int]:
-        """Labs this process is working on right now."""
+        """Labs this process has work for: running, or waiting for a slot."""
         return [i for i, t in self._tasks.items() if not t.done()]
 
     async def poll_once(self) -> list[int]:
@@ -137,7 +143,11 @@ class LabEngine:
 
     async def _work(self, lab_id: int) -> None:
         async with self._slots:
-            await self._work_claimed(lab_id)
+            self._running.add(lab_id)
+            try:
+                await self._work_claimed(lab_id)
+            finally:
+                self._running.discard(lab_id)
 
     async def _work_claimed(self, lab_id: int) -> None:
         if not await self._claim(lab_id):

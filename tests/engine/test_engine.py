@@ -214,6 +214,7 @@ async def test_at_most_max_concurrent_jobs_run_and_waiting_labs_hold_no_lease(se
         await _until(lambda: len(jobs.builds) == 2)
         await asyncio.sleep(0.3)  # several polls: still only two builds, the others wait unclaimed
         assert len(jobs.builds) == 2
+        assert engine.running_labs == sorted(jobs.builds) and len(engine.busy_labs) == 4
         async with sessions() as session:
             owners = {lab.id: (await repo.get(session=session, lab_id=lab.id)).lease_owner for lab in labs}
         assert sorted(owner for owner in owners.values() if owner) == ["A", "A"]
