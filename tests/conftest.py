@@ -98,3 +98,15 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
         yield db.make_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database at the migration head, for tests of several labbot processes sharing one."""
+    await require_postgres()
+    url = await create_pg_database()
+    await db.upgrade(url)
+    try:
+        yield url
+    finally:
+        await drop_pg_database(url)

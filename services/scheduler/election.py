@@ -8,8 +8,10 @@ The holder checks every interval that its connection still holds the lock, and s
 check fails or asyncpg reports the connection closed. The session asks the server for TCP keepalives, so a
 vanished holder's lock is freed after about ``idle + interval * count`` seconds (25 here) rather than the
 kernel's two hours; a holder cut off from the server has stepped down well before that, at its first failed
-check, so two leaders never overlap. (The jobs would stay correct even if they did: every action they take
-is claimed with the lab's optimistic lock.)
+check. An overlap is possible only for a moment: PostgreSQL frees a dead backend's locks just before its
+socket closes, so a follower may win the lock before the old holder sees its connection end, and the old holder
+steps down at that sight or at its next check at the latest. The jobs stay correct regardless: every action
+they take is claimed with the lab's optimistic lock.
 """
 
 from __future__ import annotations

@@ -10,33 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from services import db
 from services.labs.models import LabState, StepState
 from services.labs.notifier import NoticeKind
-from tests.conftest import create_pg_database, drop_pg_database, require_postgres
 from tests.engine.sandbox_lab import OWNER, World, box_fixture, lab_world
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.postgres, pytest.mark.timeout(180)]
 
 box = box_fixture("elsewhere")
 LEASE = 10  # the smallest lease Settings allows: a renewal (and state re-read) every 3.3 s
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """Replicas share a database only on PostgreSQL."""
-    await require_postgres()
-    url = await create_pg_database()
-    await db.upgrade(url)
-    try:
-        yield url
-    finally:
-        await drop_pg_database(url)
 
 
 class DestroyFromElsewhere:

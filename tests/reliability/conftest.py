@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from services import db
-from tests.conftest import create_pg_database, drop_pg_database, require_postgres
 
 
 def soak_rounds(default: int) -> int:
@@ -21,18 +17,6 @@ def soak_rounds(default: int) -> int:
 def soak_seed() -> int:
     """``SOAK_SEED`` replays a soak run (each prints its seed); a fresh random one otherwise."""
     return int(os.environ.get("SOAK_SEED") or random.randrange(1 << 30))
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database at the migration head (labbot replicas run on PostgreSQL)."""
-    await require_postgres()
-    url = await create_pg_database()
-    await db.upgrade(url)
-    try:
-        yield url
-    finally:
-        await drop_pg_database(url)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import IO
@@ -32,25 +32,12 @@ from services.labs.models import Lab, LabEvent, LabState
 from services.labs.notifier import RecordingNotifier
 from services.labs.service import Actor, LabService
 from services.scheduler.election import asyncpg_dsn
-from tests.conftest import create_pg_database, drop_pg_database, require_postgres
 from tests.scheduler.conftest import PROFILES
 
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database at the migration head."""
-    await require_postgres()
-    url = await create_pg_database()
-    await db.upgrade(url)
-    try:
-        yield url
-    finally:
-        await drop_pg_database(url)
 
 
 @pytest.fixture
