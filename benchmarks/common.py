@@ -18,7 +18,6 @@ from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 MIB = 1024 * 1024
-SSH_PORT_HEX = "0016"  # port 22 as /proc/net/tcp writes it
 TCP_ESTABLISHED = "01"
 
 
@@ -113,19 +112,7 @@ def _socket_inodes(pid: int | str) -> set[str]:
 
 def ssh_connections(pid: int | str = "self") -> int:
     """Established TCP connections to port 22 owned by the process (what ``ss -tnp dport = 22`` shows)."""
-    mine = _socket_inodes(pid)
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            if len(cols) > 9 and cols[2].endswith(":" + SSH_PORT_HEX) and cols[3] == TCP_ESTABLISHED \
-                    and cols[9] in mine:
-                count += 1
-    return count
+    return socket_peers(pid).get(22, 0)
 
 
 def netns_pids(prefix: str) -> list[int]:
