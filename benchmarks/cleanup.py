@@ -34,9 +34,9 @@ from config.settings import load_settings
 from services import db
 from services.db import utcnow
 from services.labs import repository as repo
+from services.labs.build.steps import build_steps
 from services.labs.models import Lab, LabState
 from services.labs.runtime import Runtime
-from services.labs.steps import build_steps
 from services.scheduler.context import SweepContext
 from services.scheduler.expiry import expiry_sweep
 from services.zstack.query import eq

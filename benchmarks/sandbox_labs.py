@@ -7,7 +7,7 @@ database (PostgreSQL when reachable, so connection counts are real, else SQLite)
 the database, whatever happened inside.
 
 Step timings come from the ``lab_steps`` rows the pipeline records; the critical path is computed over the
-pipeline's own DAG (``services.labs.steps.build_steps``) with those measured durations.
+pipeline's own DAG (``services.labs.build.steps.build_steps``) with those measured durations.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from sandbox import lifecycle, system
 from sandbox.config import SandboxConfig
 from services import db
 from services.labs import repository as repo
-from services.labs.context import LabContext
+from services.labs.build.context import LabContext
+from services.labs.build.steps import TITLES, build_steps
 from services.labs.models import LabEvent, LabState
 from services.labs.notifier import Notice
 from services.labs.runtime import Runtime
 from services.labs.service import Actor
-from services.labs.steps import TITLES, build_steps
 from services.zstack.query import eq
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from datetime import datetime
 from bot.blocks import format as fmt
 from bot.blocks.kit import Message, clip, context, escape, fallback, fit_blocks, section
 from services.labs.access import AccessDetails
-from services.labs.health import HealthReport
+from services.labs.build.health import HealthReport
 
 log = logging.getLogger(__name__)
 

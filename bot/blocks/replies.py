@@ -1,4 +1,4 @@
-"""Block Kit for the answers to ``/lab`` commands and button clicks (``handlers.dispatch.Reply``) and errors.
+"""Block Kit for the answers to ``/lab`` commands and button clicks (``services.dispatch.Reply``) and errors.
 
 One builder per ReplyKind; ``build_reply`` picks it. Whether the answer is shown to everyone or only to the
 person who asked is the handler's business (``Reply.private``); access details are always private.
@@ -25,7 +25,7 @@ from bot.blocks.kit import (
     fit_blocks,
     section,
 )
-from handlers.dispatch import Reply, ReplyKind
+from services.dispatch import Reply, ReplyKind
 from services.labs.views import LabView, StepView
 
 log = logging.getLogger(__name__)

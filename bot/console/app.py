@@ -13,8 +13,8 @@ import sys
 from rich.console import Console
 
 from bot.console.render import render_reply
-from handlers.dispatch import Reply, ReplyKind, execute
 from services.commands import CreateCommand, DestroyCommand, RetryCommand, parse_command
+from services.dispatch import Reply, ReplyKind, execute
 from services.errors import LabbotError
 from services.labs.models import LabState
 from services.labs.runtime import Runtime

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.text import lab_headline, ready_summary, step_line, time_left
-from handlers.dispatch import Reply, ReplyKind
+from services.dispatch import Reply, ReplyKind
 
 
 def render_reply(console: Console, reply: Reply) -> None:

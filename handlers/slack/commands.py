@@ -18,9 +18,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.blocks import build_error, build_help, build_reply
 from bot.slack.deps import SlackDeps, name_for_delivery
 from bot.slack.reply import UserReply
-from handlers.dispatch import execute
 from handlers.slack.create_modal import open_create_modal
 from services.commands import Command, CreateCommand, HelpCommand, help_text, parse_command
+from services.dispatch import execute
 from services.errors import LabbotError
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from config.settings import Settings
 from services.db import utcnow
 from services.errors import StaleWriteError
 from services.labs import repository as repo
-from services.labs.dag import StepFailed
+from services.labs.build.dag import StepFailed
 from services.labs.models import LabState
 from services.labs.notifier import Notice, NoticeKind, Notifier
 from services.labs.states import WORKING_STATES

@@ -19,12 +19,12 @@ from config.settings import Settings
 from services import db
 from services.crypto import SecretBox
 from services.labs import repository as repo
+from services.labs.build.pipeline import LabPipeline, StepHook
+from services.labs.build.steps import TITLES
 from services.labs.capacity import check_capacity
 from services.labs.engine import LabEngine
 from services.labs.notifier import FanOut, Notifier
-from services.labs.pipeline import LabPipeline, StepHook
 from services.labs.service import LabService
-from services.labs.steps import TITLES
 from services.zstack.client import ZStackClient
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from services.db import utcnow
 from services.errors import ConflictError, NotFoundError, PermissionDeniedError, QuotaError
 from services.labs import repository as repo
 from services.labs.access import AccessDetails
-from services.labs.health import HealthReport
+from services.labs.build.health import HealthReport
 from services.labs.models import Lab, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
 from services.labs.views import LabView, StepView, lab_view

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config.profiles import LabProfile
 from config.settings import Settings
 from services.db import utcnow
-from services.labs.health import HealthReport
+from services.labs.build.health import HealthReport
 from services.labs.notifier import Notifier
 from services.zstack.inventories import TagInventory
 
@@ -62,7 +62,7 @@ class SweepContext:
     @classmethod
     def from_runtime(cls, rt: Runtime, *, kick: bool = True) -> SweepContext:
         """The context of a running domain; ``kick=False`` leaves engine work to whichever process polls."""
-        from services.labs.steps import TITLES
+        from services.labs.build.steps import TITLES
 
         return cls(
             sessions=rt.sessions,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from services.errors import LabbotError
 from services.labs import repository as repo
-from services.labs.dag import describe_error
-from services.labs.health import HealthReport
+from services.labs.build.dag import describe_error
+from services.labs.build.health import HealthReport
 from services.labs.models import Health, Lab, LabEvent, LabState
 from services.labs.service import SYSTEM
 from services.scheduler.context import SweepContext
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 DEGRADED_EVENT = "health:degraded"
 RECOVERED_EVENT = "health:recovered"
 WATCHED = (LabState.READY, LabState.EXPIRING)
-# Eight checks of at most 20 s each (services.labs.health.CHECK_TIMEOUT), with room for connecting.
+# Eight checks of at most 20 s each (services.labs.build.health.CHECK_TIMEOUT), with room for connecting.
 LAB_TIMEOUT = 240.0
 
 

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from config.settings import Settings
 from services.errors import ExternalError
 from services.labs import repository as repo
-from services.labs.dag import describe_error
+from services.labs.build.dag import describe_error
 from services.labs.models import Lab, LabState
 from services.labs.notifier import Notice, NoticeKind
 from services.labs.service import SYSTEM

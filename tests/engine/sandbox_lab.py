@@ -33,9 +33,9 @@ from sandbox.zstack_sim.server import RunningSimulator, serve_simulator
 from services import db
 from services.crypto import SecretBox
 from services.labs import repository as repo
+from services.labs.build.pipeline import StepHook
 from services.labs.models import HostKey, Lab, LabEvent, LabStep
 from services.labs.notifier import Notifier, RecordingNotifier
-from services.labs.pipeline import StepHook
 from services.labs.runtime import Runtime
 from services.labs.service import Actor
 from services.ssh import HostAddress, LabSSH, MemoryHostKeyStore, keypair_from_private

@@ -25,9 +25,9 @@ from sqlalchemy import update
 
 from services import db
 from services.db import utcnow
+from services.labs.build.steps import TITLES
 from services.labs.models import Lab, LabState, StepState
 from services.labs.service import LabService
-from services.labs.steps import TITLES
 from tests.engine.sandbox_lab import NESTED_KINDS, OWNER, box_fixture, lab_world
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from services.errors import ExternalError
-from services.labs.dag import Step, StepFailed, run_dag, validate
+from services.labs.build.dag import Step, StepFailed, run_dag, validate
 
 
 class Recorder:

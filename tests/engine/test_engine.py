@@ -230,7 +230,7 @@ async def test_at_most_max_concurrent_jobs_run_and_waiting_labs_hold_no_lease(se
 def test_a_busy_database_pool_is_a_transient_failure_of_a_step() -> None:
     from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-    from services.labs.pipeline import is_transient
+    from services.labs.build.pipeline import is_transient
 
     assert is_transient(PoolTimeoutError("QueuePool limit of size 10 overflow 5 reached"))
     assert not is_transient(ValueError("a bug stays a failure"))

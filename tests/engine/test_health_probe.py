@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.labs.health import CheckFailed, lun_verdict
+from services.labs.build.health import CheckFailed, lun_verdict
 
 IQN, WWID = "iqn.2026-11.io.labbot:demo", "36000000035e8712b8f0c49305e5b1616"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from services.labs.build.steps import TITLES
 from services.labs.models import LabState, StepState
 from services.labs.notifier import NoticeKind
-from services.labs.steps import TITLES
 from tests.engine.sandbox_lab import OWNER, box_fixture, lab_world
 from tests.sandbox.labbox import python_on
 

@@ -285,7 +285,7 @@ async def kill_and_restart(labbot: Labbot, sessions: Sessions, lab_ids: list[int
 
 
 def role_uuid(lab_uuid: str, role: str) -> str:
-    """The uuid labbot gives a lab's outer resource (services.labs.context.LabContext.resource_uuid)."""
+    """The uuid labbot gives a lab's outer resource (services.labs.build.context.LabContext.resource_uuid)."""
     return uuidlib.uuid5(uuidlib.UUID(lab_uuid), role).hex
 
 

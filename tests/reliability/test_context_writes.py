@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import load_settings
 from services.crypto import SecretBox
-from services.labs.context import LabContext
+from services.labs.build.context import LabContext
+from services.labs.build.steps import TITLES
 from services.labs.notifier import RecordingNotifier
 from services.labs.service import Actor, LabService
-from services.labs.steps import TITLES
 from tests.reliability.driver import PROFILES
 
 

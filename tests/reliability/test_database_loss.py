@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services import db
-from services.labs.pipeline import is_transient
+from services.labs.build.pipeline import is_transient
 from services.scheduler.election import asyncpg_dsn
 from tests.conftest import create_pg_database, drop_pg_database, require_postgres
 

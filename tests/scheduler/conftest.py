@@ -24,7 +24,7 @@ from config.settings import Settings
 from sandbox.zstack_sim.server import RunningSimulator, serve_simulator
 from services.errors import NotFoundError
 from services.labs import repository as repo
-from services.labs.health import CheckResult, HealthReport
+from services.labs.build.health import CheckResult, HealthReport
 from services.labs.models import Lab, LabState
 from services.labs.notifier import Notice, NoticeKind, RecordingNotifier
 from services.labs.runtime import Runtime

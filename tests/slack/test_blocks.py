@@ -26,8 +26,8 @@ from bot.blocks import (
 )
 from bot.blocks.ids import CreateField, CreateModalMeta, ExtendChoice, LabAction, LabRef, parse_value
 from config.profiles import load_profiles
-from handlers.dispatch import Reply, ReplyKind
 from services.db import PROJECT_ROOT
+from services.dispatch import Reply, ReplyKind
 from services.errors import CommandError
 from tests.fakes.slack_api import message_problem, view_problem
 from tests.slack.factories import NOW, STEP_NAMES, in_state, lab, step
@@ -221,7 +221,7 @@ def test_any_lab_fits_slacks_limits(error: str, output: str, progress: str, step
 
 def test_access_and_health_replies() -> None:
     from services.labs.access import AccessDetails
-    from services.labs.health import CheckResult, HealthReport
+    from services.labs.build.health import CheckResult, HealthReport
     from services.ssh.access import access_commands
 
     ready = in_state("ready")

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from services.db import utcnow
 from services.labs import repository as repo
-from services.labs.health import HealthReport
+from services.labs.build.health import HealthReport
 from services.scheduler.context import SweepContext
 from services.scheduler.expiry import expiry_sweep
 from services.scheduler.leader import ScheduledJob, Scheduler

@@ -1,6 +1,6 @@
 """The lab pipeline: the build and destroy jobs the engine runs, and on-demand health.
 
-``build`` runs the steps of services.labs.steps as a DAG, recording each step's state in the database before
+``build`` runs the steps of services.labs.build.steps as a DAG, recording each step's state in the database before
 and after it runs; ``destroy`` tears everything down in reverse order from any state, then verifies on the lab
 platform that no VM or volume of the lab is left. Both are idempotent, so the engine can re-run them after a
 crash, and both close the lab's connections when they end.
@@ -23,14 +23,14 @@ from services.crypto import SecretBox
 from services.db import utcnow
 from services.errors import ExternalError, NotFoundError
 from services.labs import repository as repo
-from services.labs.connections import LabConnections
-from services.labs.context import LabContext
-from services.labs.dag import StepFailed, describe_error, run_dag
+from services.labs.build.connections import LabConnections
+from services.labs.build.context import LabContext
+from services.labs.build.dag import StepFailed, describe_error, run_dag
 from services.labs.engine import mark
-from services.labs.health import HealthReport, run_checks
+from services.labs.build.health import HealthReport, run_checks
 from services.labs.models import HealthCheck, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
-from services.labs.steps import TITLES, _Steps, build_steps
+from services.labs.build.steps import TITLES, _Steps, build_steps
 from services.labs.views import lab_view
 from services.ssh.errors import HostKeyChangedError, SSHUnreachableError
 from services.ssh.hostkeys import HostKeyStore

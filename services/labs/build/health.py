@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from services.errors import ExternalError
-from services.labs.context import LabContext
-from services.labs.dag import describe_error
+from services.labs.build.context import LabContext
+from services.labs.build.dag import describe_error
 from services.labs.views import LabView
 from services.shell import hex_string, ipv4, iqn, port, quote
 from services.ssh.session import LabSSH

@@ -27,8 +27,8 @@ from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
 from services.iscsi.initiator import read_initiator_name
 from services.iscsi.naming import target_iqn
-from services.labs.context import LabContext
-from services.labs.dag import Step
+from services.labs.build.context import LabContext
+from services.labs.build.dag import Step
 from services.shell import quote
 from services.ssh.detached import follow, start_detached
 from services.ssh.keys import generate_keypair
