@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import services.claims  # registers the claims and locks tables (services.labs.models imports it too)
 import services.labs.models  # noqa: F401 - registers the tables on Base.metadata
 from services.db import Base
 

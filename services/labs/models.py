@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+import services.claims  # noqa: F401 - its tables (claims, locks) belong to the same schema and migrations
 from services.db import Base, UTCDateTime, utcnow
 
 

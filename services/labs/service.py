@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.profiles import LabProfile
 from config.settings import Settings
+from services import claims
 from services.crypto import SecretBox
 from services.db import utcnow
 from services.errors import ConflictError, NotFoundError, PermissionDeniedError, QuotaError
@@ -154,7 +155,8 @@ class LabService:
             # first because it costs no remote call.
             await self.capacity_check(recipe)
         async with self.sessions() as session, session.begin():
-            await self._check_quota(session, actor)  # again: another create may have won in the meantime
+            await self._lock_quotas(session)
+            await self._check_quota(session, actor)  # again, atomically: another create may have won meanwhile
             lab = await repo.create(
                 session=session,
                 name=name or _generated_name(),
@@ -304,6 +306,11 @@ class LabService:
     def is_admin(self, user_id: str) -> bool:
         """Whether the settings name this user an admin."""
         return user_id in self.settings.admin_users
+
+    async def _lock_quotas(self, session: AsyncSession) -> None:
+        """Serialize creates until this transaction ends, so counting live labs and inserting one is atomic
+        (8 concurrent creates from one user made 7 labs against a quota of 2 without it)."""
+        await claims.serialize_lab_creates(session=session)
 
     async def _check_quota(self, session: AsyncSession, actor: Actor) -> None:
         if await repo.count_live(session=session, owner=actor.user_id) >= self.settings.max_labs_per_user:
