@@ -13,6 +13,7 @@ _EXPORTS = {
     "ZStackClient": "services.zstack.client",
     "ZStackError": "services.zstack.errors",
     "ZStackAmbiguousError": "services.zstack.errors",
+    "ZStackAnswerTooLargeError": "services.zstack.errors",
     "ZStackAuthError": "services.zstack.errors",
     "ZStackCapacityError": "services.zstack.errors",
     "ZStackInvalidArgumentError": "services.zstack.errors",

@@ -112,10 +112,12 @@ class ZStackCore:
         async with self._login_lock:
             await self._login_locked()
 
-    async def _login_locked(self) -> None:
+    async def _login_locked(self, deadline: float | None = None) -> None:
         digest = hashlib.sha512(self._password.get_secret_value().encode()).hexdigest()
         body = {"accountName": self.account, "password": digest}
-        result = await self._request(route("LogInByAccount"), body, {}, deadline=deadline_in(self._timeout),
+        # A login made for a call spends that call's time: it ends by the call's deadline, if that comes first.
+        until = deadline_in(self._timeout) if deadline is None else min(deadline, deadline_in(self._timeout))
+        result = await self._request(route("LogInByAccount"), body, {}, deadline=until,
                                      session=None, extra_secrets=(digest,))
         session_uuid = str((result.get("inventory") or {}).get("uuid") or "")
         if not session_uuid:
@@ -124,15 +126,15 @@ class ZStackCore:
         self.stats.logins += 1
         log.info("logged in to ZStack %s as %s", self.base_url, self.account)
 
-    async def _current_session(self) -> str:
+    async def _current_session(self, deadline: float | None = None) -> str:
         if self._session is None:
             async with self._login_lock:
                 if self._session is None:
-                    await self._login_locked()
+                    await self._login_locked(deadline)
         assert self._session is not None
         return self._session.get_secret_value()
 
-    async def _renew_session(self, stale: str) -> None:
+    async def _renew_session(self, stale: str, deadline: float | None = None) -> None:
         async with self._login_lock:
             # Several calls may see the same expiry at once; only the first one logs in again.
             if self._session is not None and self._session.get_secret_value() != stale:
@@ -140,7 +142,7 @@ class ZStackCore:
             self._session = None
             self.stats.relogins += 1
             log.info("ZStack session on %s expired; logging in again", self.base_url)
-            await self._login_locked()
+            await self._login_locked(deadline)
 
     # --- calls -----------------------------------------------------------------------------------
 
@@ -169,14 +171,14 @@ class ZStackCore:
             str(v) for k, v in body.items() if "password" in k.lower() and isinstance(v, str)
         )
         for attempt in (1, 2):
-            session = await self._current_session() if api.need_session else None
+            session = await self._current_session(deadline) if api.need_session else None
             try:
                 return await self._request(api, body, path_values, deadline=deadline, session=session, tags=tags,
                                            extra_secrets=extra)
             except ZStackSessionError:
                 if attempt == 2 or session is None:
                     raise
-                await self._renew_session(session)
+                await self._renew_session(session, deadline)
         raise AssertionError("unreachable")
 
     async def wait_job(self, job_uuid: str, *, action: str = "job", deadline: float | None = None) -> dict[str, Any]:

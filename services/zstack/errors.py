@@ -10,7 +10,8 @@
         │   └── ZStackCapacityError   HOST_ALLOCATION.*: no host has room for the VM
         ├── ZStackAmbiguousError      a lookup by name matched more than one resource
         ├── ZStackTimeoutError        SYS.1001, or our own deadline / the API's apiTimeout passed
-        └── ZStackUnreachableError    the management node could not be reached (after retries)
+        ├── ZStackUnreachableError    the management node could not be reached (after retries)
+        └── ZStackAnswerTooLargeError its answer was larger than labbot reads (abandoned past the cap)
 
 Messages never contain the password, its hash or the session uuid: the client scrubs every text it puts
 into an error (see ``scrub``).
@@ -108,6 +109,10 @@ class ZStackTimeoutError(ZStackError):
 
 class ZStackUnreachableError(ZStackError):
     """The management node did not answer (connection refused, reset, timed out) after retries."""
+
+
+class ZStackAnswerTooLargeError(ZStackError):
+    """The answer was larger than labbot reads; it was abandoned past the cap, not retried."""
 
 
 _BY_CODE: dict[str, type[ZStackError]] = {

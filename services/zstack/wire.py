@@ -3,6 +3,11 @@
 A request that fails in transport (refused, reset, read timeout, a proxy's 502/504 or a 503 that is not a
 ZStack error body) is sent again, unchanged, after a backoff. "Unchanged" matters: the headers include the
 request's ``X-Job-UUID``, which is what lets ZStack recognise a re-sent job instead of running it twice.
+
+A nested ZStack runs on a VM whose owner has root, so its answers are bounded like any untrusted input: each
+attempt has one overall deadline for sending, headers and the whole body (an answer dripped a byte at a time
+cannot stretch it; httpx's own timeouts are per read), and the body is read as a stream and abandoned past
+``max_answer_bytes`` (counted after decompression) with ``ZStackAnswerTooLargeError``.
 """
 
 from __future__ import annotations
@@ -18,12 +23,22 @@ from typing import Any
 
 import httpx
 
-from services.zstack.errors import ZStackError, ZStackTimeoutError, ZStackUnreachableError
+from services.zstack.errors import (
+    ZStackAnswerTooLargeError,
+    ZStackError,
+    ZStackTimeoutError,
+    ZStackUnreachableError,
+)
 from services.zstack.polling import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 SESSION_IN_PATH = re.compile(r"(/accounts/sessions/)[0-9a-fA-F]{32}")
+
+# The largest answer read. A page of 1,000 VM inventories (the query page size) is a few MiB.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+# Headers that described the body on the wire; the kept body is already decoded and complete.
+_WIRE_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 
 class _RedactSessionPaths(logging.Filter):
@@ -74,9 +89,10 @@ class Wire:
     """One management node's HTTP connection pool, with transport retries bounded by a deadline."""
 
     def __init__(self, base_url: str, *, transport: httpx.AsyncBaseTransport | None, timeout: float,
-                 retry: RetryPolicy, stats: CallStats) -> None:
+                 retry: RetryPolicy, stats: CallStats, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         self.base_url = base_url
         self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
         self._retry = retry
         self._stats = stats
         self._http = httpx.AsyncClient(
@@ -105,10 +121,13 @@ class Wire:
                     raise ZStackTimeoutError("sdk.1001", "deadline passed", f"{method} {safe_path(path)} not sent",
                                              action=action)
             self._stats.requests += 1
+            request = self._http.build_request(method, path, headers=dict(headers), json=json_body,
+                                               params=tuple(params) if params else None, timeout=timeout)
             try:
-                response = await self._http.request(method, path, headers=dict(headers), json=json_body,
-                                                    params=tuple(params) if params else None,
-                                                    timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    response = await self._exchange(request, action=action)
+            except TimeoutError:
+                problem = f"no complete answer within {timeout:.3g}s"
             except httpx.TransportError as err:
                 problem = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             else:
@@ -129,6 +148,32 @@ class Wire:
             log.warning("ZStack %s: %s; retrying in %.1fs", action, safe_path(problem), delay)
             await asyncio.sleep(delay)
             resent = True
+
+    async def _exchange(self, request: httpx.Request, *, action: str) -> httpx.Response:
+        """Send ``request`` and read its answer as a stream, at most ``max_answer_bytes`` of (decoded) body."""
+        response = await self._http.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_answer_bytes:
+                raise self._too_large(request, action, f"it announced {int(declared):,} bytes")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > self.max_answer_bytes:
+                    raise self._too_large(request, action, f"more than {self.max_answer_bytes:,} bytes arrived")
+        finally:
+            await response.aclose()
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_BODY_HEADERS]
+        return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=request,
+                              extensions=response.extensions)
+
+    def _too_large(self, request: httpx.Request, action: str, what: str) -> ZStackAnswerTooLargeError:
+        log.warning("ZStack %s: answer from %s abandoned: %s (limit %d)", action, self.base_url, what,
+                    self.max_answer_bytes)
+        return ZStackAnswerTooLargeError(
+            "CLIENT.ANSWER_TOO_LARGE", f"answer larger than {self.max_answer_bytes:,} bytes",
+            f"{request.method} {safe_path(request.url.path)}: {what}; labbot stopped reading it", action=action,
+        )
 
 
 def _looks_transient(response: httpx.Response) -> bool:
