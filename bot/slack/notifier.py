@@ -13,38 +13,19 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import (
-    CardNote,
-    build_audit_note,
-    build_build_report,
-    build_expired,
-    build_expiry_warning,
-    build_health_changed,
-    build_lab_error,
-    build_orphans_found,
-    build_step_failure,
-)
-from bot.slack.outbox import NETWORK_BACKOFF, CardOutbox
+from bot.blocks.card import CardNote
+from bot.blocks.notices import build_expired, build_expiry_warning, build_health_changed, build_orphans_found
+from bot.blocks.thread import build_audit_note, build_build_report, build_lab_error, build_step_failure
+from bot.slack.outbox import NETWORK_BACKOFF, CardOutbox, LabReader
 from bot.slack.pacing import SlackPacer
 from services.db import utcnow
 from services.labs.notifier import Notice, NoticeKind
 from services.labs.views import LabView
 
 log = logging.getLogger(__name__)
-
-
-class LabReader(Protocol):
-    """What the notifier needs from the lab service: a fresh view, and where to remember the card."""
-
-    async def view(self, lab_id: int) -> LabView:
-        """A fresh snapshot of one lab."""
-
-    async def set_progress_ref(self, lab_id: int, ref: str) -> None:
-        """Remember the card's ``channel:ts``."""
 
 
 _AUDITED = {

@@ -21,19 +21,17 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import CardNote, Message, build_lab_card
+from bot.blocks.card import CardNote, build_lab_card
+from bot.blocks.kit import Message
 from bot.slack.pacing import SlackPacer
 from services.errors import StaleWriteError
 from services.labs.views import LabView
-
-if TYPE_CHECKING:
-    from bot.slack.notifier import LabReader
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +49,16 @@ def retry_after(err: SlackApiError) -> float:
             with contextlib.suppress(ValueError):
                 return max(float(value), 0.0)
     return 1.0
+
+
+class LabReader(Protocol):
+    """What the outbox needs from the lab service: a fresh view, and where to remember the card."""
+
+    async def view(self, lab_id: int) -> LabView:
+        """A fresh snapshot of one lab."""
+
+    async def set_progress_ref(self, lab_id: int, ref: str) -> None:
+        """Remember the card's ``channel:ts``."""
 
 
 class CardOutbox:
