@@ -16,7 +16,8 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import Message, build_error
+from bot.blocks.kit import Message
+from bot.blocks.replies import build_error
 from bot.slack.reply import UserReply
 from services.errors import LabbotError
 

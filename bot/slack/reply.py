@@ -11,7 +11,7 @@ from typing import Any
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import Message
+from bot.blocks.kit import Message
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import build_error, build_help, build_reply
+from bot.blocks.replies import build_error, build_help, build_reply
 from bot.slack.deps import SlackDeps, name_for_delivery
 from bot.slack.reply import UserReply
 from handlers.slack.create_modal import open_create_modal

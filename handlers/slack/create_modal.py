@@ -13,8 +13,9 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import CreateForm, build_create_modal, build_notice, parse_create_form
 from bot.blocks.ids import CreateModalMeta, ViewId, parse_value
+from bot.blocks.modal import CreateForm, build_create_modal, parse_create_form
+from bot.blocks.replies import build_notice
 from bot.slack.deps import SlackDeps, name_for_delivery
 from bot.slack.reply import UserReply
 

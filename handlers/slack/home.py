@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import build_home
+from bot.blocks.home import build_home
 from bot.slack.deps import SlackDeps
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,10 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import Message, build_access, build_health, build_notice
+from bot.blocks.details import build_access, build_health
 from bot.blocks.ids import ExtendChoice, LabAction, LabRef, parse_value
-from bot.blocks.replies import build_logs
+from bot.blocks.kit import Message
+from bot.blocks.replies import build_logs, build_notice
 from bot.slack.deps import SlackDeps
 from bot.slack.reply import UserReply
 from config.settings import parse_duration

@@ -10,21 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.blocks import (
-    CardNote,
-    build_audit_note,
-    build_build_report,
-    build_create_modal,
-    build_error,
-    build_expiry_warning,
-    build_health_changed,
-    build_home,
-    build_lab_card,
-    build_reply,
-    build_step_failure,
-    parse_create_form,
-)
+from bot.blocks.card import CardNote, build_lab_card
+from bot.blocks.home import build_home
 from bot.blocks.ids import CreateField, CreateModalMeta, ExtendChoice, LabAction, LabRef, parse_value
+from bot.blocks.modal import build_create_modal, parse_create_form
+from bot.blocks.notices import build_expiry_warning, build_health_changed
+from bot.blocks.replies import build_error, build_reply
+from bot.blocks.thread import build_audit_note, build_build_report, build_step_failure
 from config.profiles import load_profiles
 from services.db import PROJECT_ROOT
 from services.dispatch import Reply, ReplyKind
