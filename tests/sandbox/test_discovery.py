@@ -8,7 +8,11 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox.discovery import parse_iscsi_ls
-from services.iscsi import TargetSpec, TgtBackend, find_data_disk, read_initiator_name, target_iqn
+from services.iscsi.base import TargetSpec
+from services.iscsi.disk import find_data_disk
+from services.iscsi.initiator import read_initiator_name
+from services.iscsi.naming import target_iqn
+from services.iscsi.tgt import TgtBackend
 from services.iscsi.vpd import wwid_from_page83
 from tests.sandbox.labbox import Lab, LabBox, python_on, require_sandbox
 

@@ -18,7 +18,11 @@ import pytest
 from pydantic import SecretStr
 
 from sandbox import system
-from services.iscsi import TargetSpec, TgtBackend, find_data_disk, read_initiator_name, target_iqn
+from services.iscsi.base import TargetSpec
+from services.iscsi.disk import find_data_disk
+from services.iscsi.initiator import read_initiator_name
+from services.iscsi.naming import target_iqn
+from services.iscsi.tgt import TgtBackend
 from services.ssh import LabSSH
 from services.ssh.detached import follow, reset_job, start_detached
 from services.zstack.client import ZStackClient

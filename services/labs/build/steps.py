@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from services.db import PROJECT_ROOT
 from services.errors import ConfigError, ExternalError
-from services.iscsi import backend_for
+from services.iscsi.backends import backend_for
 from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
 from services.iscsi.initiator import read_initiator_name
