@@ -32,7 +32,7 @@ def version() -> None:
 
 def main() -> None:
     """Console-script entry point: configuration errors print as one clear line, not a traceback."""
-    from services.errors import ConfigError
+    from config.errors import ConfigError
 
     try:
         app()

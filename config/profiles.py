@@ -15,8 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from config.errors import ConfigError
 from config.settings import parse_duration
-from services.errors import ConfigError
 
 _PROFILE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 _IQN = re.compile(r"^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[a-z0-9.:-]+)?$")

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from services.errors import ConfigError
+from config.errors import ConfigError
 
 _PLACEHOLDER = re.compile(r"(changeme|change-me|your[-_]|example|placeholder|xxxx|<.*>)", re.IGNORECASE)
 _DURATION = re.compile(r"^(\d+)([mhd])$")

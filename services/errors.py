@@ -17,6 +17,8 @@ becomes a short error id that is logged with its traceback.
 
 from __future__ import annotations
 
+from config.errors import ConfigError as SettingsError
+
 
 class LabbotError(Exception):
     """Base of every error labbot raises on purpose."""
@@ -43,8 +45,8 @@ class CommandError(LabbotError):
         return f"{self.message}\nUsage: `{self.usage}`" if self.usage else self.message
 
 
-class ConfigError(LabbotError):
-    """Settings or a lab profile are invalid."""
+class ConfigError(LabbotError, SettingsError):
+    """Settings, a lab profile or another configured value are invalid (``config`` raises the base class)."""
 
 
 class NotFoundError(LabbotError):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from config.errors import ConfigError
 from config.profiles import load_profile, load_profiles
 from config.settings import load_settings
-from services.errors import ConfigError
 
 PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
 

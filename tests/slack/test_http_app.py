@@ -186,7 +186,7 @@ async def test_channels_and_unknown_errors(sessions: Sessions, caplog: pytest.Lo
 
 def test_settings_for_http_mode_need_the_signing_secret() -> None:
     from bot.app import SlackBot
-    from services.errors import ConfigError
+    from config.errors import ConfigError
 
     cfg = settings(slack_signing_secret=None, slack_app_token="xapp-fake-0000000000")
     cfg.slack_app_token = None
