@@ -26,11 +26,11 @@ from services.labs import repository as repo
 from services.labs.build.connections import LabConnections
 from services.labs.build.context import LabContext
 from services.labs.build.dag import StepFailed, describe_error, run_dag
-from services.labs.engine import mark
 from services.labs.build.health import HealthReport, run_checks
+from services.labs.build.steps import TITLES, _Steps, build_steps
+from services.labs.engine import mark
 from services.labs.models import HealthCheck, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
-from services.labs.build.steps import TITLES, _Steps, build_steps
 from services.labs.views import lab_view
 from services.ssh.errors import HostKeyChangedError, SSHUnreachableError
 from services.ssh.hostkeys import HostKeyStore
