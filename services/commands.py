@@ -19,7 +19,7 @@ PROFILE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 STEP_NAME = re.compile(r"^[a-z][a-z0-9_]{1,47}$")
 
 USAGE: dict[str, str] = {
-    "create": "/lab create [NAME] [--ttl DURATION] [--profile NAME]",
+    "create": "/lab create [NAME] [--ttl DURATION] [--profile NAME] [--exercise [--from STEP]]",
     "list": "/lab list [--all]",
     "status": "/lab status NAME",
     "destroy": "/lab destroy NAME [--yes]",
@@ -28,7 +28,19 @@ USAGE: dict[str, str] = {
     "retry": "/lab retry NAME",
     "logs": "/lab logs NAME [STEP]",
     "access": "/lab access NAME",
+    "check": "/lab check NAME",
+    "solve": "/lab solve NAME STEP",
+    "class": "/lab class create|status|claim|extend|destroy CLASS ...",
     "help": "/lab help [COMMAND]",
+}
+
+CLASS_USAGE: dict[str, str] = {
+    "create": "/lab class create CLASS --count N [--for @a @b ...] [--exercise [--from STEP]] [--ttl DURATION] "
+              "[--profile NAME]",
+    "status": "/lab class status CLASS",
+    "claim": "/lab class claim CLASS",
+    "extend": "/lab class extend CLASS DURATION",
+    "destroy": "/lab class destroy CLASS [--yes]",
 }
 
 HELP: dict[str, str] = {
@@ -41,6 +53,9 @@ HELP: dict[str, str] = {
     "retry": "re-run a failed lab from its failed step",
     "logs": "the output tail of a lab's steps",
     "access": "how to reach VM1, VM2 and the ZStack UI (sent privately)",
+    "check": "check an exercise lab's remaining steps on the real machines (changes nothing)",
+    "solve": "let labbot do an exercise step (and any earlier one not done) for you",
+    "class": "trainers: labs for a whole class (create, status, extend, destroy); students: claim one",
     "help": "this help",
 }
 
@@ -50,6 +65,8 @@ class CreateCommand:
     name: str | None = None
     ttl: timedelta | None = None
     profile: str | None = None
+    exercise: bool = False
+    start: str | None = None  # with ``exercise``: the first step the student does (else the profile's)
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,50 @@ class AccessCommand:
 
 
 @dataclass(frozen=True)
+class CheckCommand:
+    name: str
+
+
+@dataclass(frozen=True)
+class SolveCommand:
+    name: str
+    step: str
+
+
+@dataclass(frozen=True)
+class ClassCreateCommand:
+    name: str
+    count: int
+    students: tuple[str, ...] = ()
+    exercise: bool = False
+    start: str | None = None
+    ttl: timedelta | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class ClassStatusCommand:
+    name: str
+
+
+@dataclass(frozen=True)
+class ClassClaimCommand:
+    name: str
+
+
+@dataclass(frozen=True)
+class ClassExtendCommand:
+    name: str
+    duration: timedelta
+
+
+@dataclass(frozen=True)
+class ClassDestroyCommand:
+    name: str
+    yes: bool = False
+
+
+@dataclass(frozen=True)
 class HelpCommand:
     topic: str | None = None
 
@@ -110,8 +171,20 @@ Command = (
     | RetryCommand
     | LogsCommand
     | AccessCommand
+    | CheckCommand
+    | SolveCommand
+    | ClassCreateCommand
+    | ClassStatusCommand
+    | ClassClaimCommand
+    | ClassExtendCommand
+    | ClassDestroyCommand
     | HelpCommand
 )
+
+CLASS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,26}[a-z0-9]$")  # + "-NN" stays a valid lab name (31 characters)
+MAX_CLASS_SIZE = 99  # two digits in the lab names
+# A Slack mention as Slack sends it in a slash command's text (``<@U123|name>``), or a bare user id.
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]{0,80})?>$|^@?([UW][A-Z0-9]{2,20})$")
 
 
 def validate_lab_name(name: str, usage: str | None = None) -> str:
@@ -200,16 +273,143 @@ def _exactly_name(args: list[str], verb: str, *, flags: set[str] | None = None) 
     return validate_lab_name(positionals[0], USAGE[verb]), options
 
 
+def _exercise_start(options: dict[str, str], usage: str) -> tuple[bool, str | None]:
+    """``--exercise`` and its ``--from STEP`` (a step name; which steps a student may start at is the service's)."""
+    start = options.get("from")
+    if start is not None:
+        if "exercise" not in options:
+            raise CommandError("`--from` goes with `--exercise`", usage)
+        if not STEP_NAME.fullmatch(start):
+            raise CommandError(f"`{start[:30]}` is not a step name", usage)
+    return "exercise" in options, start
+
+
+def _profile(options: dict[str, str], usage: str) -> str | None:
+    profile = options.get("profile")
+    if profile is not None and not PROFILE_NAME.fullmatch(profile):
+        raise CommandError(f"`{profile[:30]}` is not a profile name", usage)
+    return profile
+
+
 def _parse_create(args: list[str]) -> Command:
-    positionals, options = _options(args, "create", flags=set(), valued={"ttl", "profile"})
+    positionals, options = _options(args, "create", flags={"exercise"}, valued={"ttl", "profile", "from"})
     if len(positionals) > 1:
         raise CommandError("`create` takes at most one lab name", USAGE["create"])
     name = validate_lab_name(positionals[0], USAGE["create"]) if positionals else None
     ttl = _duration(options["ttl"], "create") if "ttl" in options else None
-    profile = options.get("profile")
-    if profile is not None and not PROFILE_NAME.fullmatch(profile):
-        raise CommandError(f"`{profile[:30]}` is not a profile name", USAGE["create"])
-    return CreateCommand(name=name, ttl=ttl, profile=profile)
+    exercise, start = _exercise_start(options, USAGE["create"])
+    return CreateCommand(name=name, ttl=ttl, profile=_profile(options, USAGE["create"]), exercise=exercise,
+                         start=start)
+
+
+def _parse_solve(args: list[str]) -> Command:
+    positionals, _ = _options(args, "solve", flags=set(), valued=set())
+    if len(positionals) != 2:
+        raise CommandError("`solve` takes a lab name and a step", USAGE["solve"])
+    name = validate_lab_name(positionals[0], USAGE["solve"])
+    if not STEP_NAME.fullmatch(positionals[1]):
+        raise CommandError(f"`{positionals[1][:30]}` is not a step name", USAGE["solve"])
+    return SolveCommand(name=name, step=positionals[1])
+
+
+def validate_class_name(name: str, usage: str) -> str:
+    """``name`` if it is a valid class name (its labs are ``NAME-01`` ...), else CommandError."""
+    if not CLASS_NAME.fullmatch(name):
+        shown = name if len(name) <= 40 and name.isprintable() else repr(name[:40])
+        raise CommandError(f"`{shown}` is not a valid class name: use 2-28 lower-case letters, digits and hyphens, "
+                           "starting with a letter (its labs are named CLASS-01, CLASS-02, ...)", usage)
+    return name
+
+
+def _student(word: str, usage: str) -> str:
+    match = _MENTION.fullmatch(word)
+    if match is None:
+        shown = word if len(word) <= 40 and word.isprintable() else repr(word[:40])
+        raise CommandError(f"`{shown}` is not a Slack user: mention students as @name", usage)
+    return match.group(1) or match.group(2)
+
+
+def _parse_class(args: list[str]) -> Command:
+    if not args:
+        raise CommandError("`class` needs a subcommand: " + ", ".join(CLASS_USAGE), USAGE["class"])
+    sub, rest = args[0].lower(), args[1:]
+    usage = CLASS_USAGE.get(sub)
+    if usage is None:
+        raise CommandError(f"unknown class command `{sub[:30]}`; try one of: {', '.join(CLASS_USAGE)}", USAGE["class"])
+    if sub == "create":
+        return _parse_class_create(rest, usage)
+    flags = {"yes"} if sub == "destroy" else set()
+    positionals, options = _options_for(rest, usage, sub, flags=flags, valued=set())
+    if not positionals:
+        raise CommandError(f"`class {sub}` needs the class's name", usage)
+    name = validate_class_name(positionals[0], usage)
+    if sub == "extend":
+        if len(positionals) != 2:
+            raise CommandError("`class extend` takes the class's name and a duration", usage)
+        return ClassExtendCommand(name=name, duration=_duration_for(positionals[1], usage))
+    if len(positionals) > 1:
+        raise CommandError(f"`class {sub}` takes one class name, got {len(positionals)} words", usage)
+    if sub == "status":
+        return ClassStatusCommand(name=name)
+    if sub == "claim":
+        return ClassClaimCommand(name=name)
+    return ClassDestroyCommand(name=name, yes="yes" in options)
+
+
+def _parse_class_create(args: list[str], usage: str) -> Command:
+    # ``--for`` takes every word after it up to the next option: the students.
+    students: list[str] = []
+    rest: list[str] = []
+    collecting = False
+    for arg in args:
+        if arg == "--for":
+            if collecting or students:
+                raise CommandError("`--for` given twice", usage)
+            collecting = True
+        elif collecting and not arg.startswith("--"):
+            students.append(_student(arg, usage))
+        else:
+            collecting = False
+            rest.append(arg)
+    if collecting and not students:
+        raise CommandError("`--for` needs at least one @student", usage)
+    positionals, options = _options_for(rest, usage, "class create", flags={"exercise"},
+                                        valued={"count", "ttl", "profile", "from"})
+    if len(positionals) != 1:
+        raise CommandError("`class create` takes one class name", usage)
+    name = validate_class_name(positionals[0], usage)
+    if "count" in options:
+        if not options["count"].isdigit() or not 1 <= int(options["count"]) <= MAX_CLASS_SIZE:
+            raise CommandError(f"`--count` must be a whole number from 1 to {MAX_CLASS_SIZE}", usage)
+        count = int(options["count"])
+    elif students:
+        count = len(students)
+    else:
+        raise CommandError("`class create` needs `--count N` (or `--for` with the students)", usage)
+    if len(set(students)) != len(students):
+        raise CommandError("a student is named twice in `--for`", usage)
+    if len(students) > count:
+        raise CommandError(f"{len(students)} students named for {count} labs: raise `--count`", usage)
+    ttl = _duration_for(options["ttl"], usage) if "ttl" in options else None
+    exercise, start = _exercise_start(options, usage)
+    return ClassCreateCommand(name=name, count=count, students=tuple(students), exercise=exercise, start=start,
+                              ttl=ttl, profile=_profile(options, usage))
+
+
+def _options_for(args: list[str], usage: str, verb: str, *, flags: set[str],
+                 valued: set[str]) -> tuple[list[str], dict[str, str]]:
+    try:
+        return _options(args, "class", flags=flags, valued=valued)
+    except CommandError as err:
+        raise CommandError(err.message.replace("`class`", f"`{verb}`"), usage) from None
+
+
+def _duration_for(text: str, usage: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise CommandError(f"`{text[:30]}` is not a duration: use minutes, hours or days like 90m, 4h or 2d",
+                           usage) from None
 
 
 def _parse_list(args: list[str]) -> Command:
@@ -265,5 +465,8 @@ _PARSERS = {
     "retry": lambda a: RetryCommand(_exactly_name(a, "retry")[0]),
     "logs": _parse_logs,
     "access": lambda a: AccessCommand(_exactly_name(a, "access")[0]),
+    "check": lambda a: CheckCommand(_exactly_name(a, "check")[0]),
+    "solve": _parse_solve,
+    "class": _parse_class,
     "help": _parse_help,
 }

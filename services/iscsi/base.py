@@ -58,6 +58,31 @@ class TargetInfo:
     serial: str
 
 
+@dataclass(frozen=True)
+class Export:
+    """One LUN a target on VM1 exports now, whoever configured it (labbot, or a student by hand).
+
+    ``initiators`` are the ACL's initiator names; ``open_to_all`` is set where the target admits any initiator
+    (tgt's ``ALL``, LIO's ``generate_node_acls``).
+    """
+
+    iqn: str
+    lun: int
+    wwid: str
+    backing: str
+    initiators: tuple[str, ...]
+    open_to_all: bool
+    portals: tuple[tuple[str, int], ...]
+
+    def admits(self, initiator: str) -> bool:
+        """Whether the ACL lets ``initiator`` log in and see this LUN."""
+        return self.open_to_all or initiator in self.initiators
+
+    def listens_on(self, address: str, port: int) -> bool:
+        """Whether a portal of the target serves ``address:port`` (a wildcard portal serves every address)."""
+        return any(p == port and a in {address, "0.0.0.0", "[::]", "::"} for a, p in self.portals)  # noqa: S104
+
+
 class IscsiBackend(Protocol):
     """One target-software family on VM1 (``tgt`` or ``targetcli``/LIO)."""
 
@@ -69,6 +94,9 @@ class IscsiBackend(Protocol):
 
     async def describe(self, iqn: str) -> TargetInfo | None:
         """The target as configured now, or None if it does not exist."""
+
+    async def exports(self) -> list[Export]:
+        """Every disk LUN of every target on VM1, read only (the exercise checks read a student's work)."""
 
 
 def checked(result: CommandResult, what: str) -> CommandResult:

@@ -14,7 +14,7 @@ import posixpath
 
 from services import shell
 from services.iscsi import firewall, lio_config, vpd
-from services.iscsi.base import IscsiError, TargetInfo, TargetSpec, checked, device_size
+from services.iscsi.base import Export, IscsiError, TargetInfo, TargetSpec, checked, device_size
 from services.iscsi.lio_config import Config
 from services.iscsi.naming import object_name
 from services.ssh.result import CommandResult, Runner
@@ -175,6 +175,19 @@ class TargetcliBackend:
         name = object_name(shell.iqn(iqn))
         lun = _our_lun(lio_config.find_target(await self._live(), iqn), name)
         return None if lun is None else await self._info(lun, iqn)
+
+    async def exports(self) -> list[Export]:
+        """Every LUN of every iSCSI target LIO serves now, with its block backstore's device."""
+        live = await self._live()
+        found = []
+        for raw in live["targets"]:
+            target = lio_config.find_target(live, raw.get("wwn", "")) if raw.get("fabric") == "iscsi" else None
+            for lun in target.luns if target is not None else ():
+                admitted = tuple(name for name, mapped in target.acls.items() if lun.index in mapped)
+                found.append(Export(iqn=target.iqn, lun=lun.index, wwid=vpd.lio_wwid(lun.wwn), backing=lun.dev,
+                                    initiators=admitted, open_to_all=target.generate_node_acls,
+                                    portals=tuple(target.portals)))
+        return found
 
     async def teardown(self, iqn: str) -> None:
         """Delete the target and labbot's backstore, drop them from saveconfig.json, close the firewall port."""

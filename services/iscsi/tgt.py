@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from services import shell
 from services.iscsi import firewall, vpd
-from services.iscsi.base import IscsiError, TargetInfo, TargetSpec, checked, device_size
+from services.iscsi.base import Export, IscsiError, TargetInfo, TargetSpec, checked, device_size
 from services.iscsi.naming import object_name
 from services.ssh.result import CommandResult, Runner
 
@@ -225,6 +225,19 @@ class TgtBackend:
             iqn=iqn, lun=LUN, wwid=vpd.tgt_wwid(lun.scsi_id), size_bytes=await device_size(self._run, lun.backing_path),
             serial=lun.scsi_sn,
         )
+
+    async def exports(self) -> list[Export]:
+        """Every disk LUN tgt exports now; tgt's portals are global, so each LUN lists all of them."""
+        targets = await self._show()
+        portals = tuple(parse_portals(
+            checked(await self._tgtadm("--op", "show", "--mode", "portal"), "reading tgt portals").stdout
+        ))
+        return [
+            Export(iqn=t.iqn, lun=lun.lun, wwid=vpd.tgt_wwid(lun.scsi_id), backing=lun.backing_path,
+                   initiators=tuple(a for a in t.acls if _INITIATOR_NAME.match(a)), open_to_all="ALL" in t.acls,
+                   portals=portals)
+            for t in targets for lun in t.luns.values() if lun.type == "disk" and lun.backing_path
+        ]
 
     async def teardown(self, iqn: str) -> None:
         """Delete the target (dropping sessions), its conf.d file, and the firewall port if labbot opened it."""

@@ -105,6 +105,14 @@ class Lab(Base):
     health_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     health_failing: Mapped[list[str]] = mapped_column(JSON, default=list)
 
+    # Exercise labs (services.labs.exercise): the first step the student does, and the checks' verdicts
+    # ({"results": {step: {"done", "detail"}}, "checked_at", "completed_at", "solving"}).
+    exercise_start: Mapped[str | None] = mapped_column(String(48))
+    exercise: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    # A class's lab (services.labs.classes); ``claimable`` while no student has it yet (the trainer owns it).
+    class_id: Mapped[int | None] = mapped_column(ForeignKey("lab_classes.id", ondelete="SET NULL"), index=True)
+    claimable: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+
     # Where the live progress message is (front-end specific reference, e.g. Slack channel + ts).
     progress_ref: Mapped[str | None] = mapped_column(String(128))
 
@@ -124,6 +132,34 @@ class Lab(Base):
     def is_live(self) -> bool:
         """Whether the lab still holds (or may hold) resources."""
         return self.state != LabState.DESTROYED
+
+
+class LabClass(Base):
+    """A trainer's class: one lab per student, named ``<class>-01`` and on, created and ended together."""
+
+    __tablename__ = "lab_classes"
+    __table_args__ = (
+        Index(
+            "uq_lab_classes_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("destroyed_at IS NULL"),
+            postgresql_where=text("destroyed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(28))
+    trainer: Mapped[str] = mapped_column(String(64))
+    profile: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str | None] = mapped_column(String(64))
+    exercise_start: Mapped[str | None] = mapped_column(String(48))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Where the class's overview message is (front-end reference), and which expiry reminders went out.
+    status_ref: Mapped[str | None] = mapped_column(String(128))
+    warned_offsets: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class LabStep(Base):

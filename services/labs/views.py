@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from services.labs.models import Lab, LabStep
+from services.labs.tasks import SEEDED_COURSE_STEPS, TASK_TITLES, student_steps
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,40 @@ class StepView:
     progress: str | None
     error: str | None
     output_tail: str | None
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """One task of an exercise lab as the student sees it."""
+
+    step: str
+    title: str
+    done: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class ExerciseView:
+    """An exercise lab's tasks and how far the student is (``done``/``total`` count the course's steps)."""
+
+    start: str
+    tasks: tuple[TaskView, ...]
+    checked_at: datetime | None
+    completed_at: datetime | None
+    solving: str | None
+
+    @property
+    def done(self) -> int:
+        return SEEDED_COURSE_STEPS + sum(t.done for t in self.tasks)
+
+    @property
+    def total(self) -> int:
+        return SEEDED_COURSE_STEPS + len(self.tasks)
+
+    @property
+    def next_task(self) -> TaskView | None:
+        """The first task not done yet."""
+        return next((t for t in self.tasks if not t.done), None)
 
 
 @dataclass(frozen=True)
@@ -52,6 +87,9 @@ class LabView:
     progress_ref: str | None
     summary: dict[str, Any] = field(default_factory=dict)
     steps: tuple[StepView, ...] = ()
+    exercise: ExerciseView | None = None
+    class_id: int | None = None
+    claimable: bool = False
 
     @property
     def current_step(self) -> StepView | None:
@@ -73,6 +111,25 @@ def step_view(step: LabStep, title: str | None = None) -> StepView:
         error=step.error,
         output_tail=step.output_tail,
     )
+
+
+def exercise_view(start: str | None, record: dict[str, Any] | None) -> ExerciseView | None:
+    """Snapshot of an exercise lab's tasks from its record (None for a normal lab)."""
+    if start is None:
+        return None
+    record = record or {}
+    results = record.get("results", {})
+    tasks = tuple(
+        TaskView(step, TASK_TITLES[step], bool(results.get(step, {}).get("done")),
+                 str(results.get(step, {}).get("detail", "not checked yet")))
+        for step in student_steps(start)
+    )
+    return ExerciseView(start=start, tasks=tasks, checked_at=_when(record.get("checked_at")),
+                        completed_at=_when(record.get("completed_at")), solving=record.get("solving"))
+
+
+def _when(text: object) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) else None
 
 
 def lab_view(lab: Lab, steps: list[LabStep] | None = None, titles: dict[str, str] | None = None) -> LabView:
@@ -102,4 +159,7 @@ def lab_view(lab: Lab, steps: list[LabStep] | None = None, titles: dict[str, str
         progress_ref=lab.progress_ref,
         summary=dict(lab.summary or {}),
         steps=tuple(step_view(s, titles.get(s.name)) for s in (steps or [])),
+        exercise=exercise_view(lab.exercise_start, lab.exercise),
+        class_id=lab.class_id,
+        claimable=bool(lab.claimable),
     )

@@ -24,7 +24,7 @@ async def test_upgrade_then_downgrade(empty_database_url: str) -> None:
         await db.upgrade(empty_database_url)
         async with engine.connect() as conn:
             assert await conn.run_sync(_tables) == {"labs", "lab_steps", "lab_events", "host_keys", "health_checks",
-                                                      "claims", "locks"}
+                                                      "claims", "locks", "lab_classes"}
         await db.require_migrated(engine)
         await db.downgrade(empty_database_url, "base")
         async with engine.connect() as conn:
