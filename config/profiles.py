@@ -120,6 +120,12 @@ class NestedSpec(_Strict):
     vm_name: str = "nested-vm1"
 
 
+class ExerciseSpec(_Strict):
+    """Exercise labs of this profile (``/lab create --exercise``): where the student's own work starts."""
+
+    start: str = Field("iscsi_target", pattern=r"^[a-z][a-z0-9_]{1,47}$")  # a task: services.labs.tasks checks
+
+
 class LabProfile(_Strict):
     """A whole lab recipe."""
 
@@ -131,6 +137,7 @@ class LabProfile(_Strict):
     iscsi: IscsiSpec
     install: InstallSpec
     nested: NestedSpec
+    exercise: ExerciseSpec = ExerciseSpec()
     ttl_default: str = "8h"
     ttl_max: str = "3d"
 

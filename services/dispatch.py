@@ -12,6 +12,12 @@ from typing import Any
 
 from services.commands import (
     AccessCommand,
+    CheckCommand,
+    ClassClaimCommand,
+    ClassCreateCommand,
+    ClassDestroyCommand,
+    ClassExtendCommand,
+    ClassStatusCommand,
     Command,
     CreateCommand,
     DestroyCommand,
@@ -21,9 +27,12 @@ from services.commands import (
     ListCommand,
     LogsCommand,
     RetryCommand,
+    SolveCommand,
     StatusCommand,
     help_text,
 )
+from services.errors import PermissionDeniedError
+from services.labs.classes import ClassView
 from services.labs.service import Actor, LabService
 from services.labs.views import LabView, StepView
 
@@ -42,6 +51,11 @@ class ReplyKind(enum.StrEnum):
     DESTROYING = "destroying"
     EXTENDED = "extended"
     RETRYING = "retrying"
+    CHECKED = "checked"
+    SOLVING = "solving"
+    CLASS = "class"
+    CLAIMED = "claimed"
+    CONFIRM_CLASS_DESTROY = "confirm_class_destroy"
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class Reply:
     steps: tuple[StepView, ...] = ()
     data: dict[str, Any] = field(default_factory=dict)
     private: bool = True
+    klass: ClassView | None = None
 
 
 async def execute(command: Command, *, actor: Actor, service: LabService, channel: str | None = None) -> Reply:
@@ -62,9 +77,11 @@ async def execute(command: Command, *, actor: Actor, service: LabService, channe
     match command:
         case HelpCommand(topic=topic):
             return Reply(ReplyKind.HELP, text=help_text(topic))
-        case CreateCommand(name=name, ttl=ttl, profile=profile):
-            lab = await service.create(actor, name=name, profile=profile, ttl=ttl, channel=channel)
-            return Reply(ReplyKind.CREATED, text=f"Creating lab `{lab.name}`…", lab=lab, private=False)
+        case CreateCommand(name=name, ttl=ttl, profile=profile, exercise=exercise, start=start):
+            lab = await service.create(actor, name=name, profile=profile, ttl=ttl, channel=channel, exercise=exercise,
+                                       start=start)
+            what = "exercise lab" if exercise else "lab"
+            return Reply(ReplyKind.CREATED, text=f"Creating {what} `{lab.name}`…", lab=lab, private=False)
         case ListCommand(all=everything):
             if everything and not actor.is_admin:
                 labs = await service.list_labs(actor, everything=True)
@@ -98,4 +115,39 @@ async def execute(command: Command, *, actor: Actor, service: LabService, channe
         case HealthCommand(name=name):
             report = await service.health(actor, name)
             return Reply(ReplyKind.HEALTH, lab=report.lab, data={"report": report})
+        case CheckCommand(name=name):
+            lab = await service.check(actor, name)
+            assert lab.exercise is not None
+            return Reply(ReplyKind.CHECKED, lab=lab,
+                         text=f"Lab `{name}`: {lab.exercise.done} of {lab.exercise.total} steps done")
+        case SolveCommand(name=name, step=step):
+            lab = await service.solve(actor, name, step)
+            return Reply(ReplyKind.SOLVING, lab=lab, text=f"labbot is doing `{step}` of lab `{name}`…", private=False)
+        case ClassCreateCommand() as c:
+            cls = await service.classes.create(actor, name=c.name, count=c.count, students=c.students,
+                                               exercise=c.exercise, start=c.start, ttl=c.ttl, profile=c.profile,
+                                               channel=channel)
+            return Reply(ReplyKind.CLASS, klass=cls, private=False,
+                         text=f"Creating class `{c.name}`: {c.count} labs ({cls.claimable} to claim)…")
+        case ClassStatusCommand(name=name):
+            return Reply(ReplyKind.CLASS, klass=await service.classes.status(name), private=False)
+        case ClassClaimCommand(name=name):
+            lab = await service.classes.claim(actor, name)
+            return Reply(ReplyKind.CLAIMED, lab=lab,
+                         text=f"Lab `{lab.name}` of class `{name}` is yours; `/lab access {lab.name}` once it is ready")
+        case ClassExtendCommand(name=name, duration=duration):
+            cls, problems = await service.classes.extend(actor, name, duration)
+            text = f"Class `{name}` extended" + ("; not extended: " + "; ".join(problems) if problems else "")
+            return Reply(ReplyKind.CLASS, klass=cls, text=text)
+        case ClassDestroyCommand(name=name, yes=False):
+            cls = await service.classes.status(name)
+            if not (actor.is_admin or actor.user_id == cls.trainer):
+                raise PermissionDeniedError(f"only the trainer (<@{cls.trainer}>) or an admin can destroy class "
+                                            f"`{name}`")
+            return Reply(ReplyKind.CONFIRM_CLASS_DESTROY, klass=cls,
+                         text=f"Destroy class `{name}` and its {len(cls.live_labs)} live labs? This cannot be undone.")
+        case ClassDestroyCommand(name=name, yes=True):
+            cls = await service.classes.destroy(actor, name)
+            return Reply(ReplyKind.CLASS, klass=cls, private=False,
+                         text=f"Destroying class `{name}`: {len(cls.live_labs)} labs…")
     raise AssertionError(f"unhandled command {command!r}")

@@ -7,6 +7,7 @@ import time
 from rich.console import Console
 from rich.markup import escape
 
+from bot.classroom import progress_line
 from bot.text import lab_headline, ready_summary, step_line
 from services.labs.notifier import Notice, NoticeKind
 
@@ -19,6 +20,7 @@ _STYLE = {
     NoticeKind.HEALTH_CHANGED: "yellow",
     NoticeKind.EXPIRY_WARNING: "yellow",
     NoticeKind.ORPHANS_FOUND: "yellow",
+    NoticeKind.EXERCISE_COMPLETE: "bold green",
 }
 
 
@@ -65,6 +67,10 @@ class ConsoleNotifier:
             case NoticeKind.ORPHANS_FOUND:
                 # A platform-wide notice: its "lab" is a stand-in, so no lab headline.
                 return f"lab platform: {escape(notice.text)} (`labbot sweep --only orphans --dry-run` lists them again)"
+            case NoticeKind.EXERCISE_CHECKED | NoticeKind.EXERCISE_COMPLETE | NoticeKind.EXERCISE_SOLVED \
+                    if lab.exercise is not None:
+                done = " — every task done: exercise complete" if notice.kind == NoticeKind.EXERCISE_COMPLETE else ""
+                return f"{progress_line(lab.exercise)}{by}{done}"
             case NoticeKind.FAILED:
                 return f"FAILED at {lab.failed_step}: {lab.error} — `/lab retry {lab.name}` to try again"
             case _:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from bot.classroom import class_headline, class_row, progress_line, task_lines
 from bot.text import lab_headline, ready_summary, step_line, time_left
+from services.db import utcnow
 from services.dispatch import Reply, ReplyKind
 
 
@@ -21,13 +23,34 @@ def render_reply(console: Console, reply: Reply) -> None:
                 expires = "" if lab.state == "destroyed" else time_left(lab.expires_at)
                 table.add_row(lab.name, lab.state, lab.owner, lab.profile, expires, lab.health)
             console.print(table)
-        case ReplyKind.LAB | ReplyKind.EXTENDED | ReplyKind.RETRYING | ReplyKind.DESTROYING | ReplyKind.CREATED:
+        case ReplyKind.CHECKED:
+            console.print(reply.text, markup=False)
+            if reply.lab is not None and reply.lab.exercise is not None:
+                for line in task_lines(reply.lab.exercise):
+                    console.print(f"  {line}", markup=False, highlight=False)
+        case ReplyKind.CLASS | ReplyKind.CONFIRM_CLASS_DESTROY:
+            if reply.text:
+                suffix = " Repeat with --yes to confirm." if reply.kind == ReplyKind.CONFIRM_CLASS_DESTROY else ""
+                console.print(reply.text + suffix, markup=False)
+            if reply.klass is not None:
+                console.print(class_headline(reply.klass), markup=False, highlight=False)
+                table = Table("lab", "student", "state", "progress", "health", "time left")
+                now = utcnow()
+                for lab in reply.klass.labs:
+                    table.add_row(*class_row(lab, now))
+                console.print(table)
+        case (ReplyKind.LAB | ReplyKind.EXTENDED | ReplyKind.RETRYING | ReplyKind.DESTROYING | ReplyKind.CREATED
+              | ReplyKind.SOLVING | ReplyKind.CLAIMED):
             if reply.text:
                 console.print(reply.text, markup=False)
             if reply.lab is not None:
                 console.print(lab_headline(reply.lab), markup=False)
                 for step in reply.lab.steps:
                     console.print(f"  {step_line(step)}", markup=False, highlight=False)
+                if reply.lab.exercise is not None:
+                    console.print(f"  {progress_line(reply.lab.exercise)}", markup=False, highlight=False)
+                    for line in task_lines(reply.lab.exercise, hints=False):
+                        console.print(f"    {line}", markup=False, highlight=False)
                 if reply.lab.state == "ready":
                     for fact in ready_summary(reply.lab):
                         console.print(f"  {fact}", markup=False)

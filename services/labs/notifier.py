@@ -36,6 +36,10 @@ class NoticeKind(enum.StrEnum):
     HEALTH_CHANGED = "health_changed"
     EXPIRY_WARNING = "expiry_warning"
     ORPHANS_FOUND = "orphans_found"
+    EXERCISE_CHECKED = "exercise_checked"
+    EXERCISE_SOLVED = "exercise_solved"
+    EXERCISE_COMPLETE = "exercise_complete"
+    CLAIMED = "claimed"
 
 
 @dataclass(frozen=True)

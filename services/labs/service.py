@@ -7,6 +7,7 @@ states, writes the database, records an audit event, notifies, and hands remote 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import string
@@ -22,12 +23,22 @@ from config.settings import Settings
 from services import claims
 from services.crypto import SecretBox
 from services.db import utcnow
-from services.errors import ConflictError, NotFoundError, PermissionDeniedError, QuotaError
+from services.errors import (
+    CommandError,
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaError,
+    StaleWriteError,
+)
 from services.labs import repository as repo
 from services.labs.access import AccessDetails
 from services.labs.build.health import HealthReport
+from services.labs.classes import ClassService
 from services.labs.models import Lab, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
+from services.labs.tasks import TaskResult, student_steps, validate_start
 from services.labs.views import LabView, StepView, lab_view
 from services.ssh.access import access_commands
 
@@ -71,6 +82,7 @@ class LabService:
         box: SecretBox | None = None,
         health_runner: Callable[[int], Awaitable[HealthReport]] | None = None,
         capacity_check: Callable[[LabProfile], Awaitable[None]] | None = None,
+        exercise_checker: Callable[[int], Awaitable[list[TaskResult]]] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
@@ -82,7 +94,15 @@ class LabService:
         self.box = box
         self.health_runner = health_runner
         self.capacity_check = capacity_check
+        self.exercise_checker = exercise_checker
         self.clock = clock
+        self._checking: dict[int, asyncio.Lock] = {}
+        self.classes = ClassService(self)
+        for recipe in profiles.values():
+            try:
+                validate_start(recipe.exercise.start)
+            except CommandError as err:
+                raise ConfigError(f"profile {recipe.name}: exercise.start: {err.message}") from None
 
     # --- reads ---------------------------------------------------------------------------------------
 
@@ -135,19 +155,15 @@ class LabService:
         profile: str | None = None,
         ttl: timedelta | None = None,
         channel: str | None = None,
+        exercise: bool = False,
+        start: str | None = None,
     ) -> LabView:
-        """Register a new lab and start building it; quota, TTL and name rules are checked first."""
-        profile_name = profile or self.settings.default_profile
-        recipe = self.profiles.get(profile_name)
-        if recipe is None:
-            raise NotFoundError(
-                f"there is no lab profile `{profile_name}` (profiles: {', '.join(sorted(self.profiles))})"
-            )
-        lifetime = ttl or recipe.default_ttl
-        if lifetime > recipe.max_ttl:
-            raise QuotaError(
-                f"a `{profile_name}` lab may live at most {_human(recipe.max_ttl)}; asked for {_human(lifetime)}"
-            )
+        """Register a new lab and start building it; quota, TTL and name rules are checked first.
+
+        An ``exercise`` lab is built only up to the student's first task (``start``, else the profile's).
+        """
+        profile_name, recipe, lifetime = self.recipe(profile, ttl)
+        exercise_start = self.exercise_start(recipe, start) if exercise else None
         async with self.sessions() as session:
             await self._check_quota(session, actor)
         if self.capacity_check is not None:
@@ -165,16 +181,123 @@ class LabService:
                 channel=channel,
                 expires_at=self.clock() + lifetime,
             )
+            lab.exercise_start = exercise_start
+            kind = f", exercise from {exercise_start}" if exercise_start else ""
             await repo.add_event(
                 session=session,
                 lab=lab,
                 actor=actor.user_id,
                 kind="created",
-                detail=f"profile {profile_name}, ttl {_human(lifetime)}",
+                detail=f"profile {profile_name}, ttl {_human(lifetime)}{kind}",
             )
             view = lab_view(lab)
         await self.notifier.notify(Notice(NoticeKind.CREATED, view, actor=actor.user_id))
-        self._kick(view.id)
+        self.kick(view.id)
+        return view
+
+    def recipe(self, profile: str | None, ttl: timedelta | None) -> tuple[str, LabProfile, timedelta]:
+        """The profile to build (named, else the default) and the lifetime asked for, within its maximum."""
+        profile_name = profile or self.settings.default_profile
+        recipe = self.profiles.get(profile_name)
+        if recipe is None:
+            raise NotFoundError(
+                f"there is no lab profile `{profile_name}` (profiles: {', '.join(sorted(self.profiles))})"
+            )
+        lifetime = ttl or recipe.default_ttl
+        if lifetime > recipe.max_ttl:
+            raise QuotaError(
+                f"a `{profile_name}` lab may live at most {_human(recipe.max_ttl)}; asked for {_human(lifetime)}"
+            )
+        return profile_name, recipe, lifetime
+
+    @staticmethod
+    def exercise_start(recipe: LabProfile, start: str | None) -> str:
+        """Where an exercise of ``recipe`` starts: the step asked for, else the profile's default."""
+        return validate_start(start or recipe.exercise.start)
+
+    async def check(self, actor: Actor, name: str) -> LabView:
+        """Check an exercise lab's tasks on its machines (owner or admin); the verdicts go on the lab's card.
+
+        A check changes nothing on the lab's machines. What it finds is recorded: each task done or not with its
+        hint, the target's wwid and the nested uuids (so `/lab solve` carries on from the student's work), and
+        the time the exercise was completed, the first time every task passes.
+        """
+        lab = await self.status(name)
+        self.check_can_act(actor, lab, "check")
+        if lab.exercise is None:
+            raise ConflictError(f"lab `{name}` is not an exercise lab; `/lab health {name}` checks a built lab")
+        if lab.state not in (LabState.READY, LabState.EXPIRING):
+            raise ConflictError(f"lab `{name}` is {lab.state}; its tasks can be checked once it is handed out")
+        if self.exercise_checker is None:
+            raise ConflictError("exercise checks are not available in this labbot")
+        lock = self._checking.setdefault(lab.id, asyncio.Lock())
+        if lock.locked():
+            raise ConflictError(f"lab `{name}` is being checked right now; the card shows the result shortly")
+        async with lock:
+            results = await self.exercise_checker(lab.id)
+            view, completed = await self._record_check(lab.id, results, actor)
+        kind = NoticeKind.EXERCISE_COMPLETE if completed else NoticeKind.EXERCISE_CHECKED
+        done = sum(r.done for r in results)
+        await self.notifier.notify(Notice(kind, view, actor=actor.user_id,
+                                          text=f"{done} of {len(results)} tasks done"))
+        return view
+
+    async def _record_check(self, lab_id: int, results: list[TaskResult], actor: Actor) -> tuple[LabView, bool]:
+        for _ in range(10):
+            try:
+                async with self.sessions() as session, session.begin():
+                    lab = await repo.get(session=session, lab_id=lab_id)
+                    now = self.clock()
+                    record = dict(lab.exercise or {})
+                    record["results"] = {r.step: r.as_record() for r in results}
+                    record["checked_at"] = now.isoformat()
+                    completed = all(r.done for r in results) and not record.get("completed_at")
+                    nested = dict(lab.nested_ids or {})
+                    for result in (r for r in results if r.done):
+                        facts = result.facts
+                        for key in ("iscsi_iqn", "iscsi_wwid", "iscsi_size_bytes"):
+                            if key in facts:
+                                setattr(lab, key, facts[key])
+                        nested.update(facts.get("nested_ids", {}))
+                    lab.nested_ids = nested
+                    for row in await repo.list_steps(session=session, lab_id=lab_id):
+                        verdict = next((r for r in results if r.step == row.name), None)
+                        if verdict is not None and row.state != StepState.RUNNING:
+                            row.state = StepState.DONE if verdict.done else StepState.PENDING
+                    if completed:
+                        record["completed_at"] = now.isoformat()
+                        took = now - lab.created_at
+                        await repo.add_event(session=session, lab=lab, actor=actor.user_id, kind="exercise_complete",
+                                             detail=f"every task passed, {_human_long(took)} after the lab was made")
+                    lab.exercise = record
+                    await repo.save(session=session)
+                    return await self._view(session, lab), completed
+            except StaleWriteError:
+                await asyncio.sleep(0.05)
+        raise StaleWriteError(f"could not record the check of lab {lab_id}: too much contention")
+
+    async def solve(self, actor: Actor, name: str, step: str) -> LabView:
+        """Let labbot do an exercise task (and any earlier one not done) for a stuck student; audited."""
+        async with self.sessions() as session, session.begin():
+            lab = await repo.get_live_by_name(session=session, name=name)
+            self._authorize(actor, lab, "solve a step of")
+            if lab.exercise_start is None:
+                raise ConflictError(f"lab `{name}` is not an exercise lab: labbot already built all of it")
+            tasks = student_steps(lab.exercise_start)
+            if step not in tasks:
+                raise CommandError(f"`{step[:40]}` is not a task of lab `{name}`; its tasks: {', '.join(tasks)}")
+            if lab.state != LabState.READY:
+                hint = f" (extend it first: `/lab extend {name}`)" if lab.state == LabState.EXPIRING else ""
+                raise ConflictError(f"lab `{name}` is {lab.state}; labbot can do a task of a ready lab{hint}")
+            if (lab.exercise or {}).get("results", {}).get(step, {}).get("done"):
+                raise ConflictError(f"`{step}` of lab `{name}` is already done (`/lab check {name}` to see)")
+            lab.exercise = {**(lab.exercise or {}), "solving": step}
+            await repo.transition(session=session, lab=lab, target=LabState.PROVISIONING, actor=actor.user_id,
+                                  detail=f"solve {step} asked by {actor.user_id}")
+            view = await self._view(session, lab)
+        await self.notifier.notify(Notice(NoticeKind.RETRYING, view, actor=actor.user_id,
+                                          text=f"labbot does {step} for <@{actor.user_id}>"))
+        self.kick(view.id)
         return view
 
     async def destroy(self, actor: Actor, name: str) -> LabView:
@@ -191,7 +314,7 @@ class LabService:
             )
             view = await self._view(session, lab)
         await self.notifier.notify(Notice(NoticeKind.DESTROYING, view, actor=actor.user_id))
-        self._kick(view.id)
+        self.kick(view.id)
         return view
 
     async def extend(self, actor: Actor, name: str, duration: timedelta | None = None) -> LabView:
@@ -258,7 +381,7 @@ class LabService:
             )
             view = await self._view(session, lab)
         await self.notifier.notify(Notice(NoticeKind.RETRYING, view, actor=actor.user_id))
-        self._kick(view.id)
+        self.kick(view.id)
         return view
 
     async def access(self, actor: Actor, name: str) -> AccessDetails:
@@ -329,7 +452,8 @@ class LabService:
         steps = await repo.list_steps(session=session, lab_id=lab.id)
         return lab_view(lab, steps, self.step_titles)
 
-    def _kick(self, lab_id: int) -> None:
+    def kick(self, lab_id: int) -> None:
+        """Tell the engine this lab has work (a build or a destroy)."""
         if self.kicker is not None:
             self.kicker.kick(lab_id)
 
@@ -337,6 +461,12 @@ class LabService:
 def _generated_name() -> str:
     alphabet = string.ascii_lowercase + string.digits
     return "lab-" + "".join(secrets.choice(alphabet) for _ in range(5))
+
+
+def _human_long(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m"
 
 
 def _human(delta: timedelta) -> str:

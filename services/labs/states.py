@@ -7,6 +7,7 @@
                             │  └── destroy failed ──┼───┘
                             └── retry ─► provisioning, or destroy ─► destroying
 
+An exercise lab goes back from ``ready`` to ``provisioning`` when labbot does a task for the student.
 ``failed`` is retryable: a failed build goes back to ``provisioning``, a failed destroy back to
 ``destroying``. Every live state may go to ``destroying``; ``destroyed`` is final. An unhealthy ready lab
 stays ``ready`` (its health says degraded): health is not a lifecycle state.
@@ -22,7 +23,8 @@ S = LabState
 TRANSITIONS: dict[LabState, frozenset[LabState]] = {
     S.REQUESTED: frozenset({S.PROVISIONING, S.FAILED, S.DESTROYING}),
     S.PROVISIONING: frozenset({S.READY, S.FAILED, S.DESTROYING}),
-    S.READY: frozenset({S.EXPIRING, S.DESTROYING}),
+    # ready → provisioning: `/lab solve` on an exercise lab builds one more task of it.
+    S.READY: frozenset({S.EXPIRING, S.DESTROYING, S.PROVISIONING}),
     S.EXPIRING: frozenset({S.READY, S.DESTROYING}),
     S.FAILED: frozenset({S.PROVISIONING, S.DESTROYING}),
     S.DESTROYING: frozenset({S.DESTROYED, S.FAILED}),

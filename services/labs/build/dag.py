@@ -89,6 +89,19 @@ def validate(steps: Sequence[Step]) -> None:
         pending = [s for s in pending if s.name not in done]
 
 
+def restrict(steps: Sequence[Step], goals: set[str]) -> list[Step]:
+    """The steps needed for ``goals``: the goals and everything they depend on, in the original order."""
+    by_name = {s.name: s for s in steps}
+    needed: set[str] = set()
+    pending = [g for g in goals if g in by_name]
+    while pending:
+        name = pending.pop()
+        if name not in needed:
+            needed.add(name)
+            pending.extend(by_name[name].after)
+    return [s for s in steps if s.name in needed]
+
+
 async def run_dag(
     steps: Sequence[Step],
     *,

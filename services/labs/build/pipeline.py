@@ -21,17 +21,19 @@ from config.profiles import LabProfile
 from config.settings import Settings
 from services.crypto import SecretBox
 from services.db import utcnow
-from services.errors import ExternalError, NotFoundError
+from services.errors import ConflictError, ExternalError, NotFoundError
 from services.labs import repository as repo
+from services.labs.build.checks import ExerciseChecker, LabFacts
 from services.labs.build.connections import LabConnections
 from services.labs.build.context import LabContext
-from services.labs.build.dag import StepFailed, describe_error, run_dag
+from services.labs.build.dag import StepFailed, describe_error, restrict, run_dag
 from services.labs.build.health import HealthReport, run_checks
 from services.labs.build.steps import TITLES, _Steps, build_steps
 from services.labs.engine import mark
 from services.labs.models import HealthCheck, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
-from services.labs.views import lab_view
+from services.labs.tasks import TaskResult, seed_steps, student_steps
+from services.labs.views import LabView, lab_view
 from services.ssh.errors import HostKeyChangedError, SSHUnreachableError
 from services.ssh.hostkeys import HostKeyStore
 from services.zstack.client import ZStackClient
@@ -55,6 +57,24 @@ def is_transient(err: BaseException) -> bool:
     if isinstance(err, PoolTimeoutError):
         return True  # every pooled connection was busy for pool_timeout seconds: a burst, not a broken lab
     return bool(getattr(err, "transient", False))
+
+
+# The health checks of the parts each exercise task builds: an exercise lab is not unhealthy for lacking a part
+# its student has not built yet.
+_CHECKS_OF_TASK = {
+    "iscsi_target": ("iscsi_portal", "iscsi_lun"),
+    "install_zstack": ("nested_api",),
+    "nested_compute": ("kvm_host",),
+    "nested_storage": ("shared_block",),
+    "nested_vm": ("nested_vm",),
+}
+
+
+def unbuilt_checks(lab: LabView) -> set[str]:
+    """The health checks to skip on ``lab``: those of exercise tasks not done yet."""
+    if lab.exercise is None:
+        return set()
+    return {check for task in lab.exercise.tasks if not task.done for check in _CHECKS_OF_TASK.get(task.step, ())}
 
 
 class DestroyRequested(Exception):
@@ -156,8 +176,14 @@ class LabPipeline:
             await mark(self.sessions, self.notifier, lab_id, target=LabState.PROVISIONING, kind=None,
                        detail="build started", only_from=frozenset({LabState.REQUESTED}))
         steps = build_steps(ctx, self.outer, self._health_for(ctx))
+        names = [s.name for s in steps]
+        solving = (lab.exercise or {}).get("solving")
+        if lab.exercise_start is not None:
+            # An exercise lab builds only its start (labbot's seed), or, for `/lab solve`, up to one task; what
+            # the student did and a check saw is recorded done, so a solve carries on from the student's work.
+            steps = restrict(steps, {solving} if solving else set(seed_steps(names, lab.exercise_start)))
         async with self.sessions() as session, session.begin():
-            rows = await repo.ensure_steps(session=session, lab_id=lab_id, names=[s.name for s in steps])
+            rows = await repo.ensure_steps(session=session, lab_id=lab_id, names=names)
             done = {r.name for r in rows if r.state == StepState.DONE}
             for row in rows:  # a step left running or failed by an earlier attempt runs again
                 if row.state in (StepState.RUNNING, StepState.FAILED):
@@ -183,6 +209,18 @@ class LabPipeline:
             raise
         finally:
             await ctx.connections.close()
+        if solving:
+            record = dict((await ctx.lab()).exercise)
+            results = dict(record.get("results", {}))
+            tasks = set(student_steps(lab.exercise_start or solving))
+            for step in (s.name for s in steps if s.name in tasks):
+                if not results.get(step, {}).get("done"):
+                    results[step] = {"done": True, "detail": "done by labbot (`/lab solve`)"}
+            record.update(results=results, solving=None)
+            await mark(self.sessions, self.notifier, lab_id, target=LabState.READY, kind=NoticeKind.EXERCISE_SOLVED,
+                       titles=TITLES, only_from=building, detail=f"labbot did {solving}",
+                       changes={"failed_step": None, "error": None, "exercise": record})
+            return
         await mark(self.sessions, self.notifier, lab_id, target=LabState.READY, kind=NoticeKind.READY,
                    titles=TITLES, only_from=building,
                    changes={"failed_step": None, "error": None, "summary": await self._summary(ctx)})
@@ -218,6 +256,9 @@ class LabPipeline:
 
     async def _summary(self, ctx: LabContext) -> dict[str, str]:
         lab = await ctx.lab()
+        if lab.exercise_start is not None:
+            return {"exercise": f"labbot built the start; the student's tasks begin at {lab.exercise_start} "
+                                f"(`/lab check {lab.name}` checks them)"}
         size = f"{(lab.iscsi_size_bytes or 0) / 1024**3:.0f} GB"
         return {
             "primary_storage": f"{ctx.profile.nested.primary_storage} (SharedBlock) on VM1's {size} disk "
@@ -244,7 +285,8 @@ class LabPipeline:
 
     async def _check(self, ctx: LabContext) -> HealthReport:
         steps = _Steps(ctx, self.outer, None)
-        results = await run_checks(ctx, self.outer, steps.ssh, steps.nested)
+        lab = await ctx.lab()
+        results = await run_checks(ctx, self.outer, steps.ssh, steps.nested, skip=unbuilt_checks(lab_view(lab)))
         failing = [r.name for r in results if not r.ok]
         async with self.sessions() as session, session.begin():
             await repo.add_health_checks(session=session, lab_id=ctx.lab_id, results=[
@@ -254,6 +296,23 @@ class LabPipeline:
         lab = await ctx.update(health="degraded" if failing else "ok", health_checked_at=utcnow(),
                                health_failing=failing)
         return HealthReport(lab_view(lab), tuple(results))
+
+    # --- exercise ------------------------------------------------------------------------------------
+
+    async def check_exercise(self, lab_id: int) -> list[TaskResult]:
+        """Check an exercise lab's tasks on its machines (read only) and return each verdict."""
+        ctx = await self._context(lab_id)
+        lab = await ctx.lab()
+        if lab.exercise_start is None:
+            raise ConflictError(f"lab `{lab.name}` is not an exercise lab")
+        steps = _Steps(ctx, self.outer, None)
+        facts = LabFacts(volume_uuid=lab.volume_uuid or "", vm1_vpc_ip=lab.vm1_vpc_ip or "", vm2_ip=lab.vm2_ip or "",
+                         iscsi_iqn=lab.iscsi_iqn, iscsi_wwid=lab.iscsi_wwid, nested_ids=dict(lab.nested_ids or {}))
+        checker = ExerciseChecker(profile=ctx.profile, facts=facts, ssh=steps.ssh, nested=steps.nested)
+        try:
+            return await checker.check(student_steps(lab.exercise_start))
+        finally:
+            await ctx.connections.close()
 
     # --- destroy -------------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from services.iscsi import backend_for
 from services.iscsi.base import Export, device_size
 from services.iscsi.disk import find_data_disk
 from services.iscsi.initiator import read_initiator_name
-from services.labs.dag import describe_error
+from services.labs.build.dag import describe_error
 from services.labs.tasks import TaskResult
 from services.ssh.session import LabSSH
 from services.zstack.client import ZStackClient
