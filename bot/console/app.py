@@ -13,12 +13,20 @@ import sys
 from rich.console import Console
 
 from bot.console.render import render_reply
-from services.commands import CreateCommand, DestroyCommand, RetryCommand, parse_command
+from services.commands import (
+    ClassCreateCommand,
+    ClassDestroyCommand,
+    CreateCommand,
+    DestroyCommand,
+    RetryCommand,
+    parse_command,
+)
 from services.dispatch import Reply, ReplyKind, execute
 from services.errors import LabbotError
 from services.labs.models import LabState
 from services.labs.runtime import Runtime
 from services.labs.service import Actor
+from services.labs.views import LabView
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +34,7 @@ log = logging.getLogger(__name__)
 _EXPECTED = {
     ReplyKind.CREATED: LabState.READY,
     ReplyKind.RETRYING: LabState.READY,
+    ReplyKind.SOLVING: LabState.READY,
     ReplyKind.DESTROYING: LabState.DESTROYED,
 }
 
@@ -57,6 +66,11 @@ class ConsoleFrontEnd:
             reply = await self.handle(line)
             if reply is None:
                 return 1
+            if isinstance(command, ClassCreateCommand | ClassDestroyCommand) and reply.klass is not None:
+                wanted = LabState.READY if isinstance(command, ClassCreateCommand) else LabState.DESTROYED
+                if not await self._wait_for(reply.klass.labs, wanted, line, limit):
+                    return 1
+                continue
             wanted = _EXPECTED.get(reply.kind)
             if wanted is None or reply.lab is None:
                 continue
@@ -69,6 +83,18 @@ class ConsoleFrontEnd:
             if isinstance(command, CreateCommand | RetryCommand | DestroyCommand):
                 self.console.print(f"✓ lab {lab.name} is {lab.state}", style="bold green")
         return 0
+
+    async def _wait_for(self, labs: tuple[LabView, ...], wanted: LabState, line: str, limit: float) -> bool:
+        """Wait for each lab's work, then say whether every one ended ``wanted``."""
+        for lab in labs:
+            await self.runtime.engine.wait_idle(lab.id, timeout=limit)
+        states = [await self.runtime.service.view(lab.id) for lab in labs]
+        wrong = [f"{lab.name} {lab.state}" for lab in states if lab.state != wanted]
+        if wrong:
+            self.console.print(f"✗ `{line}` ended with {', '.join(wrong)}", style="bold red", markup=False)
+            return False
+        self.console.print(f"✓ {len(states)} labs {wanted}", style="bold green")
+        return True
 
     async def run_interactive(self) -> None:
         """A prompt loop until EOF or `exit`; progress prints between prompts."""

@@ -35,6 +35,15 @@ CHECK_TIMEOUT = 30.0
 MAX_EXPORTS = 64  # a VM1 listing more targets than this is not a lab exercise; the rest are not read
 
 
+# Which tasks a task builds on: a check of a later task waits for those (its hint names them instead).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "nested_compute": ("install_zstack",),
+    "nested_storage": ("iscsi_target", "nested_compute"),
+    "nested_network_image": ("nested_compute",),
+    "nested_vm": ("nested_storage", "nested_network_image"),
+}
+
+
 class CheckHint(Exception):
     """A task is not done yet; the message tells the student what is missing."""
 
@@ -71,9 +80,14 @@ class ExerciseChecker:
             "nested_network_image": self.nested_network_image,
             "nested_vm": self.nested_vm,
         }
-        results = []
+        results: list[TaskResult] = []
+        done: set[str] = set()
         for step in steps:
             started = time.monotonic()
+            waiting = [need for need in NEEDS.get(step, ()) if need in steps and need not in done]
+            if waiting:
+                results.append(TaskResult(step, False, f"comes after {', '.join(waiting)}, not done yet"))
+                continue
             try:
                 async with asyncio.timeout(CHECK_TIMEOUT):
                     detail, facts = await checks[step]()
@@ -84,6 +98,7 @@ class ExerciseChecker:
                 results.append(TaskResult(step, False, describe_error(err)))
             else:
                 self._learn(facts)
+                done.add(step)
                 results.append(TaskResult(step, True, detail, facts))
             log.debug("exercise check %s took %.2f s", step, time.monotonic() - started)
         return results
@@ -145,7 +160,8 @@ class ExerciseChecker:
         except Exception as err:
             raise CheckHint(f"ZStack's API is not answering on {api} ({describe_error(err)})") from None
         if not ready:
-            raise CheckHint(f"ZStack's API on {api} answers, but the management node is not ready yet")
+            raise CheckHint(f"ZStack's API is not answering on {api} (is ZStack installed and its management node "
+                            "started? `zstack-ctl status` on VM2)")
         await client.login()  # IsReadyToGo needs no session: a real login proves the install is usable
         return f"ZStack {await client.get_version()} answering on {api}, login ok", {}
 
