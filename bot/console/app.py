@@ -66,7 +66,8 @@ class ConsoleFrontEnd:
             reply = await self.handle(line)
             if reply is None:
                 return 1
-            if isinstance(command, ClassCreateCommand | ClassDestroyCommand) and reply.klass is not None:
+            ends_class = isinstance(command, ClassDestroyCommand) and command.yes
+            if (isinstance(command, ClassCreateCommand) or ends_class) and reply.klass is not None:
                 wanted = LabState.READY if isinstance(command, ClassCreateCommand) else LabState.DESTROYED
                 if not await self._wait_for(reply.klass.labs, wanted, line, limit):
                     return 1
