@@ -12,20 +12,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from config.profiles import LabProfile
+from config.settings import Settings
 from services.errors import ConflictError, NotFoundError, PermissionDeniedError, QuotaError
+from services import claims
 from services.labs import repository as repo
 from services.labs.models import Lab, LabClass, LabState
-from services.labs.notifier import Notice, NoticeKind
+from services.labs.notifier import Notice, NoticeKind, Notifier
 from services.labs.states import LIVE_STATES
 from services.labs.views import LabView, lab_view
-
-if TYPE_CHECKING:
-    from services.labs.service import LabService
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,27 @@ class Person(Protocol):
 
     @property
     def is_admin(self) -> bool: ...
+
+
+class LabRules(Protocol):
+    """The lab service as classes use it (``services.labs.service.LabService``): its rules, its writes."""
+
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    notifier: Notifier
+    capacity_check: Any
+
+    def clock(self) -> datetime: ...
+
+    def recipe(self, profile: str | None, ttl: timedelta | None) -> tuple[str, LabProfile, timedelta]: ...
+
+    def exercise_start(self, recipe: LabProfile, start: str | None) -> str: ...
+
+    def kick(self, lab_id: int) -> None: ...
+
+    async def extend(self, actor: Any, name: str, duration: timedelta | None = None) -> LabView: ...
+
+    async def destroy(self, actor: Any, name: str) -> LabView: ...
 
 
 @dataclass(frozen=True)
@@ -75,7 +96,7 @@ def lab_names(name: str, count: int) -> list[str]:
 class ClassService:
     """Class operations, on top of the lab service's rules (profiles, TTLs, owner-or-admin, quotas)."""
 
-    def __init__(self, labs: LabService) -> None:
+    def __init__(self, labs: LabRules) -> None:
         self.labs = labs
 
     async def create(self, actor: Person, *, name: str, count: int, students: tuple[str, ...] = (),
@@ -94,6 +115,7 @@ class ClassService:
             await self.labs.capacity_check(recipe)
         names = lab_names(name, count)
         async with self.labs.sessions() as session, session.begin():
+            await claims.serialize_lab_creates(session=session)  # the global quota holds against concurrent creates
             if await self._live_class(session, name) is not None:
                 raise ConflictError(f"a class called `{name}` already exists (`/lab class status {name}`)")
             taken = (await session.scalars(
@@ -181,7 +203,7 @@ class ClassService:
             if lab.state == LabState.DESTROYING:
                 continue
             try:
-                await self.labs.extend(actor, lab.name, duration)  # type: ignore[arg-type]
+                await self.labs.extend(actor, lab.name, duration)
             except (ConflictError, QuotaError) as err:
                 problems.append(f"{lab.name}: {err.user_message}")
         async with self.labs.sessions() as session, session.begin():
@@ -195,7 +217,7 @@ class ClassService:
         cls = await self._trainer_class(actor, name, "destroy")
         for lab in cls.live_labs:
             if lab.state != LabState.DESTROYING:
-                await self.labs.destroy(actor, lab.name)  # type: ignore[arg-type]
+                await self.labs.destroy(actor, lab.name)
         async with self.labs.sessions() as session, session.begin():
             row = await self._live_class(session, name)
             if row is not None:

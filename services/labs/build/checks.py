@@ -19,7 +19,7 @@ from typing import Any
 
 from config.profiles import LabProfile
 from services import shell
-from services.iscsi import backend_for
+from services.iscsi.backends import backend_for
 from services.iscsi.base import Export, device_size
 from services.iscsi.disk import find_data_disk
 from services.iscsi.initiator import read_initiator_name

@@ -1,7 +1,7 @@
 """exercise labs and classes
 
-Revision ID: 0005
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-03 08:00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import services.db
 
-revision = "0005"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
