@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.blocks import format as fmt
+from bot.blocks.classroom import exercise_blocks
 from bot.blocks.ids import CardBlock, ExtendChoice, LabAction, LabRef, encode
 from bot.blocks.kit import (
     Block,
@@ -66,6 +67,8 @@ def build_lab_card(lab: LabView, *, now: datetime, note: CardNote | None = None)
     blocks.append(fields_section(_fields(lab, now), block_id=CardBlock.FIELDS))
     blocks.append(section(_steps_text(lab), block_id=CardBlock.STEPS))
     blocks.extend(_progress(lab))
+    if lab.exercise is not None and lab.state in ("ready", "expiring", "provisioning"):
+        blocks.extend(exercise_blocks(lab.exercise))
     blocks.extend(_outcome(lab))
     tail: list[Block] = []
     if note is not None:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from bot.blocks import format as fmt
 from bot.blocks.card import build_lab_card
+from bot.blocks.classroom import build_check_report, build_class_overview, build_confirm_class_destroy
 from bot.blocks.details import build_access, build_health
 from bot.blocks.ids import LabAction, LabRef, encode
 from bot.blocks.kit import (
@@ -26,6 +27,7 @@ from bot.blocks.kit import (
     section,
 )
 from services.dispatch import Reply, ReplyKind
+from services.labs.classes import ClassView
 from services.labs.views import LabView, StepView
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,12 @@ def _require_lab(reply: Reply) -> LabView:
     return reply.lab
 
 
+def _require_class(reply: Reply) -> ClassView:
+    if reply.klass is None:
+        raise ValueError(f"a {reply.kind} reply needs a class")
+    return reply.klass
+
+
 def _short(reply: Reply, now: datetime) -> Message:
     return build_notice(reply.text)
 
@@ -122,5 +130,10 @@ _BUILDERS: dict[ReplyKind, Callable[[Reply, datetime], Message]] = {
     ReplyKind.CONFIRM_DESTROY: lambda r, now: build_confirm_destroy(_require_lab(r)),
     ReplyKind.ACCESS: lambda r, now: build_access(r.data["access"]),
     ReplyKind.HEALTH: lambda r, now: build_health(r.data["report"], now=now),
+    ReplyKind.CHECKED: lambda r, now: build_check_report(_require_lab(r)),
+    ReplyKind.SOLVING: _short,
+    ReplyKind.CLAIMED: _short,
+    ReplyKind.CLASS: lambda r, now: build_class_overview(_require_class(r), now=now, text=r.text),
+    ReplyKind.CONFIRM_CLASS_DESTROY: lambda r, now: build_confirm_class_destroy(_require_class(r)),
 }
 

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.profiles import LabProfile
 from config.settings import Settings
-from services.errors import ConflictError, NotFoundError, PermissionDeniedError, QuotaError
 from services import claims
+from services.errors import ConflictError, NotFoundError, PermissionDeniedError, QuotaError
 from services.labs import repository as repo
 from services.labs.models import Lab, LabClass, LabState
 from services.labs.notifier import Notice, NoticeKind, Notifier
