@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import handlers.slack
 from bot.metrics import Metrics, MetricsNotifier
 from bot.slack.background import Background
+from bot.slack.class_board import ClassBoard
 from bot.slack.deps import SlackDeps
 from bot.slack.errors import handle_app_error
 from bot.slack.middleware import DeliveryGuard, inject
@@ -147,8 +148,12 @@ class SlackBot:
                                       pacer=self._pacer)
         self.domain.notifier.add(self.notifier)
         self.domain.notifier.add(MetricsNotifier(self.metrics))
+        self.class_board = ClassBoard(client=self.client, classes=self.domain.service.classes,
+                                      min_interval=self._card_interval)
+        self.domain.notifier.add(self.class_board)
         self.deps = SlackDeps(service=self.domain.service, settings=self.settings, profiles=self.domain.profiles,
-                              metrics=self.metrics, background=Background(self.metrics))
+                              metrics=self.metrics, background=Background(self.metrics),
+                              class_board=self.class_board)
         secret = self.settings.slack_signing_secret
         self.app = build_bolt_app(deps=self.deps, client=self.client,
                                   signing_secret=secret.get_secret_value() if secret else None)
@@ -163,6 +168,7 @@ class SlackBot:
             await self.scheduler.stop()
         await self.deps.background.drain(timeout=15)
         await self.notifier.close(timeout=10)
+        await self.class_board.close(timeout=5)
         await self.domain.stop()
         if self._session is not None:
             await self._session.close()

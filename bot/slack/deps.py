@@ -14,6 +14,7 @@ from datetime import datetime
 
 from bot.metrics import Metrics
 from bot.slack.background import Background
+from bot.slack.class_board import ClassBoard
 from config.profiles import LabProfile
 from config.settings import Settings
 from services.db import utcnow
@@ -34,6 +35,7 @@ class SlackDeps:
     metrics: Metrics
     background: Background
     now: Callable[[], datetime] = utcnow
+    class_board: ClassBoard | None = None
 
     def actor(self, user_id: str) -> Actor:
         """The Slack user as the service sees them."""

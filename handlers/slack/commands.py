@@ -15,12 +15,12 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks.replies import build_error, build_help, build_reply
+from bot.blocks.replies import build_error, build_help, build_notice, build_reply
 from bot.slack.deps import SlackDeps, name_for_delivery
 from bot.slack.reply import UserReply
 from handlers.slack.create_modal import open_create_modal
 from services.commands import Command, CreateCommand, HelpCommand, help_text, parse_command
-from services.dispatch import execute
+from services.dispatch import ReplyKind, execute
 from services.errors import LabbotError
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,14 @@ async def run_lab_command(parsed: Command, *, deps: SlackDeps, reply: UserReply,
     if isinstance(parsed, CreateCommand) and parsed.name is None and trigger_id:
         parsed = replace(parsed, name=name_for_delivery(trigger_id))
     result = await execute(parsed, actor=deps.actor(reply.user_id), service=deps.service, channel=reply.channel_id)
+    cls = result.klass
+    if result.kind == ReplyKind.CLASS and cls is not None and deps.class_board is not None \
+            and (deps.service.is_admin(reply.user_id) or reply.user_id == cls.trainer):
+        # The trainer's overview lives in their DM with labbot and stays up to date there.
+        await deps.class_board.show(cls, user=reply.user_id, text=result.text)
+        await reply.send(build_notice(f"{result.text or f'Class `{cls.name}`'}: the overview is in your DM with "
+                                      "labbot and stays up to date."))
+        return
     await reply.send(build_reply(result, now=deps.now()))
 
 
@@ -81,4 +89,4 @@ def _verb(text: str) -> str:
 
 
 _KNOWN_VERBS = {"create", "list", "ls", "status", "destroy", "delete", "extend", "health", "retry", "logs", "access",
-                "help"}
+                "check", "solve", "class", "help"}

@@ -293,3 +293,51 @@ class ClassService:
         return ClassView(name=row.name, trainer=row.trainer, profile=row.profile, exercise_start=row.exercise_start,
                          size=row.size, created_at=row.created_at, destroyed_at=row.destroyed_at,
                          status_ref=row.status_ref, labs=tuple(labs))
+
+
+@dataclass(frozen=True)
+class ClassReminder:
+    """A class whose first lab expires within one of the warning offsets, and the offsets not yet told."""
+
+    class_id: int
+    name: str
+    trainer: str
+    offsets: tuple[str, ...]
+    first_lab: LabView
+    live: int
+
+
+async def due_reminders(session: AsyncSession, offsets: list[tuple[str, timedelta]],
+                        now: datetime) -> list[ClassReminder]:
+    """The classes whose trainer is due a reminder that their labs expire (the expiry sweep's part for classes)."""
+    if not offsets:
+        return []
+    horizon = now + offsets[0][1]
+    labs = (await session.scalars(select(Lab).where(
+        Lab.class_id.is_not(None), Lab.state.in_([LabState.READY, LabState.EXPIRING, LabState.PROVISIONING]),
+        Lab.expires_at <= horizon).order_by(Lab.expires_at))).all()
+    first: dict[int, Lab] = {}
+    counts: dict[int, int] = {}
+    for lab in labs:
+        assert lab.class_id is not None
+        first.setdefault(lab.class_id, lab)
+        counts[lab.class_id] = counts.get(lab.class_id, 0) + 1
+    due = []
+    for class_id, lab in first.items():
+        row = await session.get(LabClass, class_id)
+        if row is None or row.destroyed_at is not None:
+            continue
+        told = set(row.warned_offsets or ())
+        texts = tuple(text for text, delta in offsets if lab.expires_at - delta <= now and text not in told)
+        if texts:
+            due.append(ClassReminder(class_id, row.name, row.trainer, texts, lab_view(lab), counts[class_id]))
+    return due
+
+
+async def mark_reminded(session: AsyncSession, reminder: ClassReminder) -> bool:
+    """Record the reminder's offsets as told; False if another sweep told them first."""
+    row = await session.get(LabClass, reminder.class_id, with_for_update=True)
+    if row is None or set(reminder.offsets) <= set(row.warned_offsets or ()):
+        return False
+    row.warned_offsets = sorted({*(row.warned_offsets or ()), *reminder.offsets})
+    return True

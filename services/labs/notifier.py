@@ -40,6 +40,7 @@ class NoticeKind(enum.StrEnum):
     EXERCISE_SOLVED = "exercise_solved"
     EXERCISE_COMPLETE = "exercise_complete"
     CLAIMED = "claimed"
+    CLASS_EXPIRING = "class_expiring"
 
 
 @dataclass(frozen=True)

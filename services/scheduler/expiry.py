@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import Settings, parse_duration
 from services.errors import StaleWriteError
+from services.labs import classes
 from services.labs import repository as repo
 from services.labs.models import Lab, LabState
 from services.labs.notifier import Notice, NoticeKind
@@ -106,6 +107,7 @@ async def expiry_sweep(ctx: SweepContext, *, now: datetime | None = None, dry_ru
             await _expire(ctx, lab, now, summary)
         elif lab.state in WARNABLE and (texts := due_offsets(lab, offsets, now)):
             await _warn(ctx, lab, texts, now, summary)
+    await _remind_trainers(ctx, offsets, now, summary)
     for lab, failed_at in gave_up:
         due_at = (failed_at or lab.updated_at) + redrive_delay(ctx.settings, lab.destroy_attempts)
         if now < due_at:
@@ -115,6 +117,25 @@ async def expiry_sweep(ctx: SweepContext, *, now: datetime | None = None, dry_ru
     if summary.acted and not dry_run:
         log.info("expiry sweep: %s", "; ".join(summary.lines()))
     return summary
+
+
+async def _remind_trainers(ctx: SweepContext, offsets: list[tuple[str, timedelta]], now: datetime,
+                           summary: ExpirySummary) -> None:
+    """Tell each class's trainer, once per offset, that the class's labs are about to expire."""
+    async with ctx.sessions() as session:
+        due = await classes.due_reminders(session, offsets, now)
+    for reminder in due:
+        when = reminder.first_lab.expires_at
+        text = (f"class {reminder.name}: {reminder.live} labs expire from {when:%Y-%m-%d %H:%M} UTC "
+                f"(`/lab class extend {reminder.name} 2h` gives them more time)")
+        summary.warned.append(f"class {reminder.name} ({reminder.offsets[-1]}, trainer)")
+        if summary.dry_run:
+            continue
+        async with ctx.sessions() as session, session.begin():
+            if not await classes.mark_reminded(session, reminder):
+                continue
+        await ctx.notifier.notify(Notice(NoticeKind.CLASS_EXPIRING, reminder.first_lab, actor=SYSTEM, text=text,
+                                         details={"class": reminder.name, "trainer": reminder.trainer}))
 
 
 async def _warn(ctx: SweepContext, lab: Lab, texts: list[str], now: datetime, summary: ExpirySummary) -> None:
