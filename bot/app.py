@@ -148,7 +148,7 @@ class SlackBot:
                                       pacer=self._pacer)
         self.domain.notifier.add(self.notifier)
         self.domain.notifier.add(MetricsNotifier(self.metrics))
-        self.class_board = ClassBoard(client=self.client, classes=self.domain.service.classes,
+        self.class_board = ClassBoard(client=self.client, labs=self.domain.service,
                                       min_interval=self._card_interval)
         self.domain.notifier.add(self.class_board)
         self.deps = SlackDeps(service=self.domain.service, settings=self.settings, profiles=self.domain.profiles,

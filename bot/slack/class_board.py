@@ -3,7 +3,8 @@
 ``show`` posts the overview (or edits the one already posted: its reference is kept with the class, so it
 survives restarts); afterwards every notice about a lab of the class schedules a refresh of that message, at
 most one ``chat.update`` per class per ``min_interval`` and always ending on the latest state (coalesced like
-lab cards). The trainer's expiry reminder for the class also goes to that DM.
+lab cards). The trainer's expiry reminder for the class also goes to that DM, and each student gets their lab's access
+details in their own DM with labbot when it is ready (or when they claim a ready one).
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.classroom import build_class_overview
+from bot.blocks.details import build_access
 from bot.blocks.replies import build_notice
 from services.db import utcnow
-from services.labs.classes import ClassService, ClassView
+from services.errors import LabbotError
+from services.labs.classes import ClassView
+from services.labs.models import LabState
 from services.labs.notifier import Notice, NoticeKind
+from services.labs.service import Actor, LabService
+from services.labs.views import LabView
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +35,11 @@ log = logging.getLogger(__name__)
 class ClassBoard:
     """Shows each class's overview in its trainer's DM and refreshes it when a lab of the class changes."""
 
-    def __init__(self, *, client: AsyncWebClient, classes: ClassService, min_interval: float = 5.0,
+    def __init__(self, *, client: AsyncWebClient, labs: LabService, min_interval: float = 5.0,
                  now: Callable[[], datetime] = utcnow) -> None:
         self.client = client
-        self.classes = classes
+        self.labs = labs
+        self.classes = labs.classes
         self.min_interval = min_interval
         self.now = now
         self._pending: dict[int, asyncio.Task[None]] = {}
@@ -62,10 +69,22 @@ class ClassBoard:
             if trainer:
                 await self.client.chat_postMessage(channel=trainer, **build_notice(f":hourglass: {notice.text}")
                                                    .as_kwargs())
+        if notice.kind in (NoticeKind.READY, NoticeKind.CLAIMED) and notice.lab.state == LabState.READY \
+                and not notice.lab.claimable:
+            await self._hand_out(notice.lab)
         if class_id in self._pending and not self._pending[class_id].done():
             self._dirty.add(class_id)
             return
         self._pending[class_id] = asyncio.create_task(self._refresh_loop(notice), name=f"class-board:{class_id}")
+
+    async def _hand_out(self, lab: LabView) -> None:
+        """A student's class lab is ready: their access details, privately, in their DM with labbot."""
+        try:
+            access = await self.labs.access(Actor(lab.owner), lab.name)
+        except LabbotError as err:
+            log.info("no access details for class lab %s: %s", lab.name, err.user_message)
+            return
+        await self.client.chat_postMessage(channel=lab.owner, **build_access(access).as_kwargs())
 
     async def _refresh_loop(self, notice: Notice) -> None:
         class_id = notice.lab.class_id
