@@ -184,7 +184,7 @@ Command = (
 CLASS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,26}[a-z0-9]$")  # + "-NN" stays a valid lab name (31 characters)
 MAX_CLASS_SIZE = 99  # two digits in the lab names
 # A Slack mention as Slack sends it in a slash command's text (``<@U123|name>``), or a bare user id.
-_MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]{0,80})?>$|^@?([UW][A-Z0-9]{2,20})$")
+_MENTION = re.compile(r"^<@([UW][A-Z0-9_]{2,20})(?:\|[^>]{0,80})?>$|^@?([UW][A-Z0-9_]{2,20})$")
 
 
 def validate_lab_name(name: str, usage: str | None = None) -> str:

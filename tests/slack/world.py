@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.profiles import load_profiles
 from config.settings import Settings
+from services.crypto import SecretBox
 from services.db import utcnow
 from services.labs import repository as repo
 from services.labs.engine import LabEngine, mark
@@ -51,8 +53,8 @@ class ScriptedJobs:
     """
 
     def __init__(self, sessions: Sessions, notifier: Notifier, *, progress_events: int = 20,
-                 fail_at: str | None = None, step_delay: float = 0.0) -> None:
-        self.sessions, self.notifier = sessions, notifier
+                 fail_at: str | None = None, step_delay: float = 0.0, box: SecretBox | None = None) -> None:
+        self.sessions, self.notifier, self.box = sessions, notifier, box
         self.progress_events, self.fail_at, self.step_delay = progress_events, fail_at, step_delay
         self.gate: asyncio.Event | None = None
         self.builds: list[int] = []
@@ -105,9 +107,11 @@ class ScriptedJobs:
             await self._notify(NoticeKind.STEP_FINISHED, lab_id, name)
             if index == 0 and self.gate is not None:
                 await self.gate.wait()
+        secret = {"host_password_enc": self.box.encrypt(SecretStr("root-pass-of-the-lab"))} if self.box else {}
         await mark(self.sessions, self.notifier, lab_id, target=LabState.READY, kind=NoticeKind.READY,
                    changes={"vm1_public_ip": "198.18.0.10", "vm1_vpc_ip": "198.19.0.10", "vm2_ip": "198.19.0.11",
-                            "iscsi_iqn": "iqn.2026-11.io.labbot:lab", "summary": {"nested_vm": "nested-vm1 Running"}})
+                            "iscsi_iqn": "iqn.2026-11.io.labbot:lab", "summary": {"nested_vm": "nested-vm1 Running"},
+                            **secret})
 
     async def destroy(self, lab_id: int, attention: asyncio.Event) -> None:
         self.destroys.append(lab_id)
@@ -133,10 +137,11 @@ async def make_world(sessions: Sessions, *, settings_: Settings | None = None, s
     recorder = RecordingNotifier()
     fanout = FanOut([recorder])
     cfg = settings_ or settings()
-    jobs = ScriptedJobs(sessions, fanout, **job_options)
+    box = SecretBox(cfg.secret_key)
+    jobs = ScriptedJobs(sessions, fanout, box=box, **job_options)
     engine = LabEngine(sessions=sessions, settings=cfg, notifier=fanout, build=jobs.build, destroy=jobs.destroy,
                        poll_interval=0.2)
-    service = LabService(sessions=sessions, settings=cfg, profiles=PROFILES, notifier=fanout, kicker=engine)
+    service = LabService(sessions=sessions, settings=cfg, profiles=PROFILES, notifier=fanout, kicker=engine, box=box)
     if start:
         await engine.start()
     return World(service, engine, jobs, fanout, recorder, cfg)
