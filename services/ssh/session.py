@@ -25,7 +25,7 @@ from typing import Any
 import asyncssh
 
 from services import shell
-from services.ssh.connect import ConnectRequest, HostAddress, Target, open_connection
+from services.ssh.connect import ConnectRequest, HostAddress, Target, check_password_login, open_connection
 from services.ssh.errors import (
     HostKeyChangedError,
     SSHAuthError,
@@ -123,6 +123,19 @@ class LabSSH:
                 client_key=self._client_key, host_keys=self._host_keys, connect_timeout=self._connect_timeout,
                 keepalive_interval=self._keepalive_interval, on_key_changed=self._on_key_changed,
             ),
+            tunnel=tunnel,
+        )
+
+    async def check_password(self, target: Target, password: str) -> None:
+        """Log in to ``target`` with the user's password alone (VM2 through VM1); ``SSHAuthError`` if refused."""
+        tunnel = await self.connection("vm1") if target == "vm2" else None
+        await check_password_login(
+            ConnectRequest(
+                lab=self.lab, target=target, address=self._address(target), username=self.username,
+                client_key=self._client_key, host_keys=self._host_keys, connect_timeout=self._connect_timeout,
+                keepalive_interval=self._keepalive_interval, on_key_changed=self._on_key_changed,
+            ),
+            password,
             tunnel=tunnel,
         )
 
