@@ -18,7 +18,7 @@ import pytest
 
 from sandbox import system
 from services.crypto import SecretBox
-from services.labs import steps as steps_module
+from services.labs.build import steps as steps_module
 from services.labs.models import LabState, StepState
 from services.labs.notifier import NoticeKind
 from tests.engine.sandbox_lab import OWNER, SandboxBox, box_fixture, lab_world
