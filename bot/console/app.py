@@ -11,8 +11,10 @@ import logging
 import sys
 
 from rich.console import Console
+from rich.text import Text
 
-from bot.console.render import render_reply
+from bot.console.render import render_reply, say
+from bot.text import printable
 from services.commands import CreateCommand, DestroyCommand, RetryCommand, parse_command
 from services.dispatch import Reply, ReplyKind, execute
 from services.errors import LabbotError
@@ -44,7 +46,7 @@ class ConsoleFrontEnd:
             command = parse_command(line)
             reply = await execute(command, actor=self.actor, service=self.runtime.service, channel="console")
         except LabbotError as err:
-            self.console.print(f"✗ {err.user_message}", style="red", markup=False, highlight=False)
+            say(self.console, f"✗ {err.user_message}", "red")
             return None
         render_reply(self.console, reply)
         return reply
@@ -52,7 +54,7 @@ class ConsoleFrontEnd:
     async def run_script(self, lines: list[str], *, limit: float = 1800) -> int:
         """Run commands in order, waiting for each one's work; 0 when every one ended as asked."""
         for line in lines:
-            self.console.rule(f"[bold]{line}")
+            self.console.rule(Text(printable(line), style="bold"))
             command = _safe_parse(line)
             reply = await self.handle(line)
             if reply is None:
@@ -64,10 +66,10 @@ class ConsoleFrontEnd:
             lab = await self.runtime.service.view(reply.lab.id)
             if lab.state != wanted:
                 detail = f" at {lab.failed_step}: {lab.error}" if lab.error else ""
-                self.console.print(f"✗ `{line}` ended with lab {lab.name} {lab.state}{detail}", style="bold red")
+                say(self.console, f"✗ `{line}` ended with lab {lab.name} {lab.state}{detail}", "bold red")
                 return 1
             if isinstance(command, CreateCommand | RetryCommand | DestroyCommand):
-                self.console.print(f"✓ lab {lab.name} is {lab.state}", style="bold green")
+                say(self.console, f"✓ lab {lab.name} is {lab.state}", "bold green")
         return 0
 
     async def run_interactive(self) -> None:

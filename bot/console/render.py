@@ -1,12 +1,22 @@
-"""Renders command replies for the terminal (the console front end's Block Kit)."""
+"""Renders command replies for the terminal (the console front end's Block Kit).
+
+Every text is printed as a ``rich.text.Text`` of ``printable`` text: rich reads no markup, emoji codes or
+highlighting from it, and no control character from a lab VM's output reaches the terminal.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from bot.text import lab_headline, ready_summary, step_line, time_left
+from bot.text import lab_headline, printable, ready_summary, step_line, time_left
 from services.dispatch import Reply, ReplyKind
+
+
+def say(console: Console, text: str, style: str = "") -> None:
+    """Print ``text`` literally (newlines kept, controls shown as escapes) in ``style``."""
+    console.print(Text(printable(text, multiline=True), style=style))
 
 
 def render_reply(console: Console, reply: Reply) -> None:
@@ -14,43 +24,44 @@ def render_reply(console: Console, reply: Reply) -> None:
     match reply.kind:
         case ReplyKind.LABS:
             if not reply.labs:
-                console.print("no labs" + ("" if reply.data.get("all") else " of yours (`/lab list --all` for all)"))
+                say(console, "no labs" + ("" if reply.data.get("all") else " of yours (`/lab list --all` for all)"))
                 return
             table = Table("name", "state", "owner", "profile", "expires", "health")
             for lab in reply.labs:
                 expires = "" if lab.state == "destroyed" else time_left(lab.expires_at)
-                table.add_row(lab.name, lab.state, lab.owner, lab.profile, expires, lab.health)
+                table.add_row(*(Text(printable(cell)) for cell in (lab.name, lab.state, lab.owner, lab.profile,
+                                                                    expires, lab.health)))
             console.print(table)
         case ReplyKind.LAB | ReplyKind.EXTENDED | ReplyKind.RETRYING | ReplyKind.DESTROYING | ReplyKind.CREATED:
             if reply.text:
-                console.print(reply.text, markup=False)
+                say(console, reply.text)
             if reply.lab is not None:
-                console.print(lab_headline(reply.lab), markup=False)
+                say(console, lab_headline(reply.lab))
                 for step in reply.lab.steps:
-                    console.print(f"  {step_line(step)}", markup=False, highlight=False)
+                    say(console, f"  {step_line(step)}")
                 if reply.lab.state == "ready":
                     for fact in ready_summary(reply.lab):
-                        console.print(f"  {fact}", markup=False)
+                        say(console, f"  {fact}")
                 if reply.lab.state == "failed":
-                    console.print(f"  failed at {reply.lab.failed_step}: {reply.lab.error}", style="red", markup=False)
+                    say(console, f"  failed at {reply.lab.failed_step}: {reply.lab.error}", "red")
         case ReplyKind.LOGS:
-            console.print(reply.text, markup=False)
+            say(console, reply.text)
             for step in reply.steps:
-                console.print(f"── {step_line(step)}", markup=False, highlight=False)
+                say(console, f"── {step_line(step)}")
                 if step.output_tail:
-                    console.print(step.output_tail.rstrip(), markup=False, highlight=False)
+                    say(console, step.output_tail.rstrip())
         case ReplyKind.ACCESS:
             access = reply.data["access"]
             for line in access.lines(reveal=True):
-                console.print(line, markup=False, highlight=False)
+                say(console, line)
         case ReplyKind.HEALTH:
             report = reply.data["report"]
-            console.print(f"{report.lab.name}: {'healthy' if report.healthy else 'DEGRADED'}",
-                          style="green" if report.healthy else "red")
+            say(console, f"{report.lab.name}: {'healthy' if report.healthy else 'DEGRADED'}",
+                "green" if report.healthy else "red")
             for check in report.checks:
                 mark = "✓" if check.ok else "✗"
-                console.print(f"  {mark} {check.name} ({check.latency_ms} ms) {check.detail}", markup=False)
+                say(console, f"  {mark} {check.name} ({check.latency_ms} ms) {check.detail}")
         case ReplyKind.CONFIRM_DESTROY:
-            console.print(f"{reply.text} Repeat with --yes to confirm.", markup=False)
+            say(console, f"{reply.text} Repeat with --yes to confirm.")
         case _:
-            console.print(reply.text, markup=False, highlight=False)
+            say(console, reply.text)
