@@ -14,6 +14,7 @@ from rich.console import Console
 
 from bot.console.app import ConsoleFrontEnd, stdin_is_terminal
 from bot.console.notifier import ConsoleNotifier
+from bot.logs import configure_logging
 from config.settings import Settings, load_settings
 from services import db
 from services.labs.runtime import Runtime
@@ -59,6 +60,7 @@ def console_command(
 ) -> None:
     """Chat with labbot in the terminal, against the configured lab platform and database."""
     settings = load_settings()
+    configure_logging(logging.WARNING)  # the console shows what happens; the log only what went wrong
     code = asyncio.run(_run_front_end(settings, Console(), _script(commands, script)))
     raise typer.Exit(code)
 
@@ -108,6 +110,7 @@ def demo_command(
     Without --script and without a terminal, runs the standard demo script.
     """
     console = Console()
+    configure_logging(logging.WARNING)
     lines = _script(commands, script)
     if lines is None and not stdin_is_terminal():
         lines = DEMO_SCRIPT

@@ -18,6 +18,7 @@ from typing import Any
 
 import typer
 
+from bot.logs import configure_logging as safe_logging
 from config.settings import Settings, load_settings
 from services.errors import ConfigError
 from services.labs.engine import Job, LabEngine
@@ -45,7 +46,7 @@ def configure_logging(settings: Settings) -> None:
     """One log format for the headless commands; libraries' per-call chatter (every HTTP request, every job
     run, Alembic's plugin set-up, slack_sdk's request bodies) only from WARNING, so labbot's own lines stay
     readable and message bodies stay out of the log."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    safe_logging(settings.log_level)
     for chatty in ("apscheduler", "httpx", "alembic", "slack_sdk"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from services.db import utcnow
@@ -17,6 +18,28 @@ STATE_EMOJI = {
     "failed": "❌",
 }
 STEP_MARK = {"pending": "·", "running": "▶", "done": "✓", "failed": "✗"}
+
+# What a terminal acts on instead of showing: C0 controls (ESC starts colour, title and cursor sequences; CR and
+# BS overwrite what was printed), DEL, C1 controls (0x9b is a one-byte CSI), and the bidirectional overrides and
+# isolates that make text read differently from what it is. Newline and tab are allowed where text may span lines.
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNPRINTABLE_MULTILINE = re.compile(f"[{_CONTROLS}]")
+_UNPRINTABLE = re.compile(f"[{_CONTROLS}\n\t]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def printable(text: str, *, multiline: bool = False) -> str:
+    """``text`` with every control character shown as an escape (``\\x1b``, ``\\r``): safe for a terminal or a log.
+
+    Text from a lab VM (progress, errors, step output) reaches the console and the logs; its owner has root
+    and may put terminal escape sequences in it. With ``multiline`` newlines and tabs are kept as they are.
+    """
+    return (_UNPRINTABLE_MULTILINE if multiline else _UNPRINTABLE).sub(_visible, text)
 
 
 def duration(seconds: float | None) -> str:

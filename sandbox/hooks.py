@@ -12,6 +12,8 @@ import asyncio
 import logging
 from pathlib import Path
 
+import asyncssh
+
 from sandbox import system, vm, volumes
 from sandbox.config import SandboxConfig
 from sandbox.discovery import discover, local_initiator_name
@@ -56,12 +58,45 @@ class OuterSandboxHooks:
         await asyncio.to_thread(volumes.expunge, self.config, volume_uuid)
 
 
+# What the KVM host deploy leaves that labbot depends on: iscsi-initiator-utils, whose first start generates an
+# initiator name only when none exists (iscsi-init.service), as ``iscsi-iname`` does on Red Hat systems.
+_KVM_DEPLOY = (
+    "f=/etc/iscsi/initiatorname.iscsi; [ -s $f ] && grep -q '^InitiatorName=' $f || "
+    "{ mkdir -p /etc/iscsi && echo InitiatorName=iqn.1994-05.com.redhat:$(od -An -N6 -tx1 /dev/urandom | tr -d ' ') "
+    "> $f; }"
+)
+
+
 class NestedSandboxHooks:
-    """Answers the nested simulator's iSCSI calls with a real discovery from VM2; a ``NestedHooks``."""
+    """Answers the nested simulator's host calls for real from VM2 (a ``NestedHooks``): iSCSI discovery, and
+    SSH logins with the password the API was given, which VM2's sshd accepts only if its userdata allowed it."""
 
     def __init__(self, initiator_file: Path = Path(INITIATOR_FILE), timeout: float = 15) -> None:
         self.initiator_file = initiator_file
         self.timeout = timeout
+
+    async def _ssh(self, ip: str, port: int, username: str, password: str, command: str) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with asyncssh.connect(
+                    ip, port, username=username, password=password, client_keys=None, known_hosts=None,
+                    agent_path=None, config=None, kbdint_auth=False, preferred_auth=("password",),
+                ) as conn:
+                    await conn.run(command, check=True)
+        except asyncssh.PermissionDenied:
+            raise RuntimeError(f"ssh {username}@{ip}:{port}: Permission denied (password)") from None
+        except asyncssh.ProcessError as err:
+            raise RuntimeError(f"ssh {username}@{ip}:{port}: `{command[:60]}` exited {err.exit_status}") from None
+        except (OSError, asyncssh.Error, TimeoutError) as err:
+            raise RuntimeError(f"ssh {username}@{ip}:{port}: {type(err).__name__} {err}") from None
+
+    async def deploy_host(self, ip: str, port: int, username: str, password: str) -> None:
+        """Log in with the password and do the part of the KVM deploy labbot relies on (the initiator name)."""
+        await self._ssh(ip, port, username, password, _KVM_DEPLOY)
+
+    async def check_login(self, ip: str, port: int, username: str, password: str) -> None:
+        """Log in with the password (the backup storage deploy)."""
+        await self._ssh(ip, port, username, password, "true")
 
     async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
         """SendTargets discovery plus INQUIRY of each disk LUN, as VM2's initiator."""

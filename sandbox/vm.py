@@ -1,7 +1,7 @@
 """A sandbox VM: a network namespace running a real sshd (and tgtd) with private mounts, like a small Linux VM.
 
 Boot (``start_vm``): make the namespace and its NICs, write what cloud-init would (host key, authorized keys,
-root password, initiator name, hostname), then run ``boot.sh`` inside ``ip netns exec NS unshare --mount --uts``.
+root password, hostname), then run ``boot.sh`` inside ``ip netns exec NS unshare --mount --uts``.
 boot.sh gives the VM private copies of ``/etc /dev /root /tmp /var/tmp`` (overlays whose upper layers live in
 the VM's directory, so writes stay in the VM and survive a stop/start like a disk) and a fresh ``/run``; it
 starts ``tgtd`` (restoring targets from ``/etc/tgt/conf.d`` as the tgt service does) and execs ``sshd``.
@@ -14,6 +14,7 @@ a ``virtio-<serial>`` symlink there, exactly where a KVM virtio disk appears.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -26,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import yaml
+
 from sandbox import network, sshd, system
 from sandbox.config import SandboxConfig, short
 from sandbox.system import SandboxError
@@ -35,7 +38,6 @@ log = logging.getLogger(__name__)
 
 OVERLAID = ("/etc", "/dev", "/root", "/tmp", "/var/tmp")
 ENV_FILE = "labbot-sandbox.env"  # /etc/labbot-sandbox.env inside the VM
-INITIATOR_PREFIX = "iqn.2026-11.io.labbot.sandbox"
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,6 @@ class VmRecord:
     netns: str
     netns_inode: int | None
     nics: list[dict[str, str]]
-    initiator: str
 
 
 def _layer(vm_dir: Path, path: str) -> Path:
@@ -108,8 +109,30 @@ async def _set_root_password(etc_upper: Path, password: str) -> None:
     shadow.write_text("\n".join(rewritten) + "\n")
 
 
-async def prepare_files(config: SandboxConfig, plan: VmPlan, netns: str) -> tuple[Path, str, str]:
-    """Everything cloud-init would write, in the VM directory; returns (dir, hostname, initiator name)."""
+def password_login_allowed(user_data: str | None) -> bool:
+    """Whether cloud-init would let sshd accept passwords: only when the userdata says ``ssh_pwauth: true``.
+
+    The images this stands for are RHEL-family cloud images, whose cloud.cfg ships ``ssh_pwauth: 0`` (cloud-init
+    then writes ``PasswordAuthentication no``); ZStack's own userdata part (root password, SSH key) does not
+    change that. ``user_data`` is the ``userdata::`` system tag's value, base64 as ZStack takes it.
+    """
+    if not user_data:
+        return False
+    try:
+        text = base64.b64decode(user_data, validate=True).decode()
+        config = yaml.safe_load(text) if text.startswith("#cloud-config") else None
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError):
+        log.warning("sandbox VM userdata is not base64 cloud-config; ignored as cloud-init would")
+        return False
+    value = config.get("ssh_pwauth") if isinstance(config, dict) else None
+    return value is True or (isinstance(value, str) and value.lower() in {"true", "yes", "1"}) or value == 1
+
+
+async def prepare_files(config: SandboxConfig, plan: VmPlan, netns: str) -> tuple[Path, str]:
+    """Everything cloud-init would write, in the VM directory; returns (dir, hostname).
+
+    No iSCSI initiator name: a fresh ZStack ISO host gets one when the KVM host deploy installs the initiator
+    (the nested simulator's AddKVMHost does that here), or when labbot writes it."""
     vm_dir = config.vm_dir(plan.vm_uuid)
     for path in OVERLAID:
         for part in ("upper", "work"):
@@ -118,13 +141,10 @@ async def prepare_files(config: SandboxConfig, plan: VmPlan, netns: str) -> tupl
     ssh_dir = vm_dir / "ssh"
     sshd.ensure_host_key(ssh_dir)
     sshd.write_authorized_keys(ssh_dir, plan.ssh_public_keys)
-    sshd.write_config(ssh_dir, passwords=plan.root_password is not None)
+    sshd.write_config(ssh_dir, passwords=plan.root_password is not None and password_login_allowed(plan.user_data))
     etc_upper = _layer(vm_dir, "/etc") / "upper"
     if plan.root_password is not None:
         await _set_root_password(etc_upper, plan.root_password)
-    initiator = f"{INITIATOR_PREFIX}:{short(plan.vm_uuid)}"
-    (etc_upper / "iscsi").mkdir(exist_ok=True)
-    (etc_upper / "iscsi" / "initiatorname.iscsi").write_text(f"InitiatorName={initiator}\n")
     hostname = _hostname(plan.name, plan.vm_uuid)
     (etc_upper / "hostname").write_text(hostname + "\n")
     env = {
@@ -135,7 +155,7 @@ async def prepare_files(config: SandboxConfig, plan: VmPlan, netns: str) -> tupl
     }
     (etc_upper / ENV_FILE).write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
     (vm_dir / "boot.sh").write_text(boot_script(vm_dir, hostname))
-    return vm_dir, hostname, initiator
+    return vm_dir, hostname
 
 
 async def start_vm(config: SandboxConfig, plan: VmPlan, segment_lock: asyncio.Lock) -> VmRecord:
@@ -148,7 +168,7 @@ async def start_vm(config: SandboxConfig, plan: VmPlan, segment_lock: asyncio.Lo
     if existing is not None and existing.uuid != plan.vm_uuid:
         raise SandboxError(f"VM {plan.vm_uuid} collides with VM {existing.uuid} (same first 8 digits)")
     await stop_vm(config, plan.vm_uuid)
-    vm_dir, hostname, initiator = await prepare_files(config, plan, netns)
+    vm_dir, hostname = await prepare_files(config, plan, netns)
     await system.run("ip", "netns", "add", netns)
     try:
         await system.ip("link", "set", "lo", "up", netns=netns)
@@ -169,7 +189,7 @@ async def start_vm(config: SandboxConfig, plan: VmPlan, segment_lock: asyncio.Lo
             nics.append({"device": device, "ip": nic.ip, "netmask": nic.netmask, "l3": nic.l3_network_name})
         record = VmRecord(
             uuid=plan.vm_uuid, name=plan.name, hostname=hostname, netns=netns, netns_inode=system.netns_inode(netns),
-            nics=nics, initiator=initiator,
+            nics=nics,
         )
         (vm_dir / "vm.json").write_text(json.dumps(asdict(record), indent=2))
         await _boot(config, vm_dir, netns)
@@ -232,7 +252,14 @@ def read_record(config: SandboxConfig, vm_uuid: str) -> VmRecord | None:
         data = json.loads((config.vm_dir(vm_uuid) / "vm.json").read_text())
     except (OSError, ValueError):
         return None
-    return VmRecord(**data)
+    return _record(data)
+
+
+def _record(data: dict[str, object]) -> VmRecord:
+    """A record from vm.json; keys of older sandbox versions (e.g. ``initiator``) are ignored, so ``down`` still
+    finds a VM an older version left behind."""
+    known = set(VmRecord.__dataclass_fields__)
+    return VmRecord(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
 
 
 def all_records(config: SandboxConfig) -> list[VmRecord]:
@@ -241,7 +268,7 @@ def all_records(config: SandboxConfig) -> list[VmRecord]:
     if config.vms_dir.is_dir():
         for path in sorted(config.vms_dir.glob("*/vm.json")):
             try:
-                records.append(VmRecord(**json.loads(path.read_text())))
+                records.append(_record(json.loads(path.read_text())))
             except (OSError, ValueError, TypeError):
                 log.warning("unreadable sandbox VM record %s", path)
     return records

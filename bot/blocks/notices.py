@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from bot.blocks import format as fmt
-from bot.blocks.card import extend_menu
+from bot.blocks.card import destroy_button, extend_menu
 from bot.blocks.ids import LabAction, LabRef, encode
 from bot.blocks.kit import Message, actions, button, clip, context, escape, fallback, fit_blocks, section
 from services.labs.views import LabView
@@ -42,6 +42,35 @@ def build_expiry_warning(lab: LabView, *, now: datetime, detail: str = "") -> Me
         text += "\n" + escape(clip(detail, 1000))
     blocks = [section(text), actions([extend_menu(lab)])]
     return Message(text=fallback(f"Lab {lab.name} expires soon"), blocks=blocks)
+
+
+def build_owner_ready(lab: LabView, *, card_in: str) -> Message:
+    """The owner's private word that their lab is ready (the card may be in a busy channel)."""
+    ref = encode(LabRef(lab_id=lab.id, name=lab.name))
+    text = (f":white_check_mark: Your lab `{escape(lab.name)}` is ready. *Access* shows the SSH commands and the "
+            f"ZStack login (only to you); its card is in {where(card_in)}.")
+    blocks = [section(text), actions([button("Access", LabAction.ACCESS, ref, style="primary"),
+                                      button("Logs", LabAction.LOGS, ref)])]
+    return Message(text=fallback(f"Your lab {lab.name} is ready"), blocks=blocks)
+
+
+def build_owner_failed(lab: LabView, *, card_in: str) -> Message:
+    """The owner's private word that their lab failed, with Retry at hand."""
+    ref = encode(LabRef(lab_id=lab.id, name=lab.name))
+    at = f" at step `{escape(lab.failed_step)}`" if lab.failed_step and lab.failed_step != "destroy" else ""
+    what = "could not be destroyed" if lab.failed_step == "destroy" else f"failed{at}"
+    error = escape(clip(lab.error or "no error recorded", 1000))
+    text = (f":x: Your lab `{escape(lab.name)}` {what}: {error}\nThe output is in its card's thread in "
+            f"{where(card_in)}; *Retry* resumes from the failed step.")
+    buttons = [button("Retry", LabAction.RETRY, ref, style="primary"), button("Logs", LabAction.LOGS, ref)]
+    if lab.failed_step != "destroy":
+        buttons.append(destroy_button(lab))
+    return Message(text=fallback(f"Your lab {lab.name} failed"), blocks=[section(text), actions(buttons)])
+
+
+def where(channel: str) -> str:
+    """A conversation as the reader sees it: ``<#C…>``, or "your DM with labbot"."""
+    return "your DM with labbot" if channel.startswith(("U", "D")) else f"<#{channel}>"
 
 
 def build_expired(lab: LabView) -> Message:

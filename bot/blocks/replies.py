@@ -55,6 +55,15 @@ def build_notice(text: str) -> Message:
     return Message(text=fallback(text), blocks=[section(escape(clip(text, 2900)))])
 
 
+def build_created(name: str, *, card_in: str | None = None) -> Message:
+    """``Creating lab demo…``, saying where its card is when that is not where the person asked."""
+    text = f"Creating lab `{escape(name)}`…"
+    if card_in:
+        where = "your DM with labbot" if card_in.startswith(("U", "D")) else f"<#{card_in}>"
+        text += f" Its card is in {where}."
+    return Message(text=fallback(f"Creating lab {name}"), blocks=[section(text)])
+
+
 def build_help(text: str) -> Message:
     """Usage of the ``/lab`` commands (the grammar's own help text, one command per line)."""
     return Message(text=fallback("labbot help"), blocks=[section("*labbot commands*\n" + clip(text, 2800))])
@@ -120,7 +129,7 @@ def _short(reply: Reply, now: datetime) -> Message:
 
 _BUILDERS: dict[ReplyKind, Callable[[Reply, datetime], Message]] = {
     ReplyKind.HELP: lambda r, now: build_help(r.text),
-    ReplyKind.CREATED: _short,
+    ReplyKind.CREATED: lambda r, now: build_created(_require_lab(r).name, card_in=r.data.get("card_in")),
     ReplyKind.DESTROYING: _short,
     ReplyKind.RETRYING: _short,
     ReplyKind.EXTENDED: _short,

@@ -11,8 +11,10 @@ import logging
 import sys
 
 from rich.console import Console
+from rich.text import Text
 
-from bot.console.render import render_reply
+from bot.console.render import render_reply, say
+from bot.text import printable
 from services.commands import (
     ClassCreateCommand,
     ClassDestroyCommand,
@@ -53,7 +55,7 @@ class ConsoleFrontEnd:
             command = parse_command(line)
             reply = await execute(command, actor=self.actor, service=self.runtime.service, channel="console")
         except LabbotError as err:
-            self.console.print(f"✗ {err.user_message}", style="red", markup=False, highlight=False)
+            say(self.console, f"✗ {err.user_message}", "red")
             return None
         render_reply(self.console, reply)
         return reply
@@ -61,7 +63,7 @@ class ConsoleFrontEnd:
     async def run_script(self, lines: list[str], *, limit: float = 1800) -> int:
         """Run commands in order, waiting for each one's work; 0 when every one ended as asked."""
         for line in lines:
-            self.console.rule(f"[bold]{line}")
+            self.console.rule(Text(printable(line), style="bold"))
             command = _safe_parse(line)
             reply = await self.handle(line)
             if reply is None:
@@ -79,10 +81,10 @@ class ConsoleFrontEnd:
             lab = await self.runtime.service.view(reply.lab.id)
             if lab.state != wanted:
                 detail = f" at {lab.failed_step}: {lab.error}" if lab.error else ""
-                self.console.print(f"✗ `{line}` ended with lab {lab.name} {lab.state}{detail}", style="bold red")
+                say(self.console, f"✗ `{line}` ended with lab {lab.name} {lab.state}{detail}", "bold red")
                 return 1
             if isinstance(command, CreateCommand | RetryCommand | DestroyCommand):
-                self.console.print(f"✓ lab {lab.name} is {lab.state}", style="bold green")
+                say(self.console, f"✓ lab {lab.name} is {lab.state}", "bold green")
         return 0
 
     async def _wait_for(self, labs: tuple[LabView, ...], wanted: LabState, line: str, limit: float) -> bool:
@@ -92,9 +94,9 @@ class ConsoleFrontEnd:
         states = [await self.runtime.service.view(lab.id) for lab in labs]
         wrong = [f"{lab.name} {lab.state}" for lab in states if lab.state != wanted]
         if wrong:
-            self.console.print(f"✗ `{line}` ended with {', '.join(wrong)}", style="bold red", markup=False)
+            say(self.console, f"✗ `{line}` ended with {', '.join(wrong)}", "bold red")
             return False
-        self.console.print(f"✓ {len(states)} labs {wanted}", style="bold green")
+        say(self.console, f"✓ {len(states)} labs {wanted}", "bold green")
         return True
 
     async def run_interactive(self) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from bot.classroom import progress_line
-from bot.text import lab_headline, ready_summary, step_line
+from bot.text import lab_headline, printable, ready_summary, step_line
 from services.labs.notifier import Notice, NoticeKind
 
 _STYLE = {
@@ -38,14 +38,16 @@ class ConsoleNotifier:
         if line is None:
             return
         style = _STYLE.get(notice.kind, "")
-        self.console.print(f"[dim]\\[{notice.lab.name}][/dim] {line}", style=style, highlight=False, markup=True)
+        # Text objects are printed as they are: no markup, emoji codes or highlighting is read from the text,
+        # part of which comes from a lab VM (progress, errors) and is made printable first.
+        self.console.print(Text.assemble((f"[{printable(notice.lab.name)}]", "dim"), " ", printable(line), style=style))
         if notice.kind == NoticeKind.READY:
             for fact in ready_summary(notice.lab):
-                self.console.print(f"    {fact}", highlight=False, markup=False)
+                self.console.print(Text(f"    {printable(fact)}"))
         if notice.kind == NoticeKind.ORPHANS_FOUND:
             # One line per resource, as the admins' Slack message lists them: label, then uuid, why and fate.
             for label, detail in notice.details.items():
-                self.console.print(f"    {label}: {detail}", highlight=False, markup=False)
+                self.console.print(Text(printable(f"    {label}: {detail}")))
 
     def _line(self, notice: Notice) -> str | None:
         lab, step = notice.lab, notice.step
@@ -66,7 +68,7 @@ class ConsoleNotifier:
                 return f"lab requested{by}: profile {lab.profile}, expires {lab.expires_at:%Y-%m-%d %H:%M} UTC"
             case NoticeKind.ORPHANS_FOUND:
                 # A platform-wide notice: its "lab" is a stand-in, so no lab headline.
-                return f"lab platform: {escape(notice.text)} (`labbot sweep --only orphans --dry-run` lists them again)"
+                return f"lab platform: {notice.text} (`labbot sweep --only orphans --dry-run` lists them again)"
             case NoticeKind.EXERCISE_CHECKED | NoticeKind.EXERCISE_COMPLETE | NoticeKind.EXERCISE_SOLVED \
                     if lab.exercise is not None:
                 done = " — every task done: exercise complete" if notice.kind == NoticeKind.EXERCISE_COMPLETE else ""

@@ -1,14 +1,24 @@
-"""Renders command replies for the terminal (the console front end's Block Kit)."""
+"""Renders command replies for the terminal (the console front end's Block Kit).
+
+Every text is printed as a ``rich.text.Text`` of ``printable`` text: rich reads no markup, emoji codes or
+highlighting from it, and no control character from a lab VM's output reaches the terminal.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bot.classroom import class_headline, class_row, progress_line, task_lines
-from bot.text import lab_headline, ready_summary, step_line, time_left
+from bot.text import lab_headline, printable, ready_summary, step_line, time_left
 from services.db import utcnow
 from services.dispatch import Reply, ReplyKind
+
+
+def say(console: Console, text: str, style: str = "") -> None:
+    """Print ``text`` literally (newlines kept, controls shown as escapes) in ``style``."""
+    console.print(Text(printable(text, multiline=True), style=style))
 
 
 def render_reply(console: Console, reply: Reply) -> None:
@@ -16,64 +26,65 @@ def render_reply(console: Console, reply: Reply) -> None:
     match reply.kind:
         case ReplyKind.LABS:
             if not reply.labs:
-                console.print("no labs" + ("" if reply.data.get("all") else " of yours (`/lab list --all` for all)"))
+                say(console, "no labs" + ("" if reply.data.get("all") else " of yours (`/lab list --all` for all)"))
                 return
             table = Table("name", "state", "owner", "profile", "expires", "health")
             for lab in reply.labs:
                 expires = "" if lab.state == "destroyed" else time_left(lab.expires_at)
-                table.add_row(lab.name, lab.state, lab.owner, lab.profile, expires, lab.health)
+                table.add_row(*(Text(printable(cell)) for cell in (lab.name, lab.state, lab.owner, lab.profile,
+                                                                    expires, lab.health)))
             console.print(table)
         case ReplyKind.CHECKED:
-            console.print(reply.text, markup=False)
+            say(console, reply.text)
             if reply.lab is not None and reply.lab.exercise is not None:
                 for line in task_lines(reply.lab.exercise):
-                    console.print(f"  {line}", markup=False, highlight=False)
+                    say(console, f"  {line}")
         case ReplyKind.CLASS | ReplyKind.CONFIRM_CLASS_DESTROY:
             if reply.text:
-                suffix = " Repeat with --yes to confirm." if reply.kind == ReplyKind.CONFIRM_CLASS_DESTROY else ""
-                console.print(reply.text + suffix, markup=False)
+                confirm = " Repeat with --yes to confirm." if reply.kind == ReplyKind.CONFIRM_CLASS_DESTROY else ""
+                say(console, reply.text + confirm)
             if reply.klass is not None:
-                console.print(class_headline(reply.klass), markup=False, highlight=False)
+                say(console, class_headline(reply.klass))
                 table = Table("lab", "student", "state", "progress", "health", "time left")
                 now = utcnow()
                 for lab in reply.klass.labs:
-                    table.add_row(*class_row(lab, now))
+                    table.add_row(*(Text(printable(cell)) for cell in class_row(lab, now)))
                 console.print(table)
         case (ReplyKind.LAB | ReplyKind.EXTENDED | ReplyKind.RETRYING | ReplyKind.DESTROYING | ReplyKind.CREATED
               | ReplyKind.SOLVING | ReplyKind.CLAIMED):
             if reply.text:
-                console.print(reply.text, markup=False)
+                say(console, reply.text)
             if reply.lab is not None:
-                console.print(lab_headline(reply.lab), markup=False)
+                say(console, lab_headline(reply.lab))
                 for step in reply.lab.steps:
-                    console.print(f"  {step_line(step)}", markup=False, highlight=False)
+                    say(console, f"  {step_line(step)}")
                 if reply.lab.exercise is not None:
-                    console.print(f"  {progress_line(reply.lab.exercise)}", markup=False, highlight=False)
+                    say(console, f"  {progress_line(reply.lab.exercise)}")
                     for line in task_lines(reply.lab.exercise, hints=False):
-                        console.print(f"    {line}", markup=False, highlight=False)
+                        say(console, f"    {line}")
                 if reply.lab.state == "ready":
                     for fact in ready_summary(reply.lab):
-                        console.print(f"  {fact}", markup=False)
+                        say(console, f"  {fact}")
                 if reply.lab.state == "failed":
-                    console.print(f"  failed at {reply.lab.failed_step}: {reply.lab.error}", style="red", markup=False)
+                    say(console, f"  failed at {reply.lab.failed_step}: {reply.lab.error}", "red")
         case ReplyKind.LOGS:
-            console.print(reply.text, markup=False)
+            say(console, reply.text)
             for step in reply.steps:
-                console.print(f"── {step_line(step)}", markup=False, highlight=False)
+                say(console, f"── {step_line(step)}")
                 if step.output_tail:
-                    console.print(step.output_tail.rstrip(), markup=False, highlight=False)
+                    say(console, step.output_tail.rstrip())
         case ReplyKind.ACCESS:
             access = reply.data["access"]
             for line in access.lines(reveal=True):
-                console.print(line, markup=False, highlight=False)
+                say(console, line)
         case ReplyKind.HEALTH:
             report = reply.data["report"]
-            console.print(f"{report.lab.name}: {'healthy' if report.healthy else 'DEGRADED'}",
-                          style="green" if report.healthy else "red")
+            say(console, f"{report.lab.name}: {'healthy' if report.healthy else 'DEGRADED'}",
+                "green" if report.healthy else "red")
             for check in report.checks:
                 mark = "✓" if check.ok else "✗"
-                console.print(f"  {mark} {check.name} ({check.latency_ms} ms) {check.detail}", markup=False)
+                say(console, f"  {mark} {check.name} ({check.latency_ms} ms) {check.detail}")
         case ReplyKind.CONFIRM_DESTROY:
-            console.print(f"{reply.text} Repeat with --yes to confirm.", markup=False)
+            say(console, f"{reply.text} Repeat with --yes to confirm.")
         case _:
-            console.print(reply.text, markup=False, highlight=False)
+            say(console, reply.text)

@@ -7,6 +7,7 @@ import logging
 
 import typer
 
+from bot.logs import configure_logging
 from config.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ def run_command(
     """Run the Slack bot until interrupted."""
     settings = load_settings()
     settings.require_slack()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     from bot.slack.runners import run_bot
 
     asyncio.run(run_bot(settings, host=host, port=port))

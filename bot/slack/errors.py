@@ -55,11 +55,18 @@ async def handle_app_error(
     body: dict[str, Any],
     client: AsyncWebClient,
     respond: AsyncRespond | None,
+    response: BoltResponse | None = None,
 ) -> BoltResponse | None:
-    """Bolt's global error handler (``app.error``)."""
+    """Bolt's global error handler (``app.error``).
+
+    A listener that fails after its ``ack()`` has no HTTP response left to shape: Bolt calls this with
+    ``response=None`` and refuses a returned one (an AssertionError in its task), so nothing is returned then.
+    """
     kind = body.get("type") or ("slash_command" if "command" in body else "request")
     reply = UserReply.from_body(body, client, respond) if body else None
     await report(error, reply=reply, what=str(kind))
     # The user has their answer (the error, or its id, privately) and the traceback is in the log under that id;
     # a 5xx would only add Slack's own failure notice. Events are not redelivered: a retry would fail the same way.
+    if response is None:
+        return None
     return BoltResponse(status=200, body="", headers={"X-Slack-No-Retry": "1"})

@@ -4,7 +4,9 @@
 (``bot.slack.outbox``), which posts the card once, then coalesces every change into at most one chat.update per
 lab every ``min_interval`` seconds, rendering the lab as it is at send time, so the last state always lands
 however many progress events there were. Step failures, the build report and the audit trail go in the card's
-thread; health changes and expiry warnings go to the channel.
+thread; health changes, expiry warnings and "expired, destroying" go to the card's channel; orphan reports to
+the labs channel. The owner also gets what they must not miss privately, in their DM with the app: ready,
+failed, and the expiry warning (unless the card itself is in that DM).
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from datetime import datetime
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.card import CardNote
-from bot.blocks.notices import build_expired, build_expiry_warning, build_health_changed, build_orphans_found
+from bot.blocks.kit import Message
+from bot.blocks.notices import (
+    build_expired,
+    build_expiry_warning,
+    build_health_changed,
+    build_orphans_found,
+    build_owner_failed,
+    build_owner_ready,
+)
 from bot.blocks.thread import build_audit_note, build_build_report, build_lab_error, build_step_failure
 from bot.slack.outbox import NETWORK_BACKOFF, CardOutbox, LabReader
 from bot.slack.pacing import SlackPacer
@@ -90,11 +100,19 @@ class SlackNotifier:
         outbox = self._outboxes.get(lab.id)
         if outbox is None:
             channel = lab.channel or self.default_channel or lab.owner  # an owner's id: a DM from the app
+            fallbacks = tuple(c for c in (self.default_channel, lab.owner) if c)
             outbox = CardOutbox(lab=lab, channel=channel, client=self.client, labs=self.labs, pacer=self.pacer,
                                 min_interval=self.min_interval, now=self.now,
-                                network_backoff=self.network_backoff)
+                                network_backoff=self.network_backoff, fallbacks=fallbacks)
             self._outboxes[lab.id] = outbox
         return outbox
+
+    @staticmethod
+    def _tell_owner(outbox: CardOutbox, lab: LabView, message: Message) -> None:
+        """Send the owner ``message`` in their DM with the app, unless the card already lives there."""
+        if outbox.channel.startswith("D") or outbox.channel == lab.owner or lab.owner == "labbot":
+            return
+        outbox.post_to_channel(message, channel=lab.owner)
 
     def _accept(self, notice: Notice) -> None:
         lab = notice.lab
@@ -111,6 +129,7 @@ class SlackNotifier:
                 outbox.post_in_thread(build_step_failure(lab, notice.step))
             case NoticeKind.READY:
                 outbox.post_in_thread(build_build_report(lab))
+                self._tell_owner(outbox, lab, build_owner_ready(lab, card_in=outbox.channel))
             case NoticeKind.FAILED if not outbox.failure_posted:
                 # A failure with no step failure before it (the platform refused the lab, say).
                 outbox.post_in_thread(build_lab_error(lab))
@@ -119,7 +138,9 @@ class SlackNotifier:
             case NoticeKind.HEALTH_CHANGED:
                 outbox.post_to_channel(build_health_changed(lab, now=at, detail=notice.text))
             case NoticeKind.EXPIRY_WARNING:
-                outbox.post_to_channel(build_expiry_warning(lab, now=at, detail=notice.text))
+                warning = build_expiry_warning(lab, now=at, detail=notice.text)
+                outbox.post_to_channel(warning)
+                self._tell_owner(outbox, lab, warning)
             case kind if kind in _AUDITED:
                 actor = notice.actor or "labbot"
                 what = _AUDITED[kind]
@@ -132,6 +153,8 @@ class SlackNotifier:
                         what += f" {notice.text}"
                 outbox.note(CardNote(actor=actor, what=_NOTE[kind], at=at))
                 outbox.post_in_thread(build_audit_note(lab, actor=actor, what=what, at=at))
+        if notice.kind == NoticeKind.FAILED:
+            self._tell_owner(outbox, lab, build_owner_failed(lab, card_in=outbox.channel))
         if notice.kind == NoticeKind.STEP_FAILED:
             outbox.failure_posted = True
         elif notice.kind in (NoticeKind.RETRYING, NoticeKind.STEP_STARTED):

@@ -10,6 +10,11 @@ chat.postMessage is not idempotent: when the answer to the card's post is lost (
 connection), the card may or may not exist. The card carries message metadata naming its lab, so before
 posting again the outbox looks for it in the channel's recent history (``conversations.history``) and adopts
 it; only when it is not there (or history cannot be read) does it post again.
+
+When Slack refuses the card because labbot cannot post in the lab's conversation (``channel_not_found``,
+``not_in_channel``: a lab created before labbot checked, or labbot was removed since), the card moves to the next
+of ``fallbacks`` (the labs channel, then the owner's DM), and the thread and channel notices follow it, so the
+lab's failures and its expiry warning still reach someone.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ NETWORK_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 CARD_EVENT = "labbot_card"  # message metadata event_type of a lab's card
 HISTORY_LOOKBACK = 100  # recent channel messages searched for a card whose post answer was lost
 _CARD_GONE = {"message_not_found", "cant_update_message", "channel_not_found", "is_archived", "not_in_channel"}
+_CANNOT_POST = {"channel_not_found", "not_in_channel", "is_archived"}
 
 
 def retry_after(err: SlackApiError) -> float:
@@ -75,8 +81,10 @@ class CardOutbox:
         min_interval: float,
         now: Callable[[], datetime],
         network_backoff: tuple[float, ...] = NETWORK_BACKOFF,
+        fallbacks: tuple[str, ...] = (),
     ) -> None:
         self.lab_id, self.name = lab.id, lab.name
+        self._fallbacks = [c for c in fallbacks if c and c != channel]
         self.latest = lab
         self.channel = channel
         self.ts: str | None = None
@@ -89,7 +97,7 @@ class CardOutbox:
         self._dirty = False
         self._note: CardNote | None = None
         self._thread: deque[Message] = deque()
-        self._channel_posts: deque[tuple[Message, str]] = deque()
+        self._channel_posts: deque[tuple[Message, str | None]] = deque()
         self._last_update = float("-inf")
         self._reposted = False
         self._last_error: str | None = None
@@ -118,8 +126,8 @@ class CardOutbox:
         self._kick()
 
     def post_to_channel(self, message: Message, *, channel: str | None = None) -> None:
-        """Queue a message in the lab's channel (or another one)."""
-        self._channel_posts.append((message, channel or self.channel))
+        """Queue a message in the lab's channel (wherever the card is by then), or in another one."""
+        self._channel_posts.append((message, channel))
         self._kick()
 
     async def idle(self) -> None:
@@ -170,7 +178,7 @@ class CardOutbox:
             return True
         if self._channel_posts:
             message, channel = self._channel_posts.popleft()
-            await self._send("chat.postMessage", channel, **message.as_kwargs())
+            await self._send("chat.postMessage", channel or self.channel, **message.as_kwargs())
             return True
         if self._dirty:
             wait = self._last_update + self._min_interval - time.monotonic()
@@ -190,6 +198,12 @@ class CardOutbox:
         metadata = {"event_type": CARD_EVENT, "event_payload": {"lab_id": str(self.lab_id)}}
         data = await self._send("chat.postMessage", self.channel, recover=self._find_card, metadata=metadata,
                                 **self._render(lab).as_kwargs())
+        while data is None and self._last_error in _CANNOT_POST and self._fallbacks:
+            refused, self.channel = self.channel, self._fallbacks.pop(0)
+            log.warning("labbot cannot post the card of lab %s in %s (%s); posting it in %s instead", self.name,
+                        refused, self._last_error, self.channel)
+            data = await self._send("chat.postMessage", self.channel, recover=self._find_card, metadata=metadata,
+                                    **self._render(lab).as_kwargs())
         if data is None:
             log.error("could not post the card of lab %s in %s; its thread messages are dropped", self.name,
                       self.channel)

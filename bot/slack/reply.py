@@ -1,5 +1,9 @@
 """Answering the person who clicked or typed: through the response_url when Slack gave one, else
-chat.postEphemeral in the channel, else a DM from the app.
+chat.postEphemeral in the channel, else (or when Slack refuses the ephemeral) a DM from the app.
+
+After a modal closes there is no response_url, and the form may have come from a private channel or a DM
+labbot is not in, where chat.postEphemeral answers ``channel_not_found``; the person's DM with the app always
+exists, so the answer goes there instead of being lost.
 """
 
 from __future__ import annotations
@@ -9,11 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.kit import Message
 
 log = logging.getLogger(__name__)
+
+# chat.postEphemeral errors that mean "not in that conversation": the DM is the way to reach the person.
+_EPHEMERAL_NOWHERE = {"channel_not_found", "not_in_channel", "is_archived", "user_not_in_channel",
+                      "restricted_action", "no_permission"}
 
 
 @dataclass
@@ -38,7 +47,15 @@ class UserReply:
         if self.respond is not None:
             await self.respond(response_type="ephemeral", replace_original=replace_original, **message.as_kwargs())
         elif self.channel_id and not self.channel_id.startswith("D"):
-            await self.client.chat_postEphemeral(channel=self.channel_id, user=self.user_id, **message.as_kwargs())
+            try:
+                await self.client.chat_postEphemeral(channel=self.channel_id, user=self.user_id,
+                                                     **message.as_kwargs())
+            except SlackApiError as err:
+                error = str(err.response.get("error", ""))
+                if error not in _EPHEMERAL_NOWHERE:
+                    raise
+                log.info("cannot answer %s in %s (%s); answering by DM", self.user_id, self.channel_id, error)
+                await self.dm(message)
         else:
             await self.dm(message)
 

@@ -16,10 +16,11 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.replies import build_error, build_help, build_notice, build_reply
+from bot.slack.conversations import card_place
 from bot.slack.deps import SlackDeps, name_for_delivery
 from bot.slack.reply import UserReply
 from handlers.slack.create_modal import open_create_modal
-from services.commands import Command, CreateCommand, HelpCommand, help_text, parse_command
+from services.commands import ClassCreateCommand, Command, CreateCommand, HelpCommand, help_text, parse_command
 from services.dispatch import ReplyKind, execute
 from services.errors import LabbotError
 
@@ -66,10 +67,21 @@ async def handle_lab_command(
 
 
 async def run_lab_command(parsed: Command, *, deps: SlackDeps, reply: UserReply, trigger_id: str) -> None:
-    """Carry out one parsed command and answer the person who typed it (privately: the card is the public part)."""
-    if isinstance(parsed, CreateCommand) and parsed.name is None and trigger_id:
-        parsed = replace(parsed, name=name_for_delivery(trigger_id))
-    result = await execute(parsed, actor=deps.actor(reply.user_id), service=deps.service, channel=reply.channel_id)
+    """Carry out one parsed command and answer the person who typed it (privately: the card is the public part).
+
+    A create first settles where the lab's card goes (``bot.slack.conversations``), so a lab nobody could see
+    is refused before it exists.
+    """
+    channel = reply.channel_id
+    if isinstance(parsed, CreateCommand | ClassCreateCommand):
+        if isinstance(parsed, CreateCommand) and parsed.name is None and trigger_id:
+            parsed = replace(parsed, name=name_for_delivery(trigger_id))
+        place = await card_place(reply.client, origin=reply.channel_id, user_id=reply.user_id,
+                                 labs_channel=deps.settings.channel)
+        channel = place.channel
+    result = await execute(parsed, actor=deps.actor(reply.user_id), service=deps.service, channel=channel)
+    if isinstance(parsed, CreateCommand) and channel != reply.channel_id and result.lab is not None:
+        result = replace(result, data={**result.data, "card_in": channel})
     cls = result.klass
     if result.kind == ReplyKind.CLASS and cls is not None and deps.class_board is not None \
             and (deps.service.is_admin(reply.user_id) or reply.user_id == cls.trainer):
@@ -79,6 +91,7 @@ async def run_lab_command(parsed: Command, *, deps: SlackDeps, reply: UserReply,
                                       "labbot and stays up to date."))
         return
     await reply.send(build_reply(result, now=deps.now()))
+
 
 
 def _verb(text: str) -> str:

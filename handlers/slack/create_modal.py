@@ -15,7 +15,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.ids import CreateModalMeta, ViewId, parse_value
 from bot.blocks.modal import CreateForm, build_create_modal, parse_create_form
-from bot.blocks.replies import build_notice
+from bot.blocks.replies import build_created
+from bot.slack.conversations import card_place
 from bot.slack.deps import SlackDeps, name_for_delivery
 from bot.slack.reply import UserReply
 
@@ -57,10 +58,11 @@ async def handle_create_lab_submission(
 
 
 async def create_from_form(form: CreateForm, *, deps: SlackDeps, reply: UserReply, delivery: str) -> None:
-    """Create the lab the form describes; from the App Home (no channel) confirm by DM."""
+    """Create the lab the form describes; when its card goes elsewhere than where the form came from, say where."""
     deps.check_channel(reply.channel_id)
+    place = await card_place(reply.client, origin=reply.channel_id, user_id=reply.user_id,
+                             labs_channel=deps.settings.channel)
     lab = await deps.service.create(deps.actor(reply.user_id), name=form.name or name_for_delivery(delivery),
-                                    profile=form.profile, ttl=form.ttl, channel=reply.channel_id)
-    if reply.channel_id is None:
-        where = f"<#{deps.settings.channel}>" if deps.settings.channel else "your messages with labbot"
-        await reply.dm(build_notice(f"Creating lab {lab.name}; its progress card is in {where}."))
+                                    profile=form.profile, ttl=form.ttl, channel=place.channel)
+    if place.elsewhere:
+        await reply.send(build_created(lab.name, card_in=place.channel))

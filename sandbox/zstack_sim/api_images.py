@@ -61,11 +61,22 @@ async def add_image_store_backup_storage(ctx: Ctx) -> dict[str, Any]:
     storage = ctx.create("backup_storage", record)
     try:
         await ctx.work()
+        await _login(ctx, hostname, int(record["sshPort"] or 22))
     except BaseException:
         ctx.state.remove("backup_storage", storage["uuid"])
         raise
     ctx.state.touch(storage, status="Connected")
     return {"inventory": render(ctx.state, "backup_storage", storage)}
+
+
+async def _login(ctx: Ctx, hostname: str, port: int) -> None:
+    """The backup storage deploy logs in with the password it was given, as ZStack's does over SSH."""
+    username = str(ctx.required("username"))
+    try:
+        await ctx.nested_hooks.check_login(hostname, port, username, str(ctx.required("password")))
+    except Exception as err:  # the SSH failure is the API's failure, worded as ZStack words it
+        raise operr(f"unable to connect to Host[ip:{hostname}, username:{username}, sshPort:{port}] to check the "
+                    f"management node connectivity,please check if username/password is wrong; {err}") from err
 
 
 @api("AttachBackupStorageToZone")

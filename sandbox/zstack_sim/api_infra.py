@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from sandbox.zstack_sim.context import Ctx, api
-from sandbox.zstack_sim.errors import argerr
+from sandbox.zstack_sim.errors import argerr, operr
 from sandbox.zstack_sim.views import render
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,22 @@ async def add_kvm_host(ctx: Ctx) -> dict[str, Any]:
     host = ctx.create("host", record)
     try:
         await ctx.work()
+        await _deploy(ctx, ip, port or 22)
     except BaseException:
         ctx.state.remove("host", host["uuid"])
         raise
     ctx.state.touch(host, status="Connected")
     return {"inventory": render(ctx.state, "host", host)}
+
+
+async def _deploy(ctx: Ctx, ip: str, port: int) -> None:
+    """The host deploy logs in with the password it was given (ZStack's KVMHost connect flow over SSH)."""
+    username = str(ctx.required("username"))
+    try:
+        await ctx.nested_hooks.deploy_host(ip, port, username, str(ctx.required("password")))
+    except Exception as err:  # the SSH failure is the API's failure, worded as ZStack words it
+        raise operr(f"unable to connect to KVM[ip:{ip}, username:{username}, sshPort:{port} ] to do DNS check, "
+                    f"please check if username/password is wrong; {err}") from err
 
 
 @api("ReconnectHost")

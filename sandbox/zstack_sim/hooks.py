@@ -91,6 +91,12 @@ class NestedHooks(Protocol):
     async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
         """Run a real sendtargets discovery plus INQUIRY against ``ip:port`` from this host."""
 
+    async def deploy_host(self, ip: str, port: int, username: str, password: str) -> None:
+        """Log in to a KVM host over SSH with its password and deploy the agent (ZStack's AddKVMHost)."""
+
+    async def check_login(self, ip: str, port: int, username: str, password: str) -> None:
+        """Log in over SSH with a password, as ZStack does to deploy a backup storage agent."""
+
 
 SYNTHETIC_LUN_SIZE = 50 * 1024**3  # the profiles' data volume size, so capacity numbers look like a real lab
 
@@ -121,6 +127,14 @@ class NoHooks:
 
     async def volume_expunged(self, volume_uuid: str) -> None:
         """No file to delete."""
+        return None
+
+    async def deploy_host(self, ip: str, port: int, username: str, password: str) -> None:
+        """No host to log in to: the deploy succeeds in the model."""
+        return None
+
+    async def check_login(self, ip: str, port: int, username: str, password: str) -> None:
+        """No host to log in to."""
         return None
 
     async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:

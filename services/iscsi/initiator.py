@@ -31,3 +31,31 @@ async def read_initiator_name(run: Runner) -> str:
             "is the iSCSI initiator (iscsi-initiator-utils / open-iscsi) installed?"
         )
     return parse_initiator_name(result.stdout)
+
+
+# Keeps an initiator name that is already there (iscsid may be using it); otherwise writes ours atomically.
+_ENSURE = r"""
+f=$1
+if [ -s "$f" ] && grep -q '^[[:space:]]*InitiatorName=' "$f"; then cat "$f"; exit 0; fi
+mkdir -p "$(dirname "$f")" && printf 'InitiatorName=%s\n' "$2" > "$f.labbot" && mv "$f.labbot" "$f" && cat "$f"
+"""
+
+
+def lab_initiator_name(iqn_prefix: str, lab: str) -> str:
+    """The initiator name labbot gives VM2 when it has none: stable for the lab, so a re-run writes the same."""
+    return shell.iqn(f"{iqn_prefix}:{shell.identifier(lab)}.vm2")
+
+
+async def ensure_initiator_name(run: Runner, wanted: str) -> str:
+    """VM2's initiator name, writing ``wanted`` first when the file does not exist yet.
+
+    On a fresh ZStack ISO host the file appears only when the KVM host deploy installs iscsi-initiator-utils
+    (zstack-utility ``kvmagent/ansible/kvm.py``), long after the target's ACL must name it. That package
+    generates a name only when the file is missing (``iscsi-init.service``: ``iscsi-gen-initiatorname``), so the
+    name written here is the one the host keeps and ZStack later logs in with.
+    """
+    script = f"sh -c {shell.quote(_ENSURE)} labbot {shell.quote(INITIATOR_FILE)} {shell.quote(shell.iqn(wanted))}"
+    result = await run(script)
+    if not result.ok:
+        raise IscsiError(f"cannot write {INITIATOR_FILE} on VM2: {result.stderr.strip()[-200:]}")
+    return parse_initiator_name(result.stdout)

@@ -31,7 +31,7 @@ async def save(*, session: AsyncSession) -> None:
     except IntegrityError as err:
         await session.rollback()
         if "name" in str(err.orig).lower():
-            raise ConflictError("a live lab already has that name") from None
+            raise ConflictError("a live lab already has that name") from None  # create() names it
         raise
 
 
@@ -53,7 +53,11 @@ async def create(
         health_failing=[],
     )
     session.add(lab)
-    await save(session=session)
+    try:
+        await save(session=session)
+    except ConflictError:
+        raise ConflictError(f"a live lab is already called `{name}`; pick another name "
+                            f"(`/lab status {name}` shows that one)") from None
     return lab
 
 

@@ -13,6 +13,7 @@ from services.ssh.errors import (
     SSHAuthError,
     SSHCommandError,
     SSHError,
+    SSHOutputLimitError,
     SSHTimeoutError,
     SSHUnreachableError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "SSHAuthError",
     "SSHCommandError",
     "SSHError",
+    "SSHOutputLimitError",
     "SSHTimeoutError",
     "SSHUnreachableError",
     "Target",

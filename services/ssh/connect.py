@@ -108,6 +108,43 @@ async def open_connection(
     return conn
 
 
+async def check_password_login(
+    request: ConnectRequest, password: str, *, tunnel: asyncssh.SSHClientConnection | None = None
+) -> None:
+    """Log in once with ``password`` only (no key), as the nested ZStack does to deploy VM2; then log out.
+
+    The host key must be the pinned one (the key check of ``open_connection`` ran first). Raises
+    ``SSHAuthError`` when the server refuses the password (e.g. ``PasswordAuthentication no``).
+    """
+    lab, target, address = request.lab, request.target, request.address
+    pinned_text = await request.host_keys.get(lab, target)
+    client = _PinningClient(asyncssh.import_public_key(pinned_text) if pinned_text else None)
+    where = f"{address.host}:{address.port}" + (" via vm1" if tunnel else "")
+    try:
+        conn = await asyncio.wait_for(
+            asyncssh.connect(
+                address.host, address.port, tunnel=tunnel, client_factory=lambda: client,
+                username=request.username, password=password, client_keys=None, known_hosts=([], [], []),
+                agent_path=None, config=None, kbdint_auth=False, preferred_auth=("password",),
+                connect_timeout=request.connect_timeout,
+            ),
+            timeout=request.connect_timeout * 2,
+        )
+    except asyncssh.HostKeyNotVerifiable:
+        await _refuse_changed_key(request, client)
+        raise SSHError(f"host key of {target} ({where}) not accepted", lab=lab, host=target) from None
+    except asyncssh.PermissionDenied:
+        raise SSHAuthError(
+            f"{target} ({where}) in lab {lab} refuses password login for {request.username}", lab=lab, host=target
+        ) from None
+    except (TimeoutError, OSError, asyncssh.Error) as err:
+        reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or type(err).__name__
+        raise SSHUnreachableError(f"cannot connect to {target} ({where}) in lab {lab}: {reason}", lab=lab,
+                                  host=target) from None
+    conn.close()
+    await conn.wait_closed()
+
+
 async def _refuse_changed_key(request: ConnectRequest, client: _PinningClient) -> None:
     if client.pinned is None or client.offered is None:
         return

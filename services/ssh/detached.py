@@ -35,7 +35,11 @@ log = logging.getLogger(__name__)
 
 JOBS_ROOT = "/var/tmp/labbot"
 MAX_CHUNK = 1 << 20  # bytes of log read per round trip
+MAX_LINE_BYTES = 64 * 1024  # a longer log line is passed on in pieces
+_RECENT_LINES = 20
+_RECENT_LINE_CHARS = 500  # what an error keeps of each of the last lines
 _POLL_TIMEOUT = 60.0
+_LAST_POLL_SECONDS = 5.0
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 JobState = Literal["absent", "running", "finished", "lost"]
@@ -127,9 +131,10 @@ async def start_detached(session: LabSSH, target: Target, job: str, command: str
     log.info("detached job %s lab=%s host=%s job=%s", outcome, session.lab, target, job)
 
 
-async def _poll(session: LabSSH, target: Target, job: str, offset: int) -> tuple[JobStatus, bytes]:
+async def _poll(session: LabSSH, target: Target, job: str, offset: int,
+                timeout: float = _POLL_TIMEOUT) -> tuple[JobStatus, bytes]:  # noqa: ASYNC109 - one poll's budget
     directory = job_dir(session.lab, job)
-    result = await session.run(target, _script(_POLL, directory, offset, MAX_CHUNK), timeout=_POLL_TIMEOUT)
+    result = await session.run(target, _script(_POLL, directory, offset, MAX_CHUNK), timeout=timeout)
     first, _, rest = result.stdout.partition("\n")
     words = first.split()
     if not words or words[0] not in {"absent", "running", "finished", "lost"}:
@@ -157,7 +162,20 @@ def _complete_utf8(data: bytes) -> bytes:
 
 
 def split_lines(buffer: bytes) -> tuple[list[str], bytes]:
-    """Complete lines in ``buffer`` and the bytes left over (a partial line, a split character, a lone ``\\r``)."""
+    """Complete lines in ``buffer`` and the bytes left over (a partial line, a split character, a lone ``\\r``).
+
+    A partial line longer than ``MAX_LINE_BYTES`` is passed on in pieces of that size, so a log that never
+    breaks its lines cannot make the bytes held over grow without end.
+    """
+    lines, rest = _split_complete(buffer)
+    while len(rest) > MAX_LINE_BYTES:  # the rest holds no line break, at most a "\r" at its very end
+        piece = _complete_utf8(rest[:MAX_LINE_BYTES]) or rest[:MAX_LINE_BYTES]
+        lines.append(piece.decode("utf-8", errors="replace"))
+        rest = rest[len(piece) :]
+    return lines, rest
+
+
+def _split_complete(buffer: bytes) -> tuple[list[str], bytes]:
     complete = _complete_utf8(buffer)
     text = complete.decode("utf-8", errors="replace")
     hold = ""
@@ -235,14 +253,17 @@ async def follow(
     recent: list[str] = []
 
     async def emit(text: str) -> None:
-        recent.append(text)
-        del recent[:-20]
+        recent.append(text[:_RECENT_LINE_CHARS])
+        del recent[:-_RECENT_LINES]
         if on_line is not None:
             await on_line(text)
 
     while True:
         try:
-            status, data = await _poll(session, target, job, offset)
+            # A poll may outlast the job's deadline by at most _LAST_POLL_SECONDS (enough to read the last lines
+            # on a slow connection), not by a whole _POLL_TIMEOUT.
+            budget = min(_POLL_TIMEOUT, max(_LAST_POLL_SECONDS, deadline - loop.time()))
+            status, data = await _poll(session, target, job, offset, timeout=budget)
         except (SSHUnreachableError, SSHTimeoutError) as err:
             if loop.time() >= deadline:
                 raise SSHTimeoutError(

@@ -5,7 +5,8 @@
     ├── SSHAuthError            the VM refused our key
     ├── HostKeyChangedError     the VM presented a different host key than the one pinned (possible interception)
     ├── SSHCommandError         a command exited non-zero (exit status and output tails attached)
-    └── SSHTimeoutError         a command or connection took too long (partial output attached)
+    ├── SSHTimeoutError         a command or connection took too long (partial output attached)
+    └── SSHOutputLimitError     a command printed more than labbot reads; it was cut off (output tails attached)
 
 Messages name the lab and host and never contain key material or passwords. Output tails are kept short so
 they fit in a chat message.
@@ -21,7 +22,8 @@ TAIL_CHARS = 2000
 
 def tail(text: str, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
     """The last ``lines`` lines of ``text``, at most ``chars`` characters (for error messages)."""
-    kept = "\n".join(text.rstrip("\n").splitlines()[-lines:])
+    # Only the end can matter: splitting megabytes of a VM's output into lines would cost the event loop.
+    kept = "\n".join(text.rstrip("\n")[-4 * chars :].splitlines()[-lines:])
     return kept[-chars:]
 
 
@@ -92,4 +94,21 @@ class SSHTimeoutError(SSHError):
         self.stderr = stderr
         detail = tail(stderr) or tail(stdout)
         message = f"`{_short(command)}` on {host} did not finish within {timeout:g}s"
+        super().__init__(message + (f"; last output:\n{detail}" if detail else ""), lab=lab, host=host)
+
+
+class SSHOutputLimitError(SSHError):
+    """A command printed more than labbot reads: reading stopped and the channel was closed, outcome unknown.
+
+    Only the output's tails are kept (the lab VM decides what it prints, so nothing more is worth holding).
+    """
+
+    def __init__(self, *, lab: str, host: str, command: str, limit: int, stdout: str = "", stderr: str = "") -> None:
+        self.command = command
+        self.limit = limit
+        self.stdout_tail = tail(stdout)
+        self.stderr_tail = tail(stderr)
+        detail = self.stderr_tail or self.stdout_tail
+        message = (f"`{_short(command)}` on {host} printed more than {limit:,} characters; labbot stopped reading "
+                   "and closed it (output truncated)")
         super().__init__(message + (f"; last output:\n{detail}" if detail else ""), lab=lab, host=host)

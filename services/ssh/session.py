@@ -17,25 +17,28 @@ import hashlib
 import logging
 import posixpath
 import signal
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import asyncssh
 
 from services import shell
-from services.ssh.connect import ConnectRequest, HostAddress, Target, open_connection
+from services.ssh.connect import ConnectRequest, HostAddress, Target, check_password_login, open_connection
 from services.ssh.errors import (
     HostKeyChangedError,
     SSHAuthError,
     SSHCommandError,
     SSHError,
+    SSHOutputLimitError,
     SSHTimeoutError,
     SSHUnreachableError,
 )
 from services.ssh.forward import LocalForward
 from services.ssh.hostkeys import HostKeyStore, KeyChangedCallback
 from services.ssh.keys import KeyPair
+from services.ssh.output import MAX_OUTPUT_CHARS, READ_CHUNK, OutputBudget, OutputLimitReached, StreamCollector
 from services.ssh.result import CommandResult, LineCallback, Runner
 
 log = logging.getLogger(__name__)
@@ -123,6 +126,19 @@ class LabSSH:
             tunnel=tunnel,
         )
 
+    async def check_password(self, target: Target, password: str) -> None:
+        """Log in to ``target`` with the user's password alone (VM2 through VM1); ``SSHAuthError`` if refused."""
+        tunnel = await self.connection("vm1") if target == "vm2" else None
+        await check_password_login(
+            ConnectRequest(
+                lab=self.lab, target=target, address=self._address(target), username=self.username,
+                client_key=self._client_key, host_keys=self._host_keys, connect_timeout=self._connect_timeout,
+                keepalive_interval=self._keepalive_interval, on_key_changed=self._on_key_changed,
+            ),
+            password,
+            tunnel=tunnel,
+        )
+
     @contextlib.contextmanager
     def _transport_errors(self, target: Target, command: str) -> Iterator[None]:
         try:
@@ -166,39 +182,47 @@ class LabSSH:
         timeout: float,  # noqa: ASYNC109 - the agreed interface; the command's own budget, not a caller cancel
         check: bool = True,
         on_line: LineCallback | None = None,
+        max_output: int = MAX_OUTPUT_CHARS,
     ) -> CommandResult:
         """Run a shell command on ``target``; stream its output lines to ``on_line``; return status and output.
 
-        Values in ``command`` must have been validated and quoted (``services.shell``). Raises
+        ``timeout`` bounds the whole call: opening the session, the command and all of its output, however it
+        is paced. Values in ``command`` must have been validated and quoted (``services.shell``). Raises
         ``SSHCommandError`` on a non-zero exit when ``check``, ``SSHTimeoutError`` (with partial output) after
-        ``timeout`` seconds, ``SSHUnreachableError`` if the connection cannot be made or drops.
+        ``timeout`` seconds, ``SSHOutputLimitError`` once stdout and stderr together pass ``max_output``
+        characters (the command is closed, whatever ``check`` says: its outcome is unknown),
+        ``SSHUnreachableError`` if the connection cannot be made or drops.
         """
-        process = await self._start(target, command)
-        stdout: list[str] = []
-        stderr: list[str] = []
+        budget = OutputBudget(max_output)
+        stdout, stderr = StreamCollector(budget, on_line), StreamCollector(budget, on_line)
+        process: asyncssh.SSHClientProcess[str] | None = None
 
-        async def pump(stream: asyncssh.SSHReader[str], sink: list[str]) -> None:
-            async for line in stream:
-                if not line:  # end of stream (an empty output line would still be "\n")
-                    break
-                sink.append(line)
-                if on_line is not None:
-                    await on_line(line.rstrip("\r\n"))
+        async def pump(stream: asyncssh.SSHReader[str], sink: StreamCollector) -> None:
+            while chunk := await stream.read(READ_CHUNK):
+                await sink.feed(chunk)
+            await sink.finish()
 
         try:
-            with self._transport_errors(target, command):
-                async with asyncio.timeout(timeout):
-                    await asyncio.gather(pump(process.stdout, stdout), pump(process.stderr, stderr))
+            async with asyncio.timeout(timeout):
+                process = await self._start(target, command)
+                with self._transport_errors(target, command):
+                    await _gather_all(pump(process.stdout, stdout), pump(process.stderr, stderr))
                     await process.wait_closed()
         except TimeoutError:
-            process.close()
             raise SSHTimeoutError(
-                lab=self.lab, host=target, command=command, timeout=timeout, stdout="".join(stdout),
-                stderr="".join(stderr),
+                lab=self.lab, host=target, command=command, timeout=timeout, stdout=stdout.text(),
+                stderr=stderr.text(),
+            ) from None
+        except OutputLimitReached:
+            log.warning("ssh output over %d characters; command closed lab=%s host=%s", max_output, self.lab, target)
+            raise SSHOutputLimitError(
+                lab=self.lab, host=target, command=command, limit=max_output, stdout=stdout.text(),
+                stderr=stderr.text(),
             ) from None
         finally:
-            process.close()
-        result = CommandResult(_exit_status(process), "".join(stdout), "".join(stderr))
+            if process is not None:
+                process.close()
+        result = CommandResult(_exit_status(process), stdout.text(), stderr.text())
         log.debug("ssh run lab=%s host=%s status=%d", self.lab, target, result.exit_status)
         if check and not result.ok:
             raise SSHCommandError(
@@ -239,10 +263,12 @@ class LabSSH:
 
     # --- files and ports ----------------------------------------------------------------------------------
 
-    async def upload(self, target: Target, local: Path, remote: str, mode: int = 0o644) -> bool:
+    async def upload(self, target: Target, local: Path, remote: str, mode: int = 0o644, *,
+                     timeout: float = 900) -> bool:  # noqa: ASYNC109 - the transfer's own budget
         """Copy a local file to ``remote`` (absolute path) over SFTP, atomically; skip it if already identical.
 
-        Returns whether bytes were transferred.
+        Returns whether bytes were transferred. The SFTP transfer must end within ``timeout`` seconds
+        (``SSHTimeoutError``): a VM that acknowledges slower and slower cannot hold the step forever.
         """
         shell.safe_path(remote, absolute=True)
         digest, size = await asyncio.to_thread(_sha256, local)
@@ -255,11 +281,13 @@ class LabSSH:
         conn = await self.connection(target)
         try:
             with self._transport_errors(target, f"sftp put {remote}"):
-                async with conn.start_sftp_client() as sftp:
+                async with asyncio.timeout(timeout), conn.start_sftp_client() as sftp:
                     await sftp.makedirs(posixpath.dirname(remote) or "/", exist_ok=True)
                     await sftp.put(str(local), partial)
                     await sftp.chmod(partial, mode)
                     await sftp.posix_rename(partial, remote)
+        except TimeoutError:
+            raise SSHTimeoutError(lab=self.lab, host=target, command=f"sftp put {remote}", timeout=timeout) from None
         except (asyncssh.SFTPError, OSError) as err:
             raise SSHError(
                 f"upload of {local.name} to {target}:{remote} in lab {self.lab} failed: {err}",
@@ -305,6 +333,17 @@ class LabSSH:
                 conn.close()
                 with contextlib.suppress(Exception):
                     await conn.wait_closed()
+
+
+async def _gather_all(*readers: Coroutine[Any, Any, None]) -> None:
+    """Run the readers together; the first failure (a drop, the output limit) stops the others too."""
+    tasks = [asyncio.ensure_future(reader) for reader in readers]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _exit_status(process: asyncssh.SSHClientProcess[str]) -> int:

@@ -109,7 +109,7 @@ async def test_rules_change_nothing(world) -> None:
     await service.create(Actor("U1"), name="two")
     with pytest.raises(QuotaError, match="already have 2 live labs"):
         await service.create(Actor("U1"), name="three")
-    with pytest.raises(ConflictError, match="already has that name"):
+    with pytest.raises(ConflictError, match="a live lab is already called `one`"):
         await service.create(Actor("U2"), name="one")
     with pytest.raises(QuotaError, match="at most 1d"):
         await service.create(Actor("U2"), name="long", ttl=__import__("datetime").timedelta(days=3))

@@ -17,6 +17,8 @@ from types import SimpleNamespace
 import pytest
 
 from sandbox import system
+from services.crypto import SecretBox
+from services.labs.build import steps as steps_module
 from services.labs.models import LabState, StepState
 from services.labs.notifier import NoticeKind
 from tests.engine.sandbox_lab import OWNER, SandboxBox, box_fixture, lab_world
@@ -96,3 +98,24 @@ async def test_ssh_refused_fails_the_lab_and_destroying_it_leaves_nothing(box: S
         assert (await world.lab_row("cut")).state == LabState.DESTROYED
         assert world.outer_vms(lab.uuid) == [] and world.outer_volumes(lab.uuid) == []
         assert await world.machine_leftovers(lab) == [] and await world.host_keys(lab.uuid) == {}
+
+
+async def test_vm2_refusing_root_password_fails_wait_ssh_with_what_to_change(
+    box: SandboxBox, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # An image whose cloud-init keeps `PasswordAuthentication no` (RHEL cloud.cfg: ssh_pwauth 0): labbot must
+    # notice before the install, not an hour later when the nested AddKVMHost logs in with the password.
+    monkeypatch.setattr(steps_module, "VM2_USERDATA", "#cloud-config\nssh_pwauth: false\n")
+    async with lab_world(box, database_url, tmp_path) as world:
+        view = await world.service.create(OWNER, name="nopw")
+        await world.runtime.engine.wait_idle(view.id, timeout=60)
+        lab = await world.lab_row("nopw")
+        assert (lab.state, lab.failed_step) == (LabState.FAILED, "wait_ssh"), (lab.failed_step, lab.error)
+        assert "refuses SSH login with root's password" in (lab.error or "") and "ssh_pwauth" in (lab.error or "")
+        steps = await world.steps(lab.id)
+        assert steps["install_zstack"].state == StepState.PENDING  # nothing was installed on a VM2 that cannot work
+        root_password = SecretBox(world.settings.secret_key).decrypt(lab.host_password_enc or "").get_secret_value()
+        assert root_password not in (lab.error or "")
+        await world.service.destroy(OWNER, "nopw")
+        await world.runtime.engine.wait_idle(view.id, timeout=60)
+        assert world.outer_vms(lab.uuid) == []

@@ -6,6 +6,14 @@ the messages and views it was sent, records every call, and enforces Slack's rat
 ``Retry-After``: chat.postMessage about one per second per channel, chat.update 50 per minute, views.* 100 per
 minute. A request that arrives while its Retry-After still runs is counted in ``violations``: a client that
 honours Retry-After never causes one.
+
+Conversations are modelled as Slack sees them from the bot's side (``Conversation``): a public channel the bot
+is not in takes posts only with ``chat:write.public`` (else ``not_in_channel``) and refuses its history
+(``not_in_channel``); a private channel, group DM or someone else's DM the bot is not in does not exist for it
+(``channel_not_found``, from every method); an archived channel answers ``is_archived``. An undeclared ``C…`` id
+is a public channel the bot is in (most tests need nothing more); declare others with ``conversation``, and the
+app's DM with a person with ``app_dm``. With ``scopes`` set, a method whose scope the app lacks answers
+``missing_scope`` (the scope per method and conversation kind: docs.slack.dev/reference/methods/*).
 """
 
 from __future__ import annotations
@@ -38,6 +46,37 @@ class Call:
     error: str | None
     at: float
     violation: bool = False
+
+
+@dataclass
+class Conversation:
+    """A conversation as the bot sees it: its kind, whether the bot is a member, whether it is archived."""
+
+    id: str
+    kind: str = "public"  # public | private | im | mpim
+    member: bool = True
+    archived: bool = False
+    user: str | None = None  # the person, in the app's DM with them
+
+    def info(self) -> dict[str, Any]:
+        """The ``channel`` object of conversations.info."""
+        channel: dict[str, Any] = {
+            "id": self.id, "created": 1700000000, "is_archived": self.archived,
+            "is_channel": self.kind in ("public", "private"), "is_group": self.kind == "private",
+            "is_im": self.kind == "im", "is_mpim": self.kind == "mpim", "is_private": self.kind != "public",
+        }
+        if self.kind == "im":
+            channel.update(user=self.user, is_open=True)
+        else:
+            channel.update(name=self.id.lower(), is_member=self.member)
+        return channel
+
+
+# The bot scope a method needs, per kind of conversation (docs.slack.dev/reference/methods/<method>, Scopes).
+_READ_SCOPE = {"public": "channels:read", "private": "groups:read", "im": "im:read", "mpim": "mpim:read"}
+_HISTORY_SCOPE = {"public": "channels:history", "private": "groups:history", "im": "im:history",
+                  "mpim": "mpim:history"}
+_POSTING = {"chat.postMessage", "chat.postEphemeral", "chat.update"}
 
 
 @dataclass
@@ -84,8 +123,11 @@ class FakeSlack:
         updates_per_minute: int = 50,
         update_window: float = 60.0,
         views_per_minute: int = 100,
+        scopes: frozenset[str] | None = None,
     ) -> None:
         self.bot_token, self.app_token = bot_token, app_token
+        self.scopes = scopes  # None: every scope granted
+        self.conversations: dict[str, Conversation] = {}
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], StoredMessage] = {}
         self.ephemerals: list[dict[str, Any]] = []
@@ -139,6 +181,54 @@ class FakeSlack:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    # --- the workspace ----------------------------------------------------------------------------------
+
+    def conversation(self, channel: str, *, kind: str = "public", member: bool = True,
+                     archived: bool = False) -> Conversation:
+        """Declare a conversation (a private channel the bot is not in: ``kind="private", member=False``)."""
+        self.conversations[channel] = Conversation(channel, kind, member, archived)
+        return self.conversations[channel]
+
+    def app_dm(self, user: str) -> str:
+        """The id of the app's DM with ``user`` (its Messages tab), as Slack gives it in payloads."""
+        channel = "D" + user.removeprefix("U")
+        self.conversations.setdefault(channel, Conversation(channel, "im", True, user=user))
+        return channel
+
+    def _find(self, channel: str) -> Conversation | None:
+        """The conversation an id names, as the bot sees it; None when it does not exist for the bot."""
+        if channel.startswith("U"):
+            return self.conversations[self.app_dm(channel)]
+        found = self.conversations.get(channel)
+        if found is None and channel.startswith("C"):
+            found = self.conversation(channel)
+        if found is not None and found.kind != "public" and not found.member:
+            return None  # private, group DM or someone else's DM: invisible to a non-member
+        return found
+
+    def _conversation_refusal(self, method: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        """Slack's answer when the bot may not use ``args["channel"]`` with ``method`` (or lacks the scope)."""
+        granted = self.scopes
+        if method in _POSTING and granted is not None and "chat:write" not in granted:
+            return {"ok": False, "error": "missing_scope", "needed": "chat:write"}
+        channel = str(args.get("channel") or "")
+        found = self._find(channel) if channel else None
+        if found is None:
+            return {"ok": False, "error": "channel_not_found"}
+        if granted is not None:
+            needed = {"conversations.info": _READ_SCOPE, "conversations.history": _HISTORY_SCOPE}.get(method)
+            if needed is not None and needed[found.kind] not in granted:
+                return {"ok": False, "error": "missing_scope", "needed": needed[found.kind]}
+        if method == "conversations.history" and not found.member:
+            return {"ok": False, "error": "not_in_channel"}
+        if method in _POSTING:
+            if found.archived:
+                return {"ok": False, "error": "is_archived"}
+            public_ok = granted is None or "chat:write.public" in granted
+            if not found.member and not (method == "chat.postMessage" and public_ok):
+                return {"ok": False, "error": "not_in_channel"}
+        return None
 
     @property
     def api_url(self) -> str:
@@ -229,6 +319,10 @@ class FakeSlack:
                                          headers={"Retry-After": str(seconds)})
         if method in self.fail_next:
             return self._answer(method, args, now, {"ok": False, "error": self.fail_next.pop(method)})
+        if method in _POSTING or method.startswith("conversations."):
+            refusal = self._conversation_refusal(method, args)
+            if refusal is not None:
+                return self._answer(method, args, now, refusal)
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return self._answer(method, args, now, {"ok": False, "error": "unknown_method"})
@@ -278,10 +372,8 @@ class FakeSlack:
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel") or "")
-        if not channel:
-            return {"ok": False, "error": "channel_not_found"}
         if channel.startswith("U"):
-            channel = "D" + channel[1:]  # a bot posting to a user id lands in their DM with the app
+            channel = self.app_dm(channel)  # a bot posting to a user id lands in their DM with the app
         problem = message_problem(args)
         if problem:
             return {"ok": False, "error": problem}
@@ -296,6 +388,11 @@ class FakeSlack:
         return {"ok": True, "channel": channel, "ts": ts,
                 "message": {"type": "message", "subtype": "bot_message", "text": args.get("text", ""), "ts": ts,
                             "bot_id": BOT_AUTH["bot_id"], "blocks": blocks}}
+
+    def _m_conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        found = self._find(str(args.get("channel")))
+        assert found is not None  # _conversation_refusal answered channel_not_found
+        return {"ok": True, "channel": found.info()}
 
     def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
         # Top-level messages, newest first; message metadata only when asked for, as Slack does.

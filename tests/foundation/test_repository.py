@@ -40,7 +40,7 @@ async def test_create_and_read_back(sessions: Sessions) -> None:
 
 async def test_live_names_are_unique_but_destroyed_names_free(sessions: Sessions) -> None:
     first = await _new_lab(sessions)
-    with pytest.raises(ConflictError, match="already has that name"):
+    with pytest.raises(ConflictError, match="a live lab is already called `demo`"):
         await _new_lab(sessions)
     async with sessions() as session, session.begin():
         lab = await repo.get(session=session, lab_id=first)

@@ -10,12 +10,13 @@ they must run and so fail instead.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import os
 import sys
 import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +36,8 @@ PUBLIC_L3 = ("0b11c0de" + "0" * 24, "test-public")
 VPC_L3 = ("0b12c0de" + "0" * 24, "test-vpc")  # a segment of this run's own (its namespace carries PREFIX)
 PUBLIC_NET, VPC_NET = f"198.18.{50 + _RUN % 200}", "198.19.200"
 NETMASK = "255.255.255.0"
+VM2_ROOT_PASSWORD = "Vm2-Root-Pass"  # a test VM2 root password, sent as rootPassword:: like labbot
+PASSWORD_USERDATA = base64.b64encode(b"#cloud-config\nssh_pwauth: true\n").decode()  # as labbot sends for VM2
 
 
 def require_sandbox() -> None:
@@ -116,7 +119,9 @@ class LabBox:
     async def make_lab(self, name: str, *, volume_size: int = 50 * 1024**3) -> Lab:
         """Boot VM1 and VM2 (concurrently, as the platform would) and attach a data volume to VM1."""
         key = generate_keypair(f"labbot@{name}")
-        vm1, vm2 = self.plan(f"{name}-vm1", key, public=True), self.plan(f"{name}-vm2", key, public=False)
+        vm1 = self.plan(f"{name}-vm1", key, public=True)
+        vm2 = replace(self.plan(f"{name}-vm2", key, public=False), root_password=VM2_ROOT_PASSWORD,
+                      user_data=PASSWORD_USERDATA)  # as labbot creates VM2: the nested ZStack logs in with it
         await asyncio.gather(self.hooks.vm_started(vm1), self.hooks.vm_started(vm2))
         volume = uuid.uuid4().hex
         await self.hooks.volume_attached(volume, volume_size, vm1.vm_uuid)

@@ -20,13 +20,14 @@ from pydantic import SecretStr
 from sandbox import system
 from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
-from services.iscsi.initiator import read_initiator_name
+from services.iscsi.initiator import ensure_initiator_name
 from services.iscsi.naming import target_iqn
 from services.iscsi.tgt import TgtBackend
 from services.ssh import LabSSH
 from services.ssh.detached import follow, reset_job, start_detached
 from services.zstack.client import ZStackClient
-from tests.sandbox.labbox import PROJECT, Lab, LabBox, drop_connections, require_sandbox
+from services.zstack.errors import ZStackError
+from tests.sandbox.labbox import PROJECT, VM2_ROOT_PASSWORD, Lab, LabBox, drop_connections, require_sandbox
 
 pytestmark = pytest.mark.sandbox
 
@@ -94,13 +95,20 @@ async def test_nested_zstack_offers_the_lab_lun_by_the_wwid_labbot_recorded(lab:
         assert await install(ssh, "install_nested") == 0
         device = await find_data_disk(ssh.runner("vm1"), lab.volume_uuid, None)
         spec = TargetSpec(iqn=target_iqn("iqn.2026-11.io.labbot", lab.name), device=device,
-                          initiator_iqn=await read_initiator_name(ssh.runner("vm2")), portal_ip=lab.vm1_vpc_ip)
+                          initiator_iqn=await ensure_initiator_name(ssh.runner("vm2"), "iqn.2026-11.io.labbot:t.vm2"),
+                          portal_ip=lab.vm1_vpc_ip)
         info = await TgtBackend(ssh.runner("vm1")).ensure(spec)
         port = await ssh.forward_local("vm2", 8080)
         async with ZStackClient(f"http://127.0.0.1:{port}/zstack/v1", "admin", SecretStr("password")) as nested:
             zone = await nested.create_zone("zone-1")
             cluster = await nested.create_cluster("cluster-1", zone.uuid)
-            await nested.add_kvm_host("vm2", lab.vm2_ip, cluster.uuid, username="root", password=SecretStr("x"))
+            with pytest.raises(ZStackError, match=r"unable to connect to KVM.* to do DNS check"):
+                await nested.add_kvm_host("vm2", lab.vm2_ip, cluster.uuid, username="root",
+                                          password=SecretStr("not-the-password"))  # the deploy really logs in
+            await nested.add_kvm_host("vm2", lab.vm2_ip, cluster.uuid, username="root",
+                                      password=SecretStr(VM2_ROOT_PASSWORD))
+            kept = await ssh.run("vm2", "cat /etc/iscsi/initiatorname.iscsi", timeout=10)
+            assert kept.stdout == f"InitiatorName={spec.initiator_iqn}\n"  # the deploy keeps the name labbot wrote
             server = await nested.add_iscsi_server(lab.vm1_vpc_ip, port=3260, name="vm1")
             assert [(t.iqn, [lun.wwid for lun in t.iscsi_luns]) for t in server.iscsi_targets] == [
                 (info.iqn, [info.wwid]),
@@ -108,6 +116,24 @@ async def test_nested_zstack_offers_the_lab_lun_by_the_wwid_labbot_recorded(lab:
             await nested.attach_iscsi_server_to_cluster(server.uuid, cluster.uuid)
             candidates = await nested.get_shared_block_candidates(cluster.uuid)
     assert [(c.wwid, c.size) for c in candidates] == [(info.wwid, info.size_bytes)]
+
+
+async def test_the_kvm_host_deploy_makes_the_initiator_name_when_labbot_did_not(box: LabBox) -> None:
+    lab = await box.make_lab("deploylab", volume_size=64 * 1024**2)
+    async with lab.ssh() as ssh:
+        absent = await ssh.run("vm2", "test -e /etc/iscsi/initiatorname.iscsi", timeout=10, check=False)
+        assert absent.exit_status == 1  # a fresh ZStack ISO host has no initiator yet
+        assert await install(ssh, "install_deploy") == 0
+        port = await ssh.forward_local("vm2", 8080)
+        async with ZStackClient(f"http://127.0.0.1:{port}/zstack/v1", "admin", SecretStr("password")) as nested:
+            zone = await nested.create_zone("zone-1")
+            cluster = await nested.create_cluster("cluster-1", zone.uuid)
+            await nested.add_kvm_host("vm2", lab.vm2_ip, cluster.uuid, username="root",
+                                      password=SecretStr(VM2_ROOT_PASSWORD))
+        made = await ssh.run("vm2", "cat /etc/iscsi/initiatorname.iscsi", timeout=10)
+    assert re.fullmatch(r"InitiatorName=iqn\.1994-05\.com\.redhat:[0-9a-f]{12}\n", made.stdout), made.stdout
+    await box.hooks.vm_expunged(lab.vm1.vm_uuid)
+    await box.hooks.vm_expunged(lab.vm2.vm_uuid)
 
 
 async def test_expunging_vm2_stops_the_management_node(box: LabBox, lab: Lab) -> None:

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.ssh.detached import _complete_utf8, split_lines
+from services.ssh.detached import MAX_CHUNK, MAX_LINE_BYTES, _complete_utf8, split_lines
 
 
 def test_partial_line_and_partial_character_are_held_back() -> None:
@@ -47,3 +47,14 @@ def test_any_chunking_yields_the_same_lines(text: str, cuts: list[int]) -> None:
         lines, pending = split_lines(pending + data[start:end])
         seen += lines
     assert seen == whole and pending == whole_rest
+
+
+def test_a_log_that_never_breaks_its_lines_is_passed_on_in_bounded_pieces() -> None:
+    pending, seen = b"", []
+    for _ in range(10):  # 10 polls of 1 MiB each, no line break anywhere (and a character split at the edges)
+        lines, pending = split_lines(pending + "é".encode() + b"x" * (MAX_CHUNK - 2))
+        seen += lines
+        assert len(pending) <= MAX_LINE_BYTES
+    assert seen and all(len(line.encode()) <= MAX_LINE_BYTES for line in seen)
+    assert sum(len(line.encode()) for line in seen) + len(pending) == 10 * MAX_CHUNK
+    assert "\ufffd" not in "".join(seen)  # no character was cut in two

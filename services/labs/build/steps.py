@@ -13,6 +13,7 @@ built while the SharedBlock storage is. Every create passes a deterministic ``re
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import secrets
@@ -25,12 +26,13 @@ from services.errors import ConfigError, ExternalError
 from services.iscsi.backends import backend_for
 from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
-from services.iscsi.initiator import read_initiator_name
+from services.iscsi.initiator import ensure_initiator_name, lab_initiator_name
 from services.iscsi.naming import target_iqn
 from services.labs.build.context import LabContext
 from services.labs.build.dag import Step
 from services.shell import quote
 from services.ssh.detached import follow, start_detached
+from services.ssh.errors import SSHAuthError
 from services.ssh.keys import generate_keypair
 from services.ssh.session import LabSSH
 from services.zstack.client import ZStackClient
@@ -52,6 +54,11 @@ TITLES = {
     "first_health": "First health check",
 }
 INSTALL_JOB = "install-zstack"
+# cloud-config for VM2, sent as ZStack's ``userdata::`` system tag (base64). ZStack adds it as its own part next
+# to the part it builds from ``sshkey::``/``rootPassword::`` (zstack UserdataBuilder), which sets the password but
+# not ``ssh_pwauth``: RHEL-family cloud.cfg ships ``ssh_pwauth: 0``, and the nested ZStack logs in to VM2 with
+# root's password (AddKVMHost, the ImageStore backup storage).
+VM2_USERDATA = "#cloud-config\nssh_pwauth: true\ndisable_root: false\n"
 _PERCENT = re.compile(r"(\d{1,3})%")
 
 
@@ -157,6 +164,7 @@ class _Steps:
 
         async def create(role: str, vm_uuid: str) -> VmInstanceInventory:
             spec = profile.vm1 if role == "vm1" else profile.vm2
+            userdata = base64.b64encode(VM2_USERDATA.encode()).decode() if role == "vm2" else None
             l3s = [uuids[f"l3:{n}"] for n in spec.l3_networks]
             existed = await self.outer.get_vm(vm_uuid) is not None
             vm = await self.outer.create_vm_instance(
@@ -167,6 +175,7 @@ class _Steps:
                 default_l3_network_uuid=l3s[0],
                 ssh_public_key=lab.ssh_public_key,
                 root_password=password,
+                system_tags=[f"userdata::{userdata}"] if userdata else None,
                 user_tags=[self.ctx.tag],
                 resource_uuid=vm_uuid,
             )
@@ -196,10 +205,31 @@ class _Steps:
         await self.outer.attach_data_volume(volume.uuid, _known(lab.vm1_uuid, "VM1 uuid"))
 
     async def wait_ssh(self) -> None:
-        """Wait until VM1's sshd answers, then VM2's through VM1; host keys are pinned on first sight."""
+        """Wait until VM1's sshd answers, then VM2's through VM1; host keys are pinned on first sight.
+
+        Then make sure of two things the nested ZStack needs from VM2 long after: an iSCSI initiator name (the
+        target's ACL names it now, ZStack logs in with it later), and root's password accepted over SSH.
+        """
         ssh = await self.ssh()
         await ssh.wait_ready("vm1", timeout=300)
         await ssh.wait_ready("vm2", timeout=300)
+        await self._vm2_initiator(ssh)
+        await self._check_vm2_password(ssh)
+
+    async def _vm2_initiator(self, ssh: LabSSH) -> str:
+        wanted = lab_initiator_name(self.ctx.profile.iscsi.iqn_prefix, self.ctx.lab_name)
+        return await ensure_initiator_name(ssh.runner("vm2", timeout=60), wanted)
+
+    async def _check_vm2_password(self, ssh: LabSSH) -> None:
+        password = (await self.ctx.secret("host_password_enc")).get_secret_value()
+        try:
+            await ssh.check_password("vm2", password)
+        except SSHAuthError:
+            raise ExternalStepError(
+                "VM2 refuses SSH login with root's password, which the nested ZStack needs to add VM2 as its KVM "
+                "host and backup storage. labbot sends `ssh_pwauth: true` in VM2's userdata; check that the VM2 "
+                "image runs cloud-init and that nothing in it sets `PasswordAuthentication no` afterwards"
+            ) from None
 
     # --- VM1: iSCSI ----------------------------------------------------------------------------------
 
@@ -208,10 +238,10 @@ class _Steps:
         lab = await self.ctx.lab()
         ssh = await self.ssh()
 
-        on_vm1, on_vm2 = ssh.runner("vm1"), ssh.runner("vm2", timeout=60)
+        on_vm1 = ssh.runner("vm1")
         profile = self.ctx.profile
         device = await find_data_disk(on_vm1, _known(lab.volume_uuid, "volume uuid"), profile.data_volume.data_disk)
-        initiator = await read_initiator_name(on_vm2)
+        initiator = await self._vm2_initiator(ssh)
         backend = backend_for(profile.iscsi.backend, on_vm1)
         info = await backend.ensure(
             TargetSpec(
