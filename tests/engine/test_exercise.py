@@ -54,7 +54,8 @@ async def test_exercise_checked_by_hand_and_solved(box, database_url: str, tmp_p
         assert "comes after install_zstack" in found["nested_compute"][1]
         assert checked.exercise is not None and (checked.exercise.done, checked.exercise.total) == (2, 8)
         async with world.lab_ssh(lab) as ssh:
-            assert (await ssh.run("vm1", "tgtadm --lld iscsi --op show --mode target", timeout=30)).stdout == targets_before
+            after = (await ssh.run("vm1", "tgtadm --lld iscsi --op show --mode target", timeout=30)).stdout
+        assert after == targets_before
 
         # The student exports the disk with tgt by hand, but forgets the ACL: the check says exactly that.
         async with world.lab_ssh(lab) as ssh:
