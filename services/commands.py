@@ -339,7 +339,7 @@ def _parse_class(args: list[str]) -> Command:
     if sub == "create":
         return _parse_class_create(rest, usage)
     flags = {"yes"} if sub == "destroy" else set()
-    positionals, options = _options_for(rest, usage, sub, flags=flags, valued=set())
+    positionals, options = _options_for(rest, usage, f"class {sub}", flags=flags, valued=set())
     if not positionals:
         raise CommandError(f"`class {sub}` needs the class's name", usage)
     name = validate_class_name(positionals[0], usage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +17,11 @@ from sandbox.zstack_sim.server import serve_simulator
 from services import db
 from services.labs.notifier import Notice, NoticeKind
 from services.labs.runtime import Runtime
+from services.labs.service import Actor
+from services.labs.tasks import TASK_STEPS, TaskResult
 from services.labs.views import StepView
 from services.scheduler.orphans import platform_view
+from tests.slack.world import ScriptedJobs
 
 
 def _console() -> tuple[Console, io.StringIO]:
@@ -75,3 +79,56 @@ async def test_a_script_stops_at_the_first_failing_command(tmp_path: Path) -> No
     text = out.getvalue()
     assert "no labs" in text and "there is no lab called `nosuch`" in text
     assert "/lab status nosuch" in text and "/lab health nosuch" not in text  # it stopped at the failure
+
+
+class _LaterJobs:
+    """The engine's jobs, bound once the runtime (whose database and notifier they use) exists."""
+
+    def __init__(self) -> None:
+        self.target: ScriptedJobs | None = None
+
+    async def build(self, lab_id: int, attention: asyncio.Event) -> None:
+        assert self.target is not None
+        await self.target.build(lab_id, attention)
+
+    async def destroy(self, lab_id: int, attention: asyncio.Event) -> None:
+        assert self.target is not None
+        await self.target.destroy(lab_id, attention)
+
+
+async def test_trainer_commands_in_the_console(tmp_path: Path) -> None:
+    async with serve_simulator("outer") as sim:
+        settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'labbot.db'}", state_dir=tmp_path,
+                                 platform_url=sim.url, platform_account="admin",
+                                 platform_password=SecretStr("password"), default_profile="sandbox")
+        await db.upgrade(settings.database_url)
+        console, out = _console()
+        jobs = _LaterJobs()
+        runtime = Runtime(settings, notifiers=[ConsoleNotifier(console)], jobs=jobs)
+        jobs.target = ScriptedJobs(runtime.sessions, runtime.notifier, progress_events=1, box=runtime.box)
+
+        async def checker(lab_id: int) -> list[TaskResult]:  # the real checks run in tests/engine/test_exercise.py
+            return [TaskResult(step, step == "iscsi_target", "ok" if step == "iscsi_target" else f"{step}: not yet")
+                    for step in TASK_STEPS]
+
+        runtime.service.exercise_checker = checker
+        await runtime.start()
+        try:
+            front = ConsoleFrontEnd(runtime, console)
+            assert await front.run_script([
+                "/lab create ex --exercise", "/lab check ex", "/lab solve ex install_zstack",
+                "/lab class create c3 --count 2 --for @U_STUDENT", "/lab class status c3", "/lab class claim c3",
+                "/lab class extend c3 1h", "/lab class destroy c3 --yes",
+            ]) == 0
+            labs = {lab.name: lab for lab in await runtime.service.list_labs(Actor("x", is_admin=True),
+                                                                             everything=True)}
+        finally:
+            await runtime.stop()
+    text = out.getvalue()
+    assert "Lab `ex`: 3 of 8 steps done" in text and "install_zstack: not yet" in text
+    assert "labbot is doing `install_zstack` of lab `ex`" in text
+    assert "class c3 — 2 live labs of 2, 1 to claim" in text
+    assert "Lab `c3-02` of class `c3` is yours" in text
+    assert "✓ 2 labs ready" in text and "✓ 2 labs destroyed" in text
+    assert labs["c3-01"].owner == "U_STUDENT" and labs["c3-02"].owner == "console"
+    assert {labs["c3-01"].state, labs["c3-02"].state} == {"destroyed"}
