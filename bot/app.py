@@ -81,7 +81,7 @@ def build_bolt_app(*, deps: SlackDeps, client: AsyncWebClient, signing_secret: s
         request_verification_enabled=signing_secret is not None,  # Socket Mode has no signatures
         name="labbot",
     )
-    app.use(DeliveryGuard())
+    app.use(DeliveryGuard(deps.service.sessions))
     app.use(inject(deps))
     app.error(handle_app_error)
     handlers.slack.register(app)

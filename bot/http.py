@@ -11,20 +11,31 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.app import SlackBot
 from bot.metrics import CONTENT_TYPE
 from bot.slack.errors import new_error_id
+from services import claims
 
 log = logging.getLogger(__name__)
+
+# Slack documents no maximum request size. The largest requests it sends carry a view (a modal's submission:
+# views.open refuses views over 250 kB, `view_too_large`) or a message (50 blocks, text up to 40,000
+# characters), URL-encoded, which can triple JSON's size: 1 MiB leaves room for both, and a body over it is
+# refused while it is being read (bolt-js refuses over 4 MB by default since v5.1.0, for the same reason).
+MAX_BODY_BYTES = 1024 * 1024
+# Slack's replay window: a request whose timestamp is further than this from now is refused.
+SIGNATURE_WINDOW_SECONDS = 300
 
 
 def build_http_app(bot: SlackBot, *, slack_events: bool = True) -> Starlette:
@@ -43,37 +54,100 @@ def build_http_app(bot: SlackBot, *, slack_events: bool = True) -> Starlette:
 
     routes = [Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics, methods=["GET"])]
     if slack_events:
-        handler = AsyncSlackRequestHandler(bot.app)
+        replays = ReplayGuard(bot.domain.sessions)
 
         async def events(request: Request) -> Response:
             started = time.perf_counter()
-            body = await request.body()  # Starlette keeps it, so Bolt reads the same bytes
-            response: Response
-            problem = malformed(body, request.headers.get("content-type", ""))
-            if problem is not None:
-                # Signed but malformed, it would crash Bolt's own middleware (a 500 and a traceback), so it stops
-                # here; unsigned, it gets the 401 Bolt gives, and no hint about its shape.
-                if not await signed(request):
-                    response = JSONResponse({"error": "invalid request"}, status_code=401)
-                else:
-                    log.info("refused a malformed Slack request: %s", problem)
-                    response = JSONResponse({"error": "malformed request", "detail": problem}, status_code=400)
-            else:
-                try:
-                    response = await handler.handle(request)
-                except Exception:  # Bolt itself failed on a request it accepted; the user still gets an answer
-                    error_id = new_error_id()
-                    log.exception("error %s: Bolt could not handle a Slack request", error_id)
-                    response = JSONResponse({"error": "bad request", "id": error_id}, status_code=400)
+            response = await _slack_event(bot, replays, request)
             bot.metrics.ack_seconds.observe(time.perf_counter() - started)
             return response
 
-        async def signed(request: Request) -> bool:
-            secret = bot.settings.slack_signing_secret
-            return secret is None or valid_signature(secret.get_secret_value(), await request.body(), request.headers)
-
         routes.append(Route("/slack/events", events, methods=["POST"]))
     return Starlette(routes=routes)
+
+
+async def _slack_event(bot: SlackBot, replays: ReplayGuard, request: Request) -> Response:
+    """One POST to /slack/events: size, then signature, then replay, then shape, and only then Bolt.
+
+    Nothing of an unauthenticated request is parsed or logged beyond ``request_summary``: Bolt's own
+    verification logs the raw body of a bad request, so a bad request never reaches Bolt.
+    """
+    body = await read_bounded(request, MAX_BODY_BYTES)
+    if body is None:
+        log.info("refused an oversized Slack request: %s", request_summary(request, None))
+        return JSONResponse({"error": "request body too large"}, status_code=413,
+                            headers={"connection": "close"})
+    secret = bot.settings.slack_signing_secret
+    if secret is not None:
+        if not valid_signature(secret.get_secret_value(), body, request.headers):
+            log.info("refused a Slack request with a bad or stale signature: %s", request_summary(request, len(body)))
+            return JSONResponse({"error": "invalid request"}, status_code=401)
+        if not await replays.first_time(request.headers):
+            log.info("ignored a replayed Slack request: %s", request_summary(request, len(body)))
+            return Response(status_code=200)
+    problem = malformed(body, request.headers.get("content-type", ""))
+    if problem is not None:
+        # Signed but malformed, it would crash Bolt's own middleware (a 500 and a traceback), so it stops here.
+        log.info("refused a malformed Slack request: %s", problem)
+        return JSONResponse({"error": "malformed request", "detail": problem}, status_code=400)
+    try:
+        return to_starlette_response(await bot.app.async_dispatch(to_async_bolt_request(request, body)))
+    except Exception:  # Bolt itself failed on a request it accepted; the user still gets an answer
+        error_id = new_error_id()
+        log.exception("error %s: Bolt could not handle a Slack request", error_id)
+        return JSONResponse({"error": "bad request", "id": error_id}, status_code=400)
+
+
+async def read_bounded(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed ``limit`` bytes (nothing more is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or closed for sending its body too slowly (bot.connections)
+        return None
+    return b"".join(chunks)
+
+
+def request_summary(request: Request, size: int | None) -> str:
+    """What may be logged about a request nobody vouched for: its size, peer and two headers, each bounded and
+    escaped (``repr``), so a newline in a header or body can never forge a log record."""
+    peer = f"{request.client.host}:{request.client.port}" if request.client else "?"
+    shown = "over the limit" if size is None else f"{size} bytes"
+    return (f"{shown} from {peer}, content-type {_bounded(request.headers.get('content-type', ''))}, "
+            f"timestamp {_bounded(request.headers.get('x-slack-request-timestamp', ''))}")
+
+
+def _bounded(value: str, limit: int = 40) -> str:
+    return ascii(value[:limit]) + ("…" if len(value) > limit else "")
+
+
+class ReplayGuard:
+    """Acts on each signed request once across every replica: its signature is claimed in the database until
+    Slack's five-minute window for its timestamp has passed (after which ``valid_signature`` refuses it)."""
+
+    PRUNE_EVERY = 60.0
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self._pruned_at = 0.0
+
+    async def first_time(self, headers: Mapping[str, str]) -> bool:
+        """Claim this request's signature; False when some labbot process already has."""
+        timestamp = int(headers.get("x-slack-request-timestamp", "0"))
+        until = datetime.fromtimestamp(timestamp + SIGNATURE_WINDOW_SECONDS + 1, UTC)
+        fresh = await claims.claim(self.sessions, "signature:" + headers.get("x-slack-signature", ""), until=until)
+        if time.monotonic() - self._pruned_at > self.PRUNE_EVERY:
+            self._pruned_at = time.monotonic()
+            await claims.prune(self.sessions)
+        return fresh
 
 
 def valid_signature(secret: str, body: bytes, headers: Mapping[str, str], *, now: float | None = None) -> bool:
@@ -82,7 +156,7 @@ def valid_signature(secret: str, body: bytes, headers: Mapping[str, str], *, now
         timestamp = int(headers.get("x-slack-request-timestamp", ""))
     except ValueError:
         return False
-    if abs((now if now is not None else time.time()) - timestamp) > 300:
+    if abs((now if now is not None else time.time()) - timestamp) > SIGNATURE_WINDOW_SECONDS:
         return False
     base = b"v0:" + str(timestamp).encode() + b":" + body
     expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()

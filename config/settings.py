@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     orphan_report_hours: int = Field(24, ge=1)
     leader_check_seconds: float = Field(5.0, ge=0.1, le=300)
 
+    # --- the HTTP server (bot.connections): slow and idle connections ---
+    http_header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(20.0, gt=0, le=600)
+    http_max_connections: int = Field(256, ge=8, le=10_000)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     _split = field_validator("allowed_channels", "admin_users", "expiry_warning_offsets", mode="before")(

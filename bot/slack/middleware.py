@@ -1,23 +1,25 @@
 """Global Bolt middleware: dependency injection and delivery de-duplication.
 
 Slack retries an event it thinks failed (``X-Slack-Retry-Num``) and sometimes delivers the same request twice.
-``DeliveryGuard`` remembers what it has seen for a while and answers a repeat with a bare 200 without running any
-listener, so a retry or duplicate never starts a second lab or a second destroy in this process; across
-replicas the service's own rules (one live lab per name, one destroy per lab) keep the same promise.
+``DeliveryGuard`` claims each delivery in the database (``services.claims``) for a while and answers a repeat
+with a bare 200 without running any listener, so a retry or duplicate never starts a second lab or a second
+destroy, whichever replica it reaches (Slack's last retry comes 5 minutes after the first delivery).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.slack.deps import SlackDeps
+from services import claims
+from services.db import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +40,17 @@ def delivery_key(body: dict[str, Any]) -> str | None:
 class DeliveryGuard:
     """Answers repeated deliveries with 200 and nothing else (see the module docstring)."""
 
-    def __init__(self, *, ttl: float = 900.0, max_entries: int = 50_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl, self.max_entries, self._clock = ttl, max_entries, clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, ttl: float = 900.0) -> None:
+        self.sessions, self.ttl = sessions, timedelta(seconds=ttl)
         self.duplicates = 0
 
-    def first_time(self, key: str) -> bool:
-        """Record ``key``; False when it was seen within the TTL."""
-        now = self._clock()
-        while self._seen and (next(iter(self._seen.values())) < now - self.ttl or len(self._seen) > self.max_entries):
-            self._seen.popitem(last=False)
-        if key in self._seen:
-            return False
-        self._seen[key] = now
-        return True
+    async def first_time(self, key: str) -> bool:
+        """Claim ``key``; False when some labbot process claimed it within the TTL."""
+        return await claims.claim(self.sessions, "delivery:" + key, until=utcnow() + self.ttl)
 
     async def __call__(self, req: AsyncBoltRequest, body: dict[str, Any], next: Next) -> BoltResponse | None:
         key = delivery_key(body)
-        if key is not None and not self.first_time(key):
+        if key is not None and not await self.first_time(key):
             self.duplicates += 1
             retry = req.headers.get("x-slack-retry-num", [""])[0] if req.headers else ""
             log.info("ignoring a repeated delivery (%s%s)", key.split(":", 1)[0], f", retry {retry}" if retry else "")

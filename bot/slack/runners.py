@@ -11,6 +11,7 @@ import uvicorn
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import SlackBot, build_domain, build_scheduler
+from bot.connections import GuardedH11Protocol
 from bot.http import build_http_app
 from bot.metrics import Metrics
 from config.settings import Settings
@@ -19,6 +20,9 @@ log = logging.getLogger(__name__)
 
 # slack_sdk logs every request body at DEBUG, and labbot's private replies carry lab credentials (/lab access):
 # these loggers stay at INFO or above even when labbot itself runs at DEBUG.
+# How long an idle keep-alive connection stays open after a response (uvicorn's default).
+KEEP_ALIVE_SECONDS = 5
+
 BODY_LOGGERS = ("slack_sdk.web", "slack_sdk.webhook", "slack_sdk.socket_mode", "slack_bolt")
 
 
@@ -32,8 +36,13 @@ def quiet_body_loggers() -> None:
 
 def make_server(bot: SlackBot, host: str, port: int, *, slack_events: bool) -> uvicorn.Server:
     """A uvicorn server for the bot's HTTP app (signal handling is left to the caller)."""
+    limits = bot.settings
+    protocol = GuardedH11Protocol.configure(header_timeout=limits.http_header_timeout_seconds,
+                                            body_timeout=limits.http_body_timeout_seconds,
+                                            max_connections=limits.http_max_connections)
     config = uvicorn.Config(build_http_app(bot, slack_events=slack_events), host=host, port=port, lifespan="off",
-                            log_level="warning", access_log=False)
+                            log_level="warning", access_log=False, http=protocol,
+                            timeout_keep_alive=KEEP_ALIVE_SECONDS)
     return uvicorn.Server(config)
 
 
