@@ -165,11 +165,8 @@ async def test_vm_without_usable_storage_or_network_is_a_capacity_error(nested: 
     assert await nested.count("QueryVmInstance") == 0
 
 
-class _OnlyEth0:
+class _OnlyEth0(NoHooks):
     """Nested hooks of a host whose only interface is eth0."""
-
-    async def discover_iscsi(self, ip: str, port: int) -> list[object]:
-        return []
 
     async def has_interface(self, name: str) -> bool:
         return name == "eth0"
