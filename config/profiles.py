@@ -7,6 +7,7 @@ start-up with the file, the field and the reason.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,8 @@ from config.settings import parse_duration
 
 _PROFILE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 _IQN = re.compile(r"^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[a-z0-9.:-]+)?$")
+# A Linux interface name (IFNAMSIZ 16 with the NUL), as the nested L2 network's physicalInterface.
+INTERFACE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 
 
 class _Strict(BaseModel):
@@ -31,8 +34,45 @@ class VmSpec(_Strict):
 
     image: str
     instance_offering: str
-    l3_networks: list[str] = Field(min_length=1)
+    l3_networks: list[str] = Field(default_factory=list)  # the platform's networks; the lab network comes after
     ssh_port: int = Field(22, ge=1, le=65535)
+
+
+class LabNetworkSpec(_Strict):
+    """The private network labbot creates for each lab (VM1's second NIC, VM2's only one), so labs are isolated.
+
+    An L2 VXLAN network from the platform admin's VXLAN pool (ZStack allocates its VNI), a private L3 network
+    on it with ``cidr`` (gateway = its first address; no router, so nothing routes between labs), and the Flat
+    provider's DHCP and Userdata services (VM2 gets its key through it). Labs cannot see each other, so every
+    lab may use the same ``cidr``.
+    """
+
+    vxlan_pool: str
+    cidr: str
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(value)
+        except ValueError:
+            raise ValueError("must be an IPv4 network such as 10.20.0.0/24 (host bits zero)") from None
+        if network.prefixlen > 29:
+            raise ValueError("must hold at least a gateway and a few addresses (/29 or larger)")
+        return value
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.cidr)
+
+    @property
+    def gateway(self) -> str:
+        return str(self.network.network_address + 1)
+
+    @property
+    def ip_range(self) -> tuple[str, str]:
+        """The addresses VMs get: everything after the gateway, before the broadcast address."""
+        return str(self.network.network_address + 2), str(self.network.broadcast_address - 1)
 
 
 class DataVolumeSpec(_Strict):
@@ -97,13 +137,49 @@ class NestedOfferingSpec(_Strict):
 
 
 class NestedNetworkSpec(_Strict):
+    """The nested flat network. Its L2 bridges the VM2 NIC that carries VM2's address (found on VM2 unless
+    ``physical_interface`` names it); its range must lie outside the lab network's (checked here and against
+    the platform)."""
+
     l2_name: str = "l2-flat"
-    physical_interface: str = "eth0"
+    physical_interface: str | None = None
     l3_name: str = "l3-flat"
     ip_start: str
     ip_end: str
     netmask: str
     gateway: str
+
+    @field_validator("physical_interface")
+    @classmethod
+    def _interface(cls, value: str | None) -> str | None:
+        if value is not None and not INTERFACE_NAME.fullmatch(value):
+            raise ValueError("must be a network interface name such as eth0 (letters, digits, . _ -; 15 at most)")
+        return value
+
+    @field_validator("ip_start", "ip_end", "gateway")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 address") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_subnet(self) -> NestedNetworkSpec:
+        try:
+            subnet = ipaddress.IPv4Network(f"{self.gateway}/{self.netmask}", strict=False)
+        except ValueError:
+            raise ValueError(f"netmask {self.netmask!r} is not a valid IPv4 netmask") from None
+        start, end = ipaddress.IPv4Address(self.ip_start), ipaddress.IPv4Address(self.ip_end)
+        if start > end or start not in subnet or end not in subnet:
+            raise ValueError(f"ip_start..ip_end must be an ascending range inside {subnet}")
+        return self
+
+    @property
+    def subnet(self) -> ipaddress.IPv4Network:
+        """The nested network's subnet (what its range, gateway and DHCP occupy)."""
+        return ipaddress.IPv4Network(f"{self.gateway}/{self.netmask}", strict=False)
 
 
 class NestedSpec(_Strict):
@@ -138,6 +214,7 @@ class LabProfile(_Strict):
     install: InstallSpec
     nested: NestedSpec
     exercise: ExerciseSpec = ExerciseSpec()
+    lab_network: LabNetworkSpec | None = None  # None: VM1 and VM2 share a platform network named in both
     ttl_default: str = "8h"
     ttl_max: str = "3d"
 
@@ -156,15 +233,23 @@ class LabProfile(_Strict):
 
     @model_validator(mode="after")
     def _shared_vpc(self) -> LabProfile:
-        if not set(self.vm1.l3_networks) & set(self.vm2.l3_networks):
-            raise ValueError("vm1 and vm2 must share an L3 network (the lab's VPC)")
+        if not self.vm1.l3_networks:
+            raise ValueError("vm1.l3_networks must name the network labbot reaches VM1 on")
+        if self.lab_network is None and not set(self.vm1.l3_networks) & set(self.vm2.l3_networks):
+            raise ValueError("vm1 and vm2 must share an L3 network (the lab's VPC), or set lab_network")
+        if self.lab_network is not None and self.lab_network.network.overlaps(self.nested.network.subnet):
+            raise ValueError(f"nested.network ({self.nested.network.subnet}) overlaps lab_network.cidr "
+                             f"({self.lab_network.cidr}): the nested VMs would take the lab VMs' addresses")
         if parse_duration(self.ttl_default) > parse_duration(self.ttl_max):
             raise ValueError("ttl_default is longer than ttl_max")
         return self
 
     @property
-    def vpc_network(self) -> str:
-        """The L3 network VM1 and VM2 share: VM2 is reached, and the iSCSI portal served, on it."""
+    def vpc_network(self) -> str | None:
+        """The platform L3 network VM1 and VM2 share, when the profile has no per-lab ``lab_network``: VM2 is
+        reached, and the iSCSI portal served, on it."""
+        if self.lab_network is not None:
+            return None
         return next(n for n in self.vm2.l3_networks if n in self.vm1.l3_networks)
 
     @property

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 
 import asyncssh
 
-from sandbox import system, vm, volumes
+from sandbox import network, system, vm, volumes
 from sandbox.config import SandboxConfig
 from sandbox.discovery import discover, local_initiator_name
 from sandbox.lifecycle import write_runtime_files
@@ -56,6 +57,11 @@ class OuterSandboxHooks:
     async def volume_expunged(self, volume_uuid: str) -> None:
         """Delete the volume's file."""
         await asyncio.to_thread(volumes.expunge, self.config, volume_uuid)
+
+    async def l3_network_deleted(self, l3_uuid: str) -> None:
+        """Remove the network's segment namespace (and the bridge in it): a deleted lab network leaves nothing."""
+        async with self._segment_lock:
+            await network.remove_private_segment(self.config, l3_uuid)
 
 
 # What the KVM host deploy leaves that labbot depends on: iscsi-initiator-utils, whose first start generates an
@@ -102,3 +108,11 @@ class NestedSandboxHooks:
         """SendTargets discovery plus INQUIRY of each disk LUN, as VM2's initiator."""
         initiator = local_initiator_name(self.initiator_file)
         return await discover(ip, port, initiator=initiator, timeout=self.timeout)
+
+    async def has_interface(self, name: str) -> bool:
+        """Whether VM2 (whose network namespace this simulator runs in) has interface ``name``."""
+        try:
+            socket.if_nametoindex(name)
+        except OSError:
+            return False
+        return True

@@ -86,6 +86,14 @@ async def ensure_private_segment(config: SandboxConfig, l3_uuid: str) -> str:
     return netns
 
 
+async def remove_private_segment(config: SandboxConfig, l3_uuid: str) -> None:
+    """Delete an isolated network's namespace, if it exists (its bridge goes with it)."""
+    netns = config.segment_netns(l3_uuid)
+    if netns in await system.list_netns():
+        await system.run("ip", "netns", "del", netns, check=False)
+        log.info("sandbox private segment %s removed", netns)
+
+
 async def plug_nic(
     config: SandboxConfig,
     *,

@@ -83,6 +83,10 @@ class ComposeHooks:
             (role_dir(self.labs, role) / "volumes" / volume_uuid).unlink(missing_ok=True)
         disk_path(self.labs, volume_uuid).unlink(missing_ok=True)
 
+    async def l3_network_deleted(self, l3_uuid: str) -> None:
+        """Nothing to remove: the compose networks outlive every lab (one lab at a time runs here)."""
+        return None
+
     # --- helpers -----------------------------------------------------------------------------------
 
     def _role_for(self, name: str) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 
 from sandbox.zstack_sim import query
 from sandbox.zstack_sim.context import Ctx, api
-from sandbox.zstack_sim.errors import ApiError, argerr
-from sandbox.zstack_sim.store import KINDS, new_uuid, zstack_date
+from sandbox.zstack_sim.errors import ApiError, argerr, operr
+from sandbox.zstack_sim.store import ADMIN_UUID, KINDS, new_uuid, zstack_date
 from sandbox.zstack_sim.views import QUERIES, rows, strip_nulls
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,30 @@ async def log_in_by_account(ctx: Ctx) -> dict[str, Any]:
         "uuid": session.uuid, "accountUuid": account[0], "userUuid": account[0], "userType": "AccountVO",
         "expiredDate": zstack_date(now + timedelta(seconds=ctx.state.session_timeout)), "createDate": zstack_date(now),
     }}
+
+
+@api("UpdateAccount")
+async def update_account(ctx: Ctx) -> dict[str, Any]:
+    """Change an account's password (stored as given: the SHA-512 hex login compares with), name or description.
+    The admin may update any account, except the admin's name; an account only itself (zstackio/zstack
+    identity ``AccountBase``/``AccountManagerImpl``: ``validate`` and ``handle(APIUpdateAccountMsg)``)."""
+    uuid = str(ctx.param("uuid") or ctx.account_uuid or "")
+    name = next((n for n, (u, _) in ctx.state.accounts.items() if u == uuid), None)
+    if name is None:
+        raise ApiError("SYS.1003", f"invalid field[uuid], resource[uuid:{uuid}, type:AccountVO] not found")
+    new_name, password = ctx.text("name", max_len=255), ctx.text("password", max_len=255)
+    if ctx.account_uuid != ADMIN_UUID and ctx.account_uuid != uuid:
+        raise operr(f"account[uuid: {ctx.account_uuid}] is a normal account, it cannot reset the password of another "
+                    f"account[uuid: {uuid}]")
+    if new_name is not None and uuid == ADMIN_UUID:
+        raise operr("the name of admin account cannot be updated")
+    await ctx.work()
+    stored = ctx.state.accounts.pop(name)
+    name = new_name or name
+    ctx.state.accounts[name] = (uuid, password if password is not None else stored[1])
+    return {"inventory": {"uuid": uuid, "name": name, "description": ctx.text("description", max_len=2048),
+                          "type": "SystemAdmin" if uuid == ADMIN_UUID else "Normal", "createDate": zstack_date(),
+                          "lastOpDate": zstack_date()}}
 
 
 @api("LogOut")

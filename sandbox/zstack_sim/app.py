@@ -110,7 +110,7 @@ class Simulator:
         if error is None and api.mutating and api.action not in _NO_FAULTS and self.faults.roll_failure(request.method):
             error = ApiError("SYS.1006", "simulated fault: the operation failed before it changed anything")
         ctx = Ctx(self.state, api, params, tags["systemTags"], tags["userTags"], self.outer_hooks, self.nested_hooks,
-                  self.timing, query=query, account_uuid=None)
+                  self.timing, query=query, account_uuid=self._caller(request.headers.get("Authorization")))
         if not api.need_poll:
             return await self._run_sync(ctx, error)
         job_uuid = job_uuid or new_uuid()
@@ -132,6 +132,13 @@ class Simulator:
             same_method = keyed
         match, api, is_get = same_method[0]
         return api, match.groupdict(), is_get
+
+    def _caller(self, header: str | None) -> str | None:
+        """The account of the request's live session (what ``msg.getSession().getAccountUuid()`` gives)."""
+        if header is None or not header.startswith("OAuth"):
+            return None
+        session = self.state.live_session(header[len("OAuth"):].strip())
+        return session.account_uuid if session is not None else None
 
     def _auth_error(self, api: Route, header: str | None) -> ApiError | None:
         if not api.need_session:

@@ -84,6 +84,9 @@ class OuterHooks(Protocol):
     async def volume_expunged(self, volume_uuid: str) -> None:
         """Delete the volume's backing file."""
 
+    async def l3_network_deleted(self, l3_uuid: str) -> None:
+        """Remove what made the L3 network's segment real (its VMs' NICs are gone already)."""
+
 
 class NestedHooks(Protocol):
     """Called by the ``nested`` simulator (the ZStack installed on VM2)."""
@@ -96,6 +99,9 @@ class NestedHooks(Protocol):
 
     async def check_login(self, ip: str, port: int, username: str, password: str) -> None:
         """Log in over SSH with a password, as ZStack does to deploy a backup storage agent."""
+
+    async def has_interface(self, name: str) -> bool:
+        """Whether this host has network interface ``name`` (the KVM agent's physical interface check)."""
 
 
 SYNTHETIC_LUN_SIZE = 50 * 1024**3  # the profiles' data volume size, so capacity numbers look like a real lab
@@ -136,6 +142,14 @@ class NoHooks:
     async def check_login(self, ip: str, port: int, username: str, password: str) -> None:
         """No host to log in to."""
         return None
+
+    async def l3_network_deleted(self, l3_uuid: str) -> None:
+        """No segment to remove."""
+        return None
+
+    async def has_interface(self, name: str) -> bool:
+        """Every interface exists in the pure in-memory model."""
+        return True
 
     async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
         """One target with one 50 GiB LUN whose IQN, wwid and serial derive from ``ip:port`` (stable across runs,

@@ -127,9 +127,20 @@ def _seed_catalogue(state: SimState, profiles: list[LabProfile], backup_uuid: st
                                     "type": "zstack", "state": "Enabled", "allocatorStrategy": None, "sortKey": 0})
 
 
+VNI_RANGE = (100, 4000)  # the VNI range each seeded VXLAN pool has (CreateVniRange)
+
+
 def _seed_networks(state: SimState, profiles: list[LabProfile], zone_uuid: str, cluster_uuid: str,
                    overrides: dict[str, tuple[str, str, str, str]]) -> None:
-    names = {n for p in profiles for n in (*p.vm1.l3_networks, *p.vm2.l3_networks)}
+    for pool_name in sorted({p.lab_network.vxlan_pool for p in profiles if p.lab_network}):
+        # What a platform admin makes once: CreateL2VxlanNetworkPool, CreateVniRange, attach to the cluster.
+        state.add("l2", {
+            "uuid": new_uuid(), "name": pool_name, "description": None, "zoneUuid": zone_uuid,
+            "physicalInterface": "eth1", "type": "VxlanNetworkPool", "vSwitchType": "LinuxBridge",
+            "virtualNetworkId": 0, "isolated": False, "attachedClusterUuids": [cluster_uuid],
+            "vniRanges": [VNI_RANGE]})
+    # The sandbox's shared networks exist even when no profile names them (a platform has them either way).
+    names = {n for p in profiles for n in (*p.vm1.l3_networks, *p.vm2.l3_networks)} | set(FIXED_RANGES)
     flat = next(p for p in state.records["provider"].values() if p["type"] == "Flat")
     ranges = sorted(l3_ranges(names, overrides).items())
     for vlan, (name, (start, end, netmask, gateway)) in enumerate(ranges, start=100):

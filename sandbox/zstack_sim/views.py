@@ -33,7 +33,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "image": (*_COMMON, "state", "status", "size", "actualSize", "md5Sum", "url", "mediaType", "guestOsType", "type",
               "platform", "architecture", "format", "system", "virtio", "backupStorageRefs"),
     "l2": (*_COMMON, "zoneUuid", "physicalInterface", "type", "vSwitchType", "virtualNetworkId", "isolated",
-           "attachedClusterUuids"),
+           "attachedClusterUuids", "vni", "poolUuid"),
     "l3": (*_COMMON, "type", "zoneUuid", "l2NetworkUuid", "state", "dnsDomain", "system", "category", "ipVersion",
            "enableIPAM", "dns", "ipRanges", "networkServices"),
     "ip_range": (*_COMMON, "l3NetworkUuid", "startIp", "endIp", "netmask", "gateway", "networkCidr", "ipVersion",

@@ -40,6 +40,12 @@ class OrphanPlatform(Protocol):
     async def expunge_data_volume(self, uuid: str, *, deadline: float | None = None) -> bool:
         """Remove a data volume for good (False when it was already gone)."""
 
+    async def delete_l3_network(self, uuid: str, *, deadline: float | None = None) -> bool:
+        """Delete an L3 network (False when it was already gone)."""
+
+    async def delete_l2_network(self, uuid: str, *, deadline: float | None = None) -> bool:
+        """Delete an L2 network (False when it was already gone)."""
+
 
 @dataclass(frozen=True)
 class SweepContext:

@@ -1,7 +1,8 @@
 """The orphan sweep: what labbot made on the lab platform that no live lab owns any more.
 
-labbot marks every outer VM and volume twice: its name starts with ``<resource_prefix>-`` and it carries the
-user tag ``labbot::lab::<lab uuid>``. The sweep lists both kinds of marked resources and sorts them:
+labbot marks every outer VM, volume and lab network (L3 and its VXLAN L2) twice: its name starts with
+``<resource_prefix>-`` and it carries the user tag ``labbot::lab::<lab uuid>``. The sweep lists every kind of
+marked resource and sorts them:
 
 * owned: the tag (or the recorded VM/volume uuid) points at a live lab of this labbot → left alone;
 * tagged with another prefix: another labbot deployment's (same tag, different name prefix) → ignored;
@@ -39,13 +40,16 @@ TAG_PREFIX = "labbot::lab::"
 SEEN_EVENT = "orphan_seen"
 DELETED_EVENT = "orphan_deleted"
 REPORT_EVENT = "orphans_reported"
-_QUERIES = (("vm", "QueryVmInstance"), ("volume", "QueryVolume"))
+# In deletion order: VMs free their volumes and NICs, an L3 network goes before the L2 it sits on.
+_QUERIES = (("vm", "QueryVmInstance"), ("volume", "QueryVolume"), ("l3 network", "QueryL3Network"),
+            ("l2 network", "QueryL2Network"))
+_ORDER = {kind: index for index, (kind, _) in enumerate(_QUERIES)}
 _UUID_WIDTH = 32  # ZStack uuids: 32 hex digits, the key of the orphan_seen events
 
 
 @dataclass(frozen=True)
 class PlatformResource:
-    """A VM or data volume on the lab platform that carries one of labbot's marks."""
+    """A VM, data volume or network on the lab platform that carries one of labbot's marks."""
 
     kind: str
     uuid: str
@@ -132,9 +136,9 @@ async def scan_platform(platform: OrphanPlatform, prefix: str) -> list[PlatformR
             if kind == "volume" and item.get("type") not in (None, "Data"):
                 continue  # root volumes go with their VM
             uuid = str(item["uuid"])
-            state = item.get("state") if kind == "vm" else item.get("status")
+            state = item.get("status") if kind == "volume" else item.get("state")
             found[uuid] = PlatformResource(kind, uuid, str(item.get("name") or ""), state, lab_of.get(uuid))
-    return sorted(found.values(), key=lambda r: (r.kind != "vm", r.name, r.uuid))
+    return sorted(found.values(), key=lambda r: (_ORDER[r.kind], r.name, r.uuid))
 
 
 def classify(resource: PlatformResource, *, prefix: str, owners: dict[str, str], labs: dict[str, Lab]
@@ -205,15 +209,21 @@ async def _record(ctx: SweepContext, kind: str, orphans: Sequence[Orphan], now: 
 
 
 async def _delete_overdue(ctx: SweepContext, summary: OrphanSummary, now: datetime) -> None:
-    """Expunge deletable orphans past their grace period: VMs first, so their volumes are detached."""
+    """Delete deletable orphans past their grace period, in ``_QUERIES`` order (VMs first, so their volumes
+    and NICs are freed)."""
     for orphan in summary.orphans:
         if not orphan.deletable or now < orphan.first_seen + summary.grace:
             continue
         try:
-            if orphan.resource.kind == "vm":
-                await ctx.platform.expunge_vm(orphan.resource.uuid)
+            kind, uuid = orphan.resource.kind, orphan.resource.uuid
+            if kind == "vm":
+                await ctx.platform.expunge_vm(uuid)
+            elif kind == "volume":
+                await ctx.platform.expunge_data_volume(uuid)
+            elif kind == "l3 network":
+                await ctx.platform.delete_l3_network(uuid)
             else:
-                await ctx.platform.expunge_data_volume(orphan.resource.uuid)
+                await ctx.platform.delete_l2_network(uuid)
         except Exception as err:
             summary.failed[orphan.resource.uuid] = describe_error(err)
             log.warning("orphan sweep could not delete %s: %s", orphan.label, summary.failed[orphan.resource.uuid],

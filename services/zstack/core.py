@@ -76,6 +76,7 @@ class ZStackCore:
         self._wire = Wire(self.base_url, transport=transport, timeout=timeout, retry=retry_policy or RetryPolicy(),
                           stats=self.stats)
         self._session: SecretStr | None = None
+        self.account_uuid: str | None = None  # the logged-in account (LogInByAccount's session inventory)
         self._login_lock = asyncio.Lock()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -123,6 +124,7 @@ class ZStackCore:
         if not session_uuid:
             raise ZStackError("sdk.1002", "login answered without a session", action="LogInByAccount")
         self._session = SecretStr(session_uuid)
+        self.account_uuid = str((result.get("inventory") or {}).get("accountUuid") or "") or None
         self.stats.logins += 1
         log.info("logged in to ZStack %s as %s", self.base_url, self.account)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 
@@ -58,6 +59,16 @@ class InfraApi(ResourcesMixin):
         return await self._list("QueryManagementNode", ManagementNodeInventory, deadline=deadline)
 
     # --- zones and clusters --------------------------------------------------------------------------
+
+    async def change_password(self, password: SecretStr, *, deadline: float | None = None) -> None:
+        """Set the logged-in account's password (UpdateAccount; ZStack stores the SHA-512 hex it is given and
+        compares the login's hash with it, zstackio/zstack identity ``AccountBase.handle(APIUpdateAccountMsg)``).
+        The current session stays valid; new logins need the new password."""
+        if self.account_uuid is None:
+            await self.login()
+        digest = hashlib.sha512(password.get_secret_value().encode()).hexdigest()
+        await self.call("UpdateAccount", {"uuid": self.account_uuid, "password": digest}, deadline=deadline,
+                        secrets=(password, SecretStr(digest)))
 
     async def create_zone(self, name: str, *, description: str | None = None, resource_uuid: str | None = None,
                           user_tags: Sequence[str] | None = None, deadline: float | None = None) -> ZoneInventory:

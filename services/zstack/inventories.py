@@ -116,6 +116,8 @@ class L2NetworkInventory(Inventory):
     v_switch_type: str | None = None
     virtual_network_id: Long | None = None
     attached_cluster_uuids: list[str] = Field(default_factory=list)
+    vni: int | None = None  # a VxlanNetwork's (L2VxlanNetworkInventory)
+    pool_uuid: str | None = None  # the VXLAN pool a VxlanNetwork belongs to
 
 
 class L3NetworkInventory(Inventory):

@@ -3,6 +3,11 @@
 A flat nested network is: CreateL2NoVlanNetwork on the host's interface → AttachL2NetworkToCluster →
 CreateL3Network → AddIpRange → AttachNetworkServiceToL3Network (the ``Flat`` provider's DHCP, so the nested
 VM gets the address ZStack allocated).
+
+A lab's private network on the lab platform is: CreateL2VxlanNetwork in the admin's VXLAN pool (ZStack
+allocates the VNI and attaches it to the pool's clusters; zstackio/zstack
+plugin/vxlan/.../VxlanNetworkFactory.java) → CreateL3Network → AddIpRange → the Flat DHCP and Userdata services;
+destroyed with DeleteL3Network and DeleteL2Network.
 """
 
 from __future__ import annotations
@@ -35,6 +40,51 @@ class NetworkApi(StorageApi):
                   "description": description}
         return await self._create("CreateL2NoVlanNetwork", "QueryL2Network", L2NetworkInventory, params,
                                   resource_uuid=resource_uuid, user_tags=user_tags, deadline=deadline)
+
+    async def create_l2_vxlan_network(self, name: str, pool_uuid: str, *, description: str | None = None,
+                                      resource_uuid: str | None = None, user_tags: Sequence[str] | None = None,
+                                      deadline: float | None = None) -> L2NetworkInventory:
+        """Create a VXLAN L2 network in a pool; ZStack picks a free VNI (idempotent on ``resource_uuid``)."""
+        params = {"name": name, "poolUuid": pool_uuid, "description": description}
+        return await self._create("CreateL2VxlanNetwork", "QueryL2Network", L2NetworkInventory, params,
+                                  resource_uuid=resource_uuid, user_tags=user_tags, deadline=deadline)
+
+    async def find_l2_network_by_name(self, name: str, *, network_type: str | None = None,
+                                      deadline: float | None = None) -> L2NetworkInventory | None:
+        """The L2 network named ``name`` (of ``network_type``, e.g. ``VxlanNetworkPool``, when given), or None."""
+        extra = [eq("type", network_type)] if network_type else []
+        return await self._find_by_name("QueryL2Network", L2NetworkInventory, name, "l2 network", extra=extra,
+                                        deadline=deadline)
+
+    async def get_l2_network(self, uuid: str, *, deadline: float | None = None) -> L2NetworkInventory | None:
+        """One L2 network by uuid, or None."""
+        return await self._get("QueryL2Network", L2NetworkInventory, uuid, deadline=deadline)
+
+    async def delete_l2_network(self, uuid: str, *, deadline: float | None = None) -> bool:
+        """Delete an L2 network (ZStack deletes its L3 networks with it); False when it was already gone."""
+        if await self.get_l2_network(uuid, deadline=deadline) is None:
+            return False
+        await self.call("DeleteL2Network", {"uuid": uuid}, deadline=deadline)
+        return True
+
+    async def delete_l3_network(self, uuid: str, *, deadline: float | None = None) -> bool:
+        """Delete an L3 network and its IP ranges; False when it was already gone."""
+        if await self.get_l3_network(uuid, deadline=deadline) is None:
+            return False
+        await self.call("DeleteL3Network", {"uuid": uuid}, deadline=deadline)
+        return True
+
+    async def find_l3_networks_by_user_tag(self, pattern: str, *,
+                                           deadline: float | None = None) -> list[L3NetworkInventory]:
+        """L3 networks carrying a user tag that matches ``pattern`` (SQL LIKE)."""
+        return [L3NetworkInventory.model_validate(n)
+                for n in await self.find_by_user_tag("QueryL3Network", pattern, deadline=deadline)]
+
+    async def find_l2_networks_by_user_tag(self, pattern: str, *,
+                                           deadline: float | None = None) -> list[L2NetworkInventory]:
+        """L2 networks carrying a user tag that matches ``pattern`` (SQL LIKE)."""
+        return [L2NetworkInventory.model_validate(n)
+                for n in await self.find_by_user_tag("QueryL2Network", pattern, deadline=deadline)]
 
     async def attach_l2_network_to_cluster(self, l2_network_uuid: str, cluster_uuid: str, *,
                                            deadline: float | None = None) -> L2NetworkInventory:

@@ -87,6 +87,7 @@ ROUTES: dict[str, Route] = {
         _r("GetCurrentTime", "PUT", "/management-nodes/actions", False, False, "getCurrentTime"),
         _r("IsReadyToGo", "GET", "/management-nodes/ready", False, False, None),
         _r("QueryManagementNode", "GET", "/management-nodes", True, False, None, "/management-nodes/{uuid}"),
+        _r("UpdateAccount", "PUT", "/accounts/{uuid}", True, True, "updateAccount"),
         # zones, clusters, hosts
         _r("CreateZone", "POST", "/zones", True, True, _P),
         _r("QueryZone", "GET", "/zones", True, False, None, "/zones/{uuid}"),
@@ -126,6 +127,9 @@ ROUTES: dict[str, Route] = {
         _r("AttachL2NetworkToCluster", "POST", "/l2-networks/{l2NetworkUuid}/clusters/{clusterUuid}",
            True, True, "null"),
         _r("QueryL2Network", "GET", "/l2-networks", True, False, None, "/l2-networks/{uuid}"),
+        _r("CreateL2VxlanNetwork", "POST", "/l2-networks/vxlan", True, True, _P),
+        _r("DeleteL2Network", "DELETE", "/l2-networks/{uuid}", True, True, None),
+        _r("DeleteL3Network", "DELETE", "/l3-networks/{uuid}", True, True, None),
         _r("CreateL3Network", "POST", "/l3-networks", True, True, _P),
         _r("QueryL3Network", "GET", "/l3-networks", True, False, None, "/l3-networks/{uuid}"),
         _r("AddIpRange", "POST", "/l3-networks/{l3NetworkUuid}/ip-ranges", True, True, _P),

@@ -58,7 +58,8 @@ def test_shipped_profiles_load() -> None:
     profiles = load_profiles(PROFILES)
     assert set(profiles) >= {"zcct", "sandbox"}
     assert profiles["zcct"].iscsi.backend == "targetcli" and profiles["sandbox"].iscsi.backend == "tgt"
-    assert profiles["zcct"].vpc_network == "lab-vpc"
+    assert profiles["zcct"].vpc_network is None and profiles["zcct"].lab_network is not None
+    assert profiles["zcct"].lab_network.vxlan_pool == "lab-vxlan-pool"
     assert profiles["zcct"].data_volume.size_gb == 50
 
 
@@ -68,6 +69,29 @@ def test_bad_profile_names_file_field_and_reason(tmp_path: Path) -> None:
     bad.write_text(text)
     with pytest.raises(ConfigError, match=r"sandbox.yaml: iscsi.backend: Input should be 'targetcli' or 'tgt'"):
         load_profile(bad)
-    bad.write_text(text.replace("backend: lio", "backend: tgt").replace("[sandbox-vpc]", "[elsewhere]"))
+    # Without a per-lab network, VM1 and VM2 must share a platform network.
+    good = (PROFILES / "sandbox.yaml").read_text()
+    shared = good.split("lab_network:")[0] + good.split("cidr: 198.19.8.0/24\n")[1]
+    bad.write_text(shared)
     with pytest.raises(ConfigError, match="must share an L3 network"):
+        load_profile(bad)
+    vm2_on_vpc = "instance_offering: sandbox-mn\n  l3_networks: [vpc]\n"
+    bad.write_text(shared.replace("instance_offering: sandbox-mn\n", vm2_on_vpc)
+                   .replace("l3_networks: [sandbox-public]", "l3_networks: [sandbox-public, vpc]"))
+    assert load_profile(bad).vpc_network == "vpc"
+
+
+@pytest.mark.parametrize(("old", "new", "reason"), [
+    ("cidr: 198.19.8.0/24", "cidr: 198.19.200.0/24", r"nested.network \(198.19.200.0/24\) overlaps lab_network.cidr"),
+    ("cidr: 198.19.8.0/24", "cidr: 198.19.8.1/24", "lab_network.cidr: .*host bits zero"),
+    ("cidr: 198.19.8.0/24", "cidr: 198.19.8.0/30", r"lab_network.cidr: .*/29 or larger"),
+    ("ip_end: 198.19.200.100", "ip_end: 198.19.201.100", r"nested.network: .*ascending range inside"),
+    ("  network:\n", "  network:\n    physical_interface: 'eth0; reboot'\n", "physical_interface: .*interface name"),
+])
+def test_bad_network_settings_are_refused_with_the_reason(tmp_path: Path, old: str, new: str, reason: str) -> None:
+    text = (PROFILES / "sandbox.yaml").read_text()
+    assert old in text
+    bad = tmp_path / "sandbox.yaml"
+    bad.write_text(text.replace(old, new))
+    with pytest.raises(ConfigError, match=reason):
         load_profile(bad)

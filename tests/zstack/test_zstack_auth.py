@@ -116,3 +116,18 @@ async def test_session_uuid_never_reaches_logs(nested_sim: RunningSimulator, cap
         session = client._session.get_secret_value()  # type: ignore[union-attr]
     assert "accounts/sessions/***" in caplog.text  # httpx's request log of the logout, redacted
     assert session not in caplog.text
+
+
+async def test_the_admin_password_is_changed_with_update_account(nested_sim: RunningSimulator,
+                                                                 make_client: ClientFactory) -> None:
+    """UpdateAccount stores the SHA-512 hex it gets: logins then need the new password, and the old one fails."""
+    admin = make_client(nested_sim.url)
+    new = SecretStr("lab-9f2c-Secret")
+    await admin.change_password(new)
+    assert admin.account_uuid == "36c27e8ff05c4780bf6d2fa65700f22e"
+    assert await admin.get_version()  # the session that changed it stays valid
+    with pytest.raises(ZStackAuthError):
+        await make_client(nested_sim.url).login()
+    fresh = make_client(nested_sim.url, password=new)
+    await fresh.login()
+    assert fresh.logged_in

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from sandbox.zstack_sim.hooks import SYNTHETIC_LUN_SIZE, NoHooks
-from sandbox.zstack_sim.server import RunningSimulator
+from sandbox.zstack_sim.server import RunningSimulator, serve_simulator
 from services.zstack import (
     ZStackCapacityError,
     ZStackClient,
@@ -17,6 +17,7 @@ from services.zstack import (
     new_uuid,
 )
 from services.zstack.inventories import VmInstanceInventory
+from tests.zstack.conftest import ClientFactory
 
 GiB = 1024**3
 TAG = "labbot::lab::t1"
@@ -162,3 +163,24 @@ async def test_vm_without_usable_storage_or_network_is_a_capacity_error(nested: 
         await nested.create_vm_instance("vm", image_uuid=image.uuid, cpu_num=1, memory_size=GiB,
                                         l3_network_uuids=[l3.uuid])
     assert await nested.count("QueryVmInstance") == 0
+
+
+class _OnlyEth0(NoHooks):
+    """Nested hooks of a host whose only interface is eth0."""
+
+    async def has_interface(self, name: str) -> bool:
+        return name == "eth0"
+
+
+async def test_an_l2_network_on_an_interface_the_host_lacks_cannot_be_attached(make_client: ClientFactory) -> None:
+    async with serve_simulator("nested", hooks=_OnlyEth0()) as sim:
+        zs = make_client(sim.url)
+        zone = await zs.create_zone("z")
+        cluster = await zs.create_cluster("c", zone.uuid)
+        await zs.add_kvm_host("h", "198.19.8.3", cluster.uuid, username="root", password=SecretStr("pw"))
+        wrong = await zs.create_l2_no_vlan_network("l2-wrong", zone.uuid, "ens3")
+        with pytest.raises(ZStackOperationError) as caught:
+            await zs.attach_l2_network_to_cluster(wrong.uuid, cluster.uuid)
+        assert "failed to check physical network interfaces[names : ens3]" in caught.value.details
+        right = await zs.create_l2_no_vlan_network("l2-right", zone.uuid, "eth0")
+        assert cluster.uuid in (await zs.attach_l2_network_to_cluster(right.uuid, cluster.uuid)).attached_cluster_uuids

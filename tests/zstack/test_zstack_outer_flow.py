@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from sandbox.zstack_sim.hooks import VmPlan
 from sandbox.zstack_sim.server import RunningSimulator, serve_simulator
 from services.zstack import ZStackCapacityError, ZStackClient, ZStackOperationError, like
+from services.zstack.errors import ZStackInvalidArgumentError
 from services.zstack.inventories import L3NetworkInventory
 from tests.zstack.conftest import ClientFactory
 
@@ -45,6 +46,9 @@ class RecordingHooks:
     async def volume_expunged(self, volume_uuid: str) -> None:
         self.calls.append(("volume_expunged", volume_uuid))
 
+    async def l3_network_deleted(self, l3_uuid: str) -> None:
+        self.calls.append(("l3_network_deleted", l3_uuid))
+
 
 @pytest.fixture
 async def hooked() -> AsyncIterator[tuple[RunningSimulator, RecordingHooks]]:
@@ -70,9 +74,12 @@ async def test_outer_is_seeded_from_the_profiles(outer: ZStackClient) -> None:
         ("198.18.0.10", "198.18.3.250", "255.255.252.0", "198.18.0.1")]
     assert [(r.start_ip, r.end_ip, r.netmask, r.gateway) for r in vpc.ip_ranges] == [
         ("198.19.0.10", "198.19.15.250", "255.255.240.0", "198.19.0.1")]
-    others = [await _network(outer, n) for n in ("lab-vpc", "public-net")]
+    others = [await _network(outer, n) for n in ("public-net",)]
     cidrs = {r.network_cidr or "" for n in (public, vpc, *others) for r in n.ip_ranges}
-    assert len(cidrs) == 4 and all(c.startswith(("198.18.", "198.19.")) for c in cidrs)
+    assert len(cidrs) == 3 and all(c.startswith(("198.18.", "198.19.")) for c in cidrs)
+    for pool_name in ("sandbox-vxlan-pool", "lab-vxlan-pool"):  # the profiles' lab_network pools
+        pool = await outer.find_l2_network_by_name(pool_name, network_type="VxlanNetworkPool")
+        assert pool is not None and pool.attached_cluster_uuids
     assert public.category == "Public" and vpc.category == "Private"
     capacity = await outer.get_cpu_memory_capacity()
     assert capacity.total_cpu == capacity.available_cpu > 0 and capacity.total_memory == 2 * 256 * GiB
@@ -159,3 +166,43 @@ async def test_platform_capacity_and_state_errors(outer: ZStackClient) -> None:
     stopped = await outer.stop_vm(vm.uuid)
     assert stopped.state == "Stopped" and stopped.host_uuid is None
     assert (await outer.start_vm(vm.uuid)).state == "Running"
+
+
+async def test_a_lab_network_per_lab_from_the_vxlan_pool(hooked: tuple[RunningSimulator, RecordingHooks],
+                                                         make_client: ClientFactory) -> None:
+    sim, hooks = hooked
+    zs = make_client(sim.url)
+    pool = await zs.find_l2_network_by_name("sandbox-vxlan-pool", network_type="VxlanNetworkPool")
+    public = await _network(zs, "sandbox-public")
+    assert pool is not None
+    first = await zs.create_l2_vxlan_network("labbot-a-l2", pool.uuid, user_tags=["labbot::lab::a"])
+    second = await zs.create_l2_vxlan_network("labbot-b-l2", pool.uuid)
+    # ZStack picks the VNIs (lowest free first) and attaches each network where the pool is attached.
+    assert (first.type, first.pool_uuid, first.vni, second.vni) == ("VxlanNetwork", pool.uuid, 100, 101)
+    assert first.attached_cluster_uuids == pool.attached_cluster_uuids
+    with pytest.raises(ZStackInvalidArgumentError) as not_a_pool:
+        await zs.create_l2_vxlan_network("x", public.l2_network_uuid or "")
+    assert "is not a vxlan network pool" in not_a_pool.value.details
+    with pytest.raises(ZStackInvalidArgumentError) as taken:
+        await zs.call("CreateL2VxlanNetwork", {"name": "x", "poolUuid": pool.uuid, "vni": 101})
+    assert "already used" in taken.value.details
+
+    l3 = await zs.create_l3_network("labbot-a-net", first.uuid, user_tags=["labbot::lab::a"])
+    await zs.add_ip_range(l3.uuid, "r", "198.19.8.2", "198.19.8.254", "255.255.255.0", "198.19.8.1")
+    await zs.attach_flat_network_services(l3.uuid, ("DHCP", "Userdata"))
+    image, small = await zs.find_image_by_name("sandbox-mn"), await zs.find_instance_offering_by_name("sandbox-small")
+    assert image and small
+    vm = await zs.create_vm_instance("labbot-a-vm2", image_uuid=image.uuid, instance_offering_uuid=small.uuid,
+                                     l3_network_uuids=[l3.uuid])
+    assert vm.ip_on(l3.uuid) == "198.19.8.2"
+    assert [n.uuid for n in await zs.find_l3_networks_by_user_tag("labbot::lab::%")] == [l3.uuid]
+    assert [n.uuid for n in await zs.find_l2_networks_by_user_tag("labbot::lab::a")] == [first.uuid]
+
+    assert await zs.expunge_vm(vm.uuid)
+    # Deleting the L2 deletes its L3 (and its range) with it; the hook removes what made the segment real.
+    assert await zs.delete_l2_network(first.uuid) and not await zs.delete_l2_network(first.uuid)
+    assert await zs.get_l3_network(l3.uuid) is None and not await zs.delete_l3_network(l3.uuid)
+    assert ("l3_network_deleted", l3.uuid) in hooks.calls
+    assert sim.state.count("ip_range", l3NetworkUuid=l3.uuid) == 0
+    again = await zs.create_l2_vxlan_network("labbot-c-l2", pool.uuid)
+    assert again.vni == 100  # a deleted network's VNI is free again

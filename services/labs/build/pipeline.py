@@ -343,14 +343,16 @@ class LabPipeline:
             await ctx.connections.close()
         await self.host_keys.forget(lab.uuid)
         await mark(self.sessions, self.notifier, lab_id, target=LabState.DESTROYED, kind=NoticeKind.DESTROYED,
-                   titles=TITLES, detail="every VM and volume is gone from the lab platform",
+                   titles=TITLES, detail="every VM, volume and network of the lab is gone from the lab platform",
                    changes={"ssh_private_key_enc": None, "host_password_enc": None, "error": None,
                             "next_attempt_at": None, "lease_owner": None, "lease_expires_at": None})
 
     async def _teardown(self, ctx: LabContext) -> None:
-        """Reverse order: VM2, the data volume, VM1; then whatever else carries the lab's tag; then verify."""
+        """Reverse order: VM2, the data volume, VM1, the lab network (L3, then L2); then whatever else carries
+        the lab's tag; then verify."""
         vm1, vm2 = ctx.resource_uuid("vm1"), ctx.resource_uuid("vm2")
         volume = ctx.resource_uuid("data-volume")
+        l3, l2 = ctx.resource_uuid("lab-l3"), ctx.resource_uuid("lab-l2")
         await self.outer.expunge_vm(vm2)
         await self.outer.expunge_data_volume(volume)
         await self.outer.expunge_vm(vm1)
@@ -358,11 +360,23 @@ class LabPipeline:
             await self.outer.expunge_vm(vm.uuid)
         for vol in await self.outer.find_volumes_by_user_tag(ctx.tag):
             await self.outer.expunge_data_volume(vol.uuid)
+        await self.outer.delete_l3_network(l3)
+        await self.outer.delete_l2_network(l2)
+        for net in await self.outer.find_l3_networks_by_user_tag(ctx.tag):
+            await self.outer.delete_l3_network(net.uuid)
+        for l2net in await self.outer.find_l2_networks_by_user_tag(ctx.tag):
+            await self.outer.delete_l2_network(l2net.uuid)
         leftovers = [u for u in (vm1, vm2) if await self.outer.get_vm(u) is not None]
         if await self.outer.get_volume(volume) is not None:
             leftovers.append(volume)
+        if await self.outer.get_l3_network(l3) is not None:
+            leftovers.append(l3)
+        if await self.outer.get_l2_network(l2) is not None:
+            leftovers.append(l2)
         leftovers += [v.uuid for v in await self.outer.find_vms_by_user_tag(ctx.tag)]
         leftovers += [v.uuid for v in await self.outer.find_volumes_by_user_tag(ctx.tag)]
+        leftovers += [n.uuid for n in await self.outer.find_l3_networks_by_user_tag(ctx.tag)]
+        leftovers += [n.uuid for n in await self.outer.find_l2_networks_by_user_tag(ctx.tag)]
         if leftovers:
             raise ExternalError(f"the lab platform still holds {', '.join(sorted(set(leftovers)))} after destroy")
 

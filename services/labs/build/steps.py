@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import logging
 import re
 import secrets
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from config.profiles import LabProfile
 from services.db import PROJECT_ROOT
 from services.errors import ConfigError, ExternalError
 from services.iscsi.backends import backend_for
@@ -30,6 +32,7 @@ from services.iscsi.initiator import ensure_initiator_name, lab_initiator_name
 from services.iscsi.naming import target_iqn
 from services.labs.build.context import LabContext
 from services.labs.build.dag import Step
+from services.labs.build.interfaces import interface_carrying
 from services.shell import quote
 from services.ssh.detached import follow, start_detached
 from services.ssh.errors import SSHAuthError
@@ -40,6 +43,7 @@ from services.zstack.inventories import VmInstanceInventory
 
 log = logging.getLogger(__name__)
 
+VXLAN_POOL_TYPE = "VxlanNetworkPool"  # the L2 type of a VXLAN pool (zstackio/zstack VxlanNetworkPoolConstant)
 TITLES = {
     "prepare": "Prepare keys and check the platform",
     "create_vms": "Create VM1 and VM2",
@@ -153,7 +157,39 @@ class _Steps:
             if network is None:
                 raise ConfigError(f"the lab platform has no L3 network called `{l3}` (profile {profile.name})")
             found[f"l3:{l3}"] = network.uuid
+            if l3 == profile.vpc_network:
+                _check_nested_range(profile, [ipaddress.IPv4Network(r.network_cidr) for r in network.ip_ranges
+                                              if r.network_cidr], l3)
+        if profile.lab_network is not None:
+            pool_name = profile.lab_network.vxlan_pool
+            pool = await self.outer.find_l2_network_by_name(pool_name, network_type=VXLAN_POOL_TYPE)
+            if pool is None:
+                raise ConfigError(f"the lab platform has no VXLAN pool called `{pool_name}` (profile {profile.name}; "
+                                  "a platform admin creates it once: CreateL2VxlanNetworkPool, CreateVniRange, "
+                                  "attached to the lab cluster)")
+            found["vxlan_pool"] = pool.uuid
         return found
+
+    async def _lab_network(self, pool_uuid: str) -> str:
+        """The lab's own private network (L2 VXLAN + L3 + range + Flat DHCP/Userdata), made once; its L3 uuid.
+
+        Every part has a deterministic uuid and the lab's tag, so a re-run finds it, destroy deletes it, and
+        the orphan sweep sees it if a destroy was lost.
+        """
+        spec = self.ctx.profile.lab_network
+        assert spec is not None
+        rid, tags = self.ctx.resource_uuid, [self.ctx.tag]
+        l2 = await self.outer.create_l2_vxlan_network(self.ctx.resource_name("l2"), pool_uuid,
+                                                      resource_uuid=rid("lab-l2"), user_tags=tags)
+        l3 = await self.outer.create_l3_network(self.ctx.resource_name("net"), l2.uuid, category="Private",
+                                                resource_uuid=rid("lab-l3"), user_tags=tags)
+        start, end = spec.ip_range
+        if not l3.ip_ranges:
+            await self.outer.add_ip_range(l3.uuid, self.ctx.resource_name("range"), start, end,
+                                          str(spec.network.netmask), spec.gateway, resource_uuid=rid("lab-ip-range"))
+        # DHCP gives the VMs their addresses; Userdata brings VM2 (whose only, so default, network this is) its key.
+        await self.outer.attach_flat_network_services(l3.uuid, ("DHCP", "Userdata"))
+        return l3.uuid
 
     async def create_vms(self) -> None:
         """Create VM1 and VM2 side by side with labbot's key, wait for Running, record their addresses."""
@@ -162,10 +198,12 @@ class _Steps:
         profile = self.ctx.profile
         password = await self.ctx.secret("host_password_enc")
 
+        lab_l3 = await self._lab_network(uuids["vxlan_pool"]) if profile.lab_network is not None else None
+
         async def create(role: str, vm_uuid: str) -> VmInstanceInventory:
             spec = profile.vm1 if role == "vm1" else profile.vm2
             userdata = base64.b64encode(VM2_USERDATA.encode()).decode() if role == "vm2" else None
-            l3s = [uuids[f"l3:{n}"] for n in spec.l3_networks]
+            l3s = [uuids[f"l3:{n}"] for n in spec.l3_networks] + ([lab_l3] if lab_l3 else [])
             existed = await self.outer.get_vm(vm_uuid) is not None
             vm = await self.outer.create_vm_instance(
                 self.ctx.resource_name(role),
@@ -187,7 +225,8 @@ class _Steps:
 
         vm1, vm2 = await asyncio.gather(create("vm1", _known(lab.vm1_uuid, "VM1 uuid")),
                                         create("vm2", _known(lab.vm2_uuid, "VM2 uuid")))
-        public, vpc = uuids[f"l3:{profile.vm1.l3_networks[0]}"], uuids[f"l3:{profile.vpc_network}"]
+        public = uuids[f"l3:{profile.vm1.l3_networks[0]}"]
+        vpc = lab_l3 or uuids[f"l3:{profile.vpc_network}"]
         await self.ctx.update(
             vm1_public_ip=_nic_ip(vm1, public), vm1_vpc_ip=_nic_ip(vm1, vpc), vm2_ip=_nic_ip(vm2, vpc)
         )
@@ -346,8 +385,10 @@ class _Steps:
             url=spec.backup_storage_url, resource_uuid=rid("nested-bs"),
         )
         await n.attach_backup_storage_to_zone(bs.uuid, ids["zone"])
-        l2 = await n.create_l2_no_vlan_network(net.l2_name, ids["zone"], net.physical_interface,
-                                               resource_uuid=rid("nested-l2"))
+        vm2_ip = _known(lab.vm2_ip, "VM2 address")
+        nic = net.physical_interface or await interface_carrying((await self.ssh()).runner("vm2", timeout=30), vm2_ip)
+        await self.ctx.output("nested_network_image", f"nested L2 on VM2's {nic} (it holds {vm2_ip})\n")
+        l2 = await n.create_l2_no_vlan_network(net.l2_name, ids["zone"], nic, resource_uuid=rid("nested-l2"))
         await n.attach_l2_network_to_cluster(l2.uuid, ids["cluster"])
         l3 = await n.create_l3_network(net.l3_name, l2.uuid, resource_uuid=rid("nested-l3"))
         await n.add_ip_range(l3.uuid, f"{net.l3_name}-range", net.ip_start, net.ip_end, net.netmask, net.gateway,
@@ -392,6 +433,16 @@ def _known(value: str | None, what: str) -> str:
     if not value:
         raise ExternalStepError(f"the lab has no {what} recorded; an earlier step did not finish")
     return value
+
+
+def _check_nested_range(profile: LabProfile, vpc: list[ipaddress.IPv4Network], where: str) -> None:
+    """The nested flat network must not overlap the network VM2 sits on: the nested VMs bridge onto it, and their
+    addresses (and DHCP) would collide with the lab VMs'."""
+    nested = profile.nested.network.subnet
+    clash = next((net for net in vpc if net.overlaps(nested)), None)
+    if clash is not None:
+        raise ConfigError(f"profile {profile.name}: nested.network ({nested}) overlaps {clash} of `{where}`, the "
+                          "network VM2 sits on; pick a nested range outside it")
 
 
 def _nic_ip(vm: VmInstanceInventory, l3_uuid: str) -> str:

@@ -1,0 +1,98 @@
+"""Isolation between labs in the lab-in-a-box: each lab has its own network, and one lab's VMs cannot reach
+another's, not even as root on VM1 with an address on the other lab's subnet; destroy removes each network.
+
+Lab A uses the shipped ``sandbox`` profile, lab B a copy whose lab network has another range, so that "B's VM2"
+is an address A could only reach across the labs (with equal ranges A would just reach its own VM2).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sandbox import system
+from services.labs.models import Lab, LabState
+from tests.engine.sandbox_lab import OWNER, World, box_fixture, lab_world
+from tests.sandbox.labbox import python_on
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
+
+box = box_fixture("iso")
+
+PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
+CONNECT = """
+import json, socket
+try:
+    socket.create_connection(({ip!r}, 22), timeout=3).close()
+    print(json.dumps("connected"))
+except OSError as err:
+    print(json.dumps(type(err).__name__))
+"""
+
+
+def _profiles(tmp_path: Path) -> Path:
+    directory = tmp_path / "profiles"
+    directory.mkdir()
+    shutil.copy(PROFILES / "sandbox.yaml", directory / "sandbox.yaml")
+    other = (PROFILES / "sandbox.yaml").read_text().replace("name: sandbox", "name: sandbox-b")
+    (directory / "sandbox-b.yaml").write_text(other.replace("cidr: 198.19.8.0/24", "cidr: 198.19.9.0/24"))
+    return directory
+
+
+async def _reach(world: World, source: Lab, ip: str, *, as_neighbour: bool = False) -> str:
+    """What a TCP connect from ``source``'s VM1 to ``ip``:22 gives; ``as_neighbour`` first puts an address of
+    ``ip``'s /24 on VM1's lab NIC, as a student with root could."""
+    async with world.lab_ssh(source) as ssh:
+        if as_neighbour:
+            shown = await ssh.run("vm1", "ip -o -4 addr show", timeout=15, check=True)
+            nic = next(line.split()[1] for line in shown.stdout.splitlines() if f" {source.vm1_vpc_ip}/" in line)
+            spare = ip.rsplit(".", 1)[0] + ".250/24"
+            await ssh.run("vm1", f"ip addr replace {spare} dev {nic}", timeout=15, check=True)
+        return str(await python_on(ssh, "vm1", CONNECT.format(ip=ip)))
+
+
+async def test_labs_cannot_reach_each_other_and_each_network_goes_with_its_lab(box, database_url: str,
+                                                                              tmp_path: Path):
+    async with lab_world(box, database_url, tmp_path, profiles_dir=_profiles(tmp_path)) as world:
+        a = await world.service.create(OWNER, name="iso-a")
+        b = await world.service.create(OWNER, name="iso-b", profile="sandbox-b")
+        for view in (a, b):
+            await world.runtime.engine.wait_idle(view.id, timeout=150)
+        lab_a, lab_b = await world.lab_row("iso-a"), await world.lab_row("iso-b")
+        for lab in (lab_a, lab_b):
+            assert lab.state == LabState.READY, (lab.name, lab.failed_step, lab.error)
+        assert lab_a.vm2_ip and lab_b.vm2_ip and lab_a.vm2_ip.startswith("198.19.8.")
+        assert lab_b.vm2_ip.startswith("198.19.9.")
+
+        # Each lab's VM2 sits on its own L3 network, on its own VXLAN L2, both tagged with the lab.
+        nets = {}
+        for lab in (lab_a, lab_b):
+            tag = f"labbot::lab::{lab.uuid}"
+            l3s = [n for n in world.sim.state.list("l3") if tag in world.sim.state.tags_of(n["uuid"], "User")]
+            l2s = [n for n in world.sim.state.list("l2") if tag in world.sim.state.tags_of(n["uuid"], "User")]
+            assert len(l3s) == 1 and [n["type"] for n in l2s] == ["VxlanNetwork"]
+            assert l3s[0]["l2NetworkUuid"] == l2s[0]["uuid"]
+            nets[lab.name] = l3s[0]["uuid"]
+            assert {n["l3NetworkUuid"] for n in world.sim.state.list("nic", vmInstanceUuid=lab.vm2_uuid)} == {
+                l3s[0]["uuid"]}
+        assert nets["iso-a"] != nets["iso-b"]
+
+        # Each lab works (its VM1 reaches its VM2); neither reaches the other's VM2, even as a neighbour.
+        assert await _reach(world, lab_a, lab_a.vm2_ip) == "connected"
+        assert await _reach(world, lab_b, lab_b.vm2_ip) == "connected"
+        assert await _reach(world, lab_a, lab_b.vm2_ip) != "connected"
+        assert await _reach(world, lab_b, lab_a.vm2_ip) != "connected"
+        assert await _reach(world, lab_a, lab_b.vm2_ip, as_neighbour=True) != "connected"
+        assert await _reach(world, lab_b, lab_a.vm2_ip, as_neighbour=True) != "connected"
+
+        # Destroy: each lab's network is gone from the platform and its segment from the machine.
+        for lab in (lab_a, lab_b):
+            await world.service.destroy(OWNER, lab.name)
+            await world.runtime.engine.wait_idle(lab.id, timeout=90)
+            assert (await world.lab_row(lab.name)).state == LabState.DESTROYED
+        assert world.sim.state.get("l3", nets["iso-a"]) is None and world.sim.state.get("l3", nets["iso-b"]) is None
+        assert [n for n in world.sim.state.list("l2") if n["type"] == "VxlanNetwork"] == []
+        namespaces = await system.list_netns()
+        assert not {box.config.segment_netns(u) for u in nets.values()} & set(namespaces)
