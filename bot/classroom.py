@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.labs.classes import ClassView
+from services.labs.pool import PoolStatus
 from services.labs.views import ExerciseView, LabView
 
 TASK_MARK = {True: "✓", False: "·"}
@@ -59,3 +60,8 @@ def _left(expires_at: datetime, now: datetime) -> str:
     if minutes < 0:
         return "expired"
     return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def pool_rows(pools: list[PoolStatus]) -> list[tuple[str, str, str, str, str]]:
+    """One row per pooled profile: profile, target, ready, building, failed."""
+    return [(p.profile, str(p.target), str(p.ready), str(p.building), str(p.failed)) for p in pools]

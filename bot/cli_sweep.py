@@ -1,4 +1,4 @@
-"""``labbot sweep [--dry-run] [--only expiry|health|orphans]``: run the scheduled jobs once, now.
+"""``labbot sweep [--dry-run] [--only expiry|health|orphans|pool]``: run the scheduled jobs once, now.
 
 For admins and cron: the same sweeps the scheduler runs, with the same claims, so running one next to a
 live labbot acts once. Labs it moves to ``destroying`` are destroyed by the running labbot's engine (on its
@@ -32,6 +32,7 @@ class JobChoice(StrEnum):
     expiry = "expiry"
     health = "health"
     orphans = "orphans"
+    pool = "pool"
 
 
 async def run_sweep(settings: Settings, *, names: Sequence[JobName], dry_run: bool,
@@ -72,3 +73,25 @@ def sweep_command(
     names: list[JobName] = [only.value] if only is not None else list(JOB_NAMES)  # type: ignore[list-item]
     ok = asyncio.run(run_sweep(settings, names=names, dry_run=dry_run, echo=typer.echo))
     raise typer.Exit(0 if ok else 1)
+
+
+async def pool_report(settings: Settings, echo: Callable[[str], None]) -> None:
+    """Print each pooled profile's target, ready, building and failed unclaimed labs."""
+    rt = Runtime(settings, notifiers=[LogNotifier()])
+    try:
+        await db.require_migrated(rt.db_engine)
+        pools = await rt.service.pool.status()
+        if not pools:
+            echo("no profile asks for a warm pool (`pool: {size: N}` in a lab profile)")
+        for pool in pools:
+            echo(f"{pool.profile}: target {pool.target}, ready {pool.ready}, building {pool.building}, "
+                 f"failed {pool.failed}")
+    finally:
+        await rt.stop()
+
+
+def pool_command() -> None:
+    """The warm pools: per profile, the target size and its ready, building and failed labs."""
+    settings = load_settings()
+    configure_logging(settings)
+    asyncio.run(pool_report(settings, typer.echo))

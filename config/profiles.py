@@ -202,6 +202,26 @@ class ExerciseSpec(_Strict):
     start: str = Field("iscsi_target", pattern=r"^[a-z][a-z0-9_]{1,47}$")  # a task: services.labs.tasks checks
 
 
+class PoolSpec(_Strict):
+    """A warm pool: ``size`` labs of this profile kept built and unclaimed, so `/lab create` hands one out at once.
+
+    An unclaimed pool lab is rebuilt when the profile changes, its health fails, or it has waited ``ttl``.
+    """
+
+    size: int = Field(0, ge=0, le=50)
+    ttl: str = "7d"
+
+    @field_validator("ttl")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def max_wait(self) -> timedelta:
+        return parse_duration(self.ttl)
+
+
 class LabProfile(_Strict):
     """A whole lab recipe."""
 
@@ -214,6 +234,7 @@ class LabProfile(_Strict):
     install: InstallSpec
     nested: NestedSpec
     exercise: ExerciseSpec = ExerciseSpec()
+    pool: PoolSpec = PoolSpec()
     lab_network: LabNetworkSpec | None = None  # None: VM1 and VM2 share a platform network named in both
     ttl_default: str = "8h"
     ttl_max: str = "3d"

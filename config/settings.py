@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     max_labs_per_user: int = Field(2, ge=1)
     max_labs_total: int = Field(20, ge=1)
     max_labs_per_class: int = Field(30, ge=1, le=99)
+    pool_interval_seconds: int = Field(60, ge=1)
     resource_prefix: str = "labbot"
     ssh_private_key: Path | None = None
     ssh_user: str = "root"

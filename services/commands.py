@@ -31,6 +31,7 @@ USAGE: dict[str, str] = {
     "check": "/lab check NAME",
     "solve": "/lab solve NAME STEP",
     "class": "/lab class create|status|claim|extend|destroy CLASS ...",
+    "pool": "/lab pool status",
     "help": "/lab help [COMMAND]",
 }
 
@@ -56,6 +57,7 @@ HELP: dict[str, str] = {
     "check": "check an exercise lab's remaining steps on the real machines (changes nothing)",
     "solve": "let labbot do an exercise step (and any earlier one not done) for you",
     "class": "trainers: labs for a whole class (create, status, extend, destroy); students: claim one",
+    "pool": "admins: the warm pools (labs kept ready for `/lab create`): target, ready, building, failed",
     "help": "this help",
 }
 
@@ -157,6 +159,11 @@ class ClassDestroyCommand:
 
 
 @dataclass(frozen=True)
+class PoolStatusCommand:
+    pass
+
+
+@dataclass(frozen=True)
 class HelpCommand:
     topic: str | None = None
 
@@ -178,6 +185,7 @@ Command = (
     | ClassClaimCommand
     | ClassExtendCommand
     | ClassDestroyCommand
+    | PoolStatusCommand
     | HelpCommand
 )
 
@@ -310,6 +318,12 @@ def _parse_solve(args: list[str]) -> Command:
     if not STEP_NAME.fullmatch(positionals[1]):
         raise CommandError(f"`{positionals[1][:30]}` is not a step name", USAGE["solve"])
     return SolveCommand(name=name, step=positionals[1])
+
+
+def _parse_pool(args: list[str]) -> Command:
+    if [a.lower() for a in args] != ["status"]:
+        raise CommandError("`pool` takes one subcommand: status", USAGE["pool"])
+    return PoolStatusCommand()
 
 
 def validate_class_name(name: str, usage: str) -> str:
@@ -468,5 +482,6 @@ _PARSERS = {
     "check": lambda a: CheckCommand(_exactly_name(a, "check")[0]),
     "solve": _parse_solve,
     "class": _parse_class,
+    "pool": lambda a: _parse_pool(a),
     "help": _parse_help,
 }

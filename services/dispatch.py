@@ -26,6 +26,7 @@ from services.commands import (
     HelpCommand,
     ListCommand,
     LogsCommand,
+    PoolStatusCommand,
     RetryCommand,
     SolveCommand,
     StatusCommand,
@@ -56,6 +57,7 @@ class ReplyKind(enum.StrEnum):
     CLASS = "class"
     CLAIMED = "claimed"
     CONFIRM_CLASS_DESTROY = "confirm_class_destroy"
+    POOL = "pool"
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,12 @@ async def execute(command: Command, *, actor: Actor, service: LabService, channe
             lab = await service.create(actor, name=name, profile=profile, ttl=ttl, channel=channel, exercise=exercise,
                                        start=start)
             what = "exercise lab" if exercise else "lab"
-            return Reply(ReplyKind.CREATED, text=f"Creating {what} `{lab.name}`…", lab=lab, private=False)
+            if lab.state == "ready":
+                return Reply(ReplyKind.CREATED, text=f"Lab `{lab.name}` is ready: it came from the warm pool, with "
+                             "fresh credentials (`/lab access` shows them)", lab=lab, private=False)
+            empty = " (the warm pool has no lab ready: building one)" if not exercise and service.has_pool(profile) \
+                else ""
+            return Reply(ReplyKind.CREATED, text=f"Creating {what} `{lab.name}`…{empty}", lab=lab, private=False)
         case ListCommand(all=everything):
             if everything and not actor.is_admin:
                 labs = await service.list_labs(actor, everything=True)
@@ -150,4 +157,10 @@ async def execute(command: Command, *, actor: Actor, service: LabService, channe
             cls = await service.classes.destroy(actor, name)
             return Reply(ReplyKind.CLASS, klass=cls, private=False,
                          text=f"Destroying class `{name}`: {len(cls.live_labs)} labs…")
+        case PoolStatusCommand():
+            if not actor.is_admin:
+                raise PermissionDeniedError("only admins can see the warm pools")
+            return Reply(ReplyKind.POOL, data={"pools": await service.pool.status()},
+                         text="Warm pools" if service.pool.pooled_profiles() else
+                         "No profile asks for a warm pool (`pool: {size: N}` in a lab profile)")
     raise AssertionError(f"unhandled command {command!r}")

@@ -7,6 +7,7 @@ from datetime import datetime
 from bot.blocks import format as fmt
 from bot.blocks.kit import Block, Message, clip, context, escape, fallback, fit_blocks, section
 from services.labs.classes import ClassView
+from services.labs.pool import PoolStatus
 from services.labs.views import ExerciseView, LabView
 
 MAX_CLASS_ROWS = 40
@@ -85,3 +86,11 @@ def _row(lab: LabView, now: datetime) -> str:
     if lab.state != "destroyed":
         bits.append(fmt.countdown(lab.expires_at, now))
     return " · ".join(bits)
+
+
+def build_pool_status(text: str, pools: list[PoolStatus]) -> Message:
+    """``/lab pool status`` (admins): per pooled profile its target and where its labs are."""
+    lines = [f"`{escape(p.profile)}` · target {p.target} · *{p.ready} ready* · {p.building} building"
+             + (f" · :x: {p.failed} failed" if p.failed else "") for p in pools]
+    body = f"*{escape(text)}*" + ("\n" + "\n".join(lines) if lines else "")
+    return Message(text=fallback(text), blocks=[section(clip(body, 2900))])

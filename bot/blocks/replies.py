@@ -12,7 +12,12 @@ from datetime import datetime
 
 from bot.blocks import format as fmt
 from bot.blocks.card import build_lab_card
-from bot.blocks.classroom import build_check_report, build_class_overview, build_confirm_class_destroy
+from bot.blocks.classroom import (
+    build_check_report,
+    build_class_overview,
+    build_confirm_class_destroy,
+    build_pool_status,
+)
 from bot.blocks.details import build_access, build_health
 from bot.blocks.ids import LabAction, LabRef, encode
 from bot.blocks.kit import (
@@ -144,5 +149,6 @@ _BUILDERS: dict[ReplyKind, Callable[[Reply, datetime], Message]] = {
     ReplyKind.CLAIMED: _short,
     ReplyKind.CLASS: lambda r, now: build_class_overview(_require_class(r), now=now, text=r.text),
     ReplyKind.CONFIRM_CLASS_DESTROY: lambda r, now: build_confirm_class_destroy(_require_class(r)),
+    ReplyKind.POOL: lambda r, now: build_pool_status(r.text, list(r.data.get("pools", []))),
 }
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bot.classroom import class_headline, class_row, progress_line, task_lines
+from bot.classroom import class_headline, class_row, pool_rows, progress_line, task_lines
 from bot.text import lab_headline, printable, ready_summary, step_line, time_left
 from services.db import utcnow
 from services.dispatch import Reply, ReplyKind
@@ -34,6 +34,13 @@ def render_reply(console: Console, reply: Reply) -> None:
                 table.add_row(*(Text(printable(cell)) for cell in (lab.name, lab.state, lab.owner, lab.profile,
                                                                     expires, lab.health)))
             console.print(table)
+        case ReplyKind.POOL:
+            say(console, reply.text)
+            if reply.data.get("pools"):
+                table = Table("profile", "target", "ready", "building", "failed")
+                for row in pool_rows(reply.data["pools"]):
+                    table.add_row(*(Text(cell) for cell in row))
+                console.print(table)
         case ReplyKind.CHECKED:
             say(console, reply.text)
             if reply.lab is not None and reply.lab.exercise is not None:

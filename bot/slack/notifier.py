@@ -74,7 +74,11 @@ class SlackNotifier:
         self._outboxes: dict[int, CardOutbox] = {}
 
     async def notify(self, notice: Notice) -> None:
-        """Record one notice for Slack; the lab's outbox sends it in the background. Never raises."""
+        """Record one notice for Slack; the lab's outbox sends it in the background. Never raises.
+
+        A warm-pool lab nobody has claimed yet has no audience: its card is posted when someone claims it."""
+        if notice.lab.pool:
+            return
         try:
             self._accept(notice)
         except Exception:

@@ -207,6 +207,20 @@ async def start_vm_instance(ctx: Ctx) -> dict[str, Any]:
     return {"inventory": render(ctx.state, "vm", vm)}
 
 
+@api("UpdateVmInstance")
+async def update_vm_instance(ctx: Ctx) -> dict[str, Any]:
+    """Rename a VM or change its description, in any state but Destroyed (zstack ``VmInstanceBase``
+    ``handle(APIUpdateVmInstanceMsg)``: fields not given stay)."""
+    vm = _vm(ctx, ["Created", "Starting", "Running", "Stopping", "Stopped", "Rebooting", "Migrating", "Unknown"])
+    name, description = ctx.text("name", max_len=255), ctx.text("description", max_len=2048)
+    if name is not None and not name.strip():
+        raise argerr("name cannot be an empty string")
+    await ctx.work()
+    changes = {k: v for k, v in (("name", name), ("description", description)) if v is not None}
+    ctx.state.touch(vm, **changes)
+    return {"inventory": render(ctx.state, "vm", vm)}
+
+
 @api("StopVmInstance")
 async def stop_vm_instance(ctx: Ctx) -> dict[str, Any]:
     """Stop a Running VM (Stopping → Stopped); its host capacity is released."""

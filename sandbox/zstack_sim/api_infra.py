@@ -136,3 +136,19 @@ async def get_cpu_memory_capacity(ctx: Ctx) -> dict[str, Any]:
         "totalMemory": sum(h["totalMemoryCapacity"] for h in chosen),
         "availableMemory": sum(h["availableMemoryCapacity"] for h in chosen),
     }
+
+
+@api("UpdateKVMHost")
+async def update_kvm_host(ctx: Ctx) -> dict[str, Any]:
+    """Change the SSH login ZStack keeps for a KVM host (used when it reconnects and redeploys its agent), or its
+    name (zstack ``KVMHost`` ``handle(APIUpdateKVMHostMsg)``: fields not given stay)."""
+    host = ctx.ref("uuid", "host")
+    assert host is not None
+    changes = {key: ctx.text(key, max_len=255) for key in ("name", "username", "password")}
+    port = ctx.param("sshPort")
+    if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
+        raise argerr(f"invalid field[sshPort], value[{port}] is not a port")
+    await ctx.work()
+    ctx.state.touch(host, **{k: v for k, v in changes.items() if v is not None},
+                    **({"sshPort": port} if port is not None else {}))
+    return {"inventory": render(ctx.state, "host", host)}

@@ -189,3 +189,14 @@ async def get_primary_storage_capacity(ctx: Ctx) -> dict[str, Any]:
               or set(p["attachedClusterUuids"]) & set(clusters)]
     fields = ("totalCapacity", "availableCapacity", "totalPhysicalCapacity", "availablePhysicalCapacity")
     return {f: sum(int(p.get(f) or 0) for p in chosen) for f in fields}
+
+
+@api("UpdateImageStoreBackupStorage")
+async def update_image_store_backup_storage(ctx: Ctx) -> dict[str, Any]:
+    """Change the SSH login ZStack keeps for an ImageStore backup storage host, or its name."""
+    store = ctx.ref("uuid", "backup_storage")
+    assert store is not None
+    changes = {key: ctx.text(key, max_len=255) for key in ("name", "username", "password")}
+    await ctx.work()
+    ctx.state.touch(store, **{k: v for k, v in changes.items() if v is not None})
+    return {"inventory": render(ctx.state, "backup_storage", store)}

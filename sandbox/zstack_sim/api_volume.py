@@ -109,6 +109,19 @@ async def detach_data_volume_from_vm(ctx: Ctx) -> dict[str, Any]:
     return {"inventory": render(ctx.state, "volume", volume)}
 
 
+@api("UpdateVolume")
+async def update_volume(ctx: Ctx) -> dict[str, Any]:
+    """Rename a volume or change its description (zstack ``VolumeBase`` ``handle(APIUpdateVolumeMsg)``)."""
+    volume = ctx.ref("uuid", "volume")
+    assert volume is not None
+    name, description = ctx.text("name", max_len=255), ctx.text("description", max_len=2048)
+    if name is not None and not name.strip():
+        raise argerr("name cannot be an empty string")
+    await ctx.work()
+    ctx.state.touch(volume, **{k: v for k, v in (("name", name), ("description", description)) if v is not None})
+    return {"inventory": render(ctx.state, "volume", volume)}
+
+
 @api("DeleteDataVolume")
 async def delete_data_volume(ctx: Ctx) -> dict[str, Any]:
     """Deletion policy Delay: detach if attached, then status Deleted (still expungeable)."""

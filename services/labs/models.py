@@ -113,6 +113,10 @@ class Lab(Base):
     class_id: Mapped[int | None] = mapped_column(ForeignKey("lab_classes.id", ondelete="SET NULL"), index=True)
     claimable: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
+    # A warm-pool lab waiting for someone (services.labs.pool), and the digest of the profile it was built from.
+    pool: Mapped[bool] = mapped_column(default=False, server_default=text("false"), index=True)
+    profile_digest: Mapped[str | None] = mapped_column(String(16))
+
     # Where the live progress message is (front-end specific reference, e.g. Slack channel + ts).
     progress_ref: Mapped[str | None] = mapped_column(String(128))
 

@@ -76,7 +76,8 @@ class Runtime:
         self.service = LabService(sessions=self.sessions, settings=settings, profiles=self.profiles,
                                   notifier=self.notifier, kicker=self.engine, step_titles=TITLES, box=self.box,
                                   health_runner=self.pipeline.health, capacity_check=self.check_capacity,
-                                  exercise_checker=self.pipeline.check_exercise)
+                                  exercise_checker=self.pipeline.check_exercise,
+                                  hand_over=self.pipeline.hand_over)
 
     async def check_capacity(self, profile: LabProfile) -> None:
         """Whether the lab platform has room for a lab of ``profile`` now (CapacityError if not)."""

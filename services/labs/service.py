@@ -38,6 +38,7 @@ from services.labs.build.health import HealthReport
 from services.labs.classes import ClassService
 from services.labs.models import Lab, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
+from services.labs.pool import PoolService
 from services.labs.tasks import TaskResult, student_steps, validate_start
 from services.labs.views import LabView, StepView, lab_view
 from services.ssh.access import access_commands
@@ -83,6 +84,7 @@ class LabService:
         health_runner: Callable[[int], Awaitable[HealthReport]] | None = None,
         capacity_check: Callable[[LabProfile], Awaitable[None]] | None = None,
         exercise_checker: Callable[[int], Awaitable[list[TaskResult]]] | None = None,
+        hand_over: Callable[[int, str], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
@@ -98,6 +100,7 @@ class LabService:
         self.clock = clock
         self._checking: dict[int, asyncio.Lock] = {}
         self.classes = ClassService(self)
+        self.pool = PoolService(self, hand_over=hand_over, destroy=lambda name: self.destroy(Actor.system(), name))
         for recipe in profiles.values():
             try:
                 validate_start(recipe.exercise.start)
@@ -166,6 +169,15 @@ class LabService:
         exercise_start = self.exercise_start(recipe, start) if exercise else None
         async with self.sessions() as session:
             await self._check_quota(session, actor)
+        if exercise_start is None and recipe.pool.size > 0:
+            claimed = await self.pool.claim(actor.user_id, profile=profile_name, name=name or _generated_name(),
+                                            channel=channel, lifetime=lifetime,
+                                            check_quota=lambda session: self._check_quota(session, actor))
+            if claimed is not None:
+                await self.notifier.notify(Notice(NoticeKind.CREATED, claimed, actor=actor.user_id))
+                await self.notifier.notify(Notice(NoticeKind.READY, claimed, actor=actor.user_id,
+                                                  text="from the warm pool"))
+                return claimed
         if self.capacity_check is not None:
             # Asked before anything is written, so a full platform leaves no lab behind; the quota is checked
             # first because it costs no remote call.
@@ -194,6 +206,11 @@ class LabService:
         await self.notifier.notify(Notice(NoticeKind.CREATED, view, actor=actor.user_id))
         self.kick(view.id)
         return view
+
+    def has_pool(self, profile: str | None) -> bool:
+        """Whether labs of ``profile`` (else the default one) come from a warm pool when it has one ready."""
+        recipe = self.profiles.get(profile or self.settings.default_profile)
+        return recipe is not None and recipe.pool.size > 0
 
     def recipe(self, profile: str | None, ttl: timedelta | None) -> tuple[str, LabProfile, timedelta]:
         """The profile to build (named, else the default) and the lifetime asked for, within its maximum."""

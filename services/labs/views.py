@@ -90,6 +90,7 @@ class LabView:
     exercise: ExerciseView | None = None
     class_id: int | None = None
     claimable: bool = False
+    pool: bool = False
 
     @property
     def current_step(self) -> StepView | None:
@@ -162,4 +163,5 @@ def lab_view(lab: Lab, steps: list[LabStep] | None = None, titles: dict[str, str
         exercise=exercise_view(lab.exercise_start, lab.exercise),
         class_id=lab.class_id,
         claimable=bool(lab.claimable),
+        pool=bool(lab.pool),
     )

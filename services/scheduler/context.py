@@ -64,6 +64,7 @@ class SweepContext:
     platform: OrphanPlatform
     kick: Callable[[int], None] | None = None
     titles: Mapping[str, str] = field(default_factory=dict)
+    refill_pool: Callable[..., Awaitable[Any]] | None = None
 
     @classmethod
     def from_runtime(cls, rt: Runtime, *, kick: bool = True) -> SweepContext:
@@ -80,6 +81,7 @@ class SweepContext:
             platform=rt.outer,
             kick=rt.engine.kick if kick else None,
             titles=TITLES,
+            refill_pool=rt.service.pool.refill,
         )
 
     def kick_lab(self, lab_id: int) -> None:

@@ -18,8 +18,8 @@ from services.scheduler.orphans import OrphanSummary, orphan_sweep
 
 log = logging.getLogger(__name__)
 
-JobName = Literal["expiry", "health", "orphans"]
-JOB_NAMES: tuple[JobName, ...] = ("expiry", "health", "orphans")
+JobName = Literal["expiry", "health", "orphans", "pool"]
+JOB_NAMES: tuple[JobName, ...] = ("expiry", "health", "orphans", "pool")
 
 __all__ = ["JOB_NAMES", "ExpirySummary", "HealthSummary", "JobName", "OrphanSummary", "Summary", "expiry_sweep",
            "health_sweep", "orphan_sweep", "run_job"]
@@ -40,12 +40,23 @@ class Summary(Protocol):
         """A short human report."""
 
 
+async def pool_refill(ctx: SweepContext, *, dry_run: bool = False) -> Summary:
+    """Keep every profile's warm pool full (``services.labs.pool``); nothing to do without a pool."""
+    if ctx.refill_pool is None:
+        from services.labs.pool import PoolSummary
+
+        return PoolSummary(dry_run=dry_run)
+    summary: Summary = await ctx.refill_pool(dry_run=dry_run)
+    return summary
+
+
 async def run_job(name: JobName, ctx: SweepContext, *, dry_run: bool = False, now: datetime | None = None) -> Summary:
     """Run one sweep by name (``now`` moves the clock for the time-based ones)."""
     runners: dict[str, Callable[[], Awaitable[Summary]]] = {
         "expiry": lambda: expiry_sweep(ctx, now=now, dry_run=dry_run),
         "health": lambda: health_sweep(ctx, dry_run=dry_run),
         "orphans": lambda: orphan_sweep(ctx, now=now, dry_run=dry_run),
+        "pool": lambda: pool_refill(ctx, dry_run=dry_run),
     }
     if name not in runners:
         raise ValueError(f"unknown job {name!r} (jobs: {', '.join(JOB_NAMES)})")

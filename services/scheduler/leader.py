@@ -30,6 +30,7 @@ from services.scheduler.context import SweepContext
 from services.scheduler.election import AdvisoryLock, asyncpg_dsn
 from services.scheduler.expiry import expiry_sweep
 from services.scheduler.health import health_sweep
+from services.scheduler.jobs import pool_refill
 from services.scheduler.orphans import orphan_sweep
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def sweep_jobs(ctx: SweepContext) -> list[ScheduledJob]:
         ScheduledJob("expiry", timedelta(seconds=settings.expiry_interval_seconds), lambda: expiry_sweep(ctx)),
         ScheduledJob("health", timedelta(minutes=settings.health_interval_minutes), lambda: health_sweep(ctx)),
         ScheduledJob("orphans", timedelta(minutes=settings.orphan_interval_minutes), lambda: orphan_sweep(ctx)),
+        ScheduledJob("pool", timedelta(seconds=settings.pool_interval_seconds), lambda: pool_refill(ctx)),
     ]
 
 

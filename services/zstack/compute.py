@@ -111,6 +111,16 @@ class ComputeApi(NetworkApi):
         return [VmInstanceInventory.model_validate(v)
                 for v in await self.find_by_user_tag("QueryVmInstance", pattern, deadline=deadline)]
 
+    async def rename_vm(self, uuid: str, name: str, *, deadline: float | None = None) -> VmInstanceInventory:
+        """Give a VM a new name (UpdateVmInstance; its uuid, tags and state stay)."""
+        result = await self.call("UpdateVmInstance", {"uuid": uuid, "name": name}, deadline=deadline)
+        return VmInstanceInventory.model_validate(result["inventory"])
+
+    async def rename_volume(self, uuid: str, name: str, *, deadline: float | None = None) -> VolumeInventory:
+        """Give a volume a new name (UpdateVolume)."""
+        result = await self.call("UpdateVolume", {"uuid": uuid, "name": name}, deadline=deadline)
+        return VolumeInventory.model_validate(result["inventory"])
+
     async def start_vm(self, uuid: str, *, deadline: float | None = None) -> VmInstanceInventory:
         """Start a stopped VM (no-op when it is Running)."""
         vm = await self._require("QueryVmInstance", VmInstanceInventory, uuid, "vm", deadline=deadline)

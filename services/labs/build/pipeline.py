@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from pydantic import SecretStr
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,6 +36,7 @@ from services.labs.models import HealthCheck, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
 from services.labs.tasks import TaskResult, seed_steps, student_steps
 from services.labs.views import LabView, lab_view
+from services.shell import quote
 from services.ssh.errors import HostKeyChangedError, SSHUnreachableError
 from services.ssh.hostkeys import HostKeyStore
 from services.zstack.client import ZStackClient
@@ -296,6 +299,38 @@ class LabPipeline:
         lab = await ctx.update(health="degraded" if failing else "ok", health_checked_at=utcnow(),
                                health_failing=failing)
         return HealthReport(lab_view(lab), tuple(results))
+
+    # --- warm pool -----------------------------------------------------------------------------------
+
+    async def hand_over(self, lab_id: int, new_name: str) -> None:
+        """Make a warm-pool lab someone's: fresh root passwords on VM1 and VM2 (also where the nested ZStack keeps
+        VM2's login), and the platform's VM and volume names after the lab's new name."""
+        ctx = await self._context(lab_id)
+        lab = await ctx.lab()
+        steps = _Steps(ctx, self.outer, None)
+        password = SecretStr(secrets.token_urlsafe(18))
+        try:
+            ssh = await steps.ssh()
+            line = quote(f"root:{password.get_secret_value()}")
+            for target in ("vm1", "vm2"):
+                await ssh.run(target, f"echo {line} | chpasswd", timeout=30)
+            ids = lab.nested_ids or {}
+            if ids.get("host") or ids.get("backup_storage"):
+                nested = await steps.nested()
+                if ids.get("host"):
+                    await nested.call("UpdateKVMHost", {"uuid": ids["host"], "password": password.get_secret_value()})
+                if ids.get("backup_storage"):
+                    await nested.call("UpdateImageStoreBackupStorage",
+                                      {"uuid": ids["backup_storage"], "password": password.get_secret_value()})
+            await ctx.update(host_password_enc=self.box.encrypt(password))
+            prefix = self.settings.resource_prefix
+            for role, uuid in (("vm1", lab.vm1_uuid), ("vm2", lab.vm2_uuid)):
+                if uuid:
+                    await self.outer.rename_vm(uuid, f"{prefix}-{new_name}-{role}")
+            if lab.volume_uuid:
+                await self.outer.rename_volume(lab.volume_uuid, f"{prefix}-{new_name}-data")
+        finally:
+            await ctx.connections.close()
 
     # --- exercise ------------------------------------------------------------------------------------
 
