@@ -15,6 +15,7 @@ from rich.console import Console
 from bot.console.app import ConsoleFrontEnd, stdin_is_terminal
 from bot.console.notifier import ConsoleNotifier
 from bot.logs import configure_logging
+from config.profiles import PoolSpec, load_profiles
 from config.settings import Settings, load_settings
 from services import db
 from services.labs.runtime import Runtime
@@ -32,11 +33,23 @@ DEMO_SCRIPT = [
 ]
 
 
-async def _run_front_end(settings: Settings, console: Console, script: list[str] | None) -> int:
-    runtime = Runtime(settings, notifiers=[ConsoleNotifier(console)], engine_poll_interval=2.0)
+async def _run_front_end(settings: Settings, console: Console, script: list[str] | None, *, pool: int = 0) -> int:
+    profiles = None
+    if pool:
+        # The demo's warm pool: the default profile asks for ``pool`` labs, built before the script runs.
+        profiles = {name: p.model_copy(update={"pool": PoolSpec(size=pool)}) if name == settings.default_profile
+                    else p for name, p in load_profiles(settings.profiles_dir).items()}
+    runtime = Runtime(settings, profiles=profiles, notifiers=[ConsoleNotifier(console)], engine_poll_interval=2.0)
     await runtime.start()
     try:
         front = ConsoleFrontEnd(runtime, console)
+        if pool:
+            console.print(f"warm pool: building {pool} lab(s) of profile {settings.default_profile} first …",
+                          style="bold")
+            await runtime.service.pool.refill()
+            await runtime.engine.wait_idle(timeout=1800)
+            for status in await runtime.service.pool.status():
+                console.print(f"warm pool {status.profile}: {status.ready} ready of {status.target}", style="bold")
         if script:
             return await front.run_script(script)
         await front.run_interactive()
@@ -65,7 +78,7 @@ def console_command(
     raise typer.Exit(code)
 
 
-async def _demo(script: list[str] | None, latency_scale: float, keep: bool, console: Console) -> int:
+async def _demo(script: list[str] | None, latency_scale: float, keep: bool, console: Console, pool: int = 0) -> int:
     from sandbox import lifecycle
     from sandbox.config import SandboxConfig
     from sandbox.hooks import OuterSandboxHooks
@@ -89,7 +102,7 @@ async def _demo(script: list[str] | None, latency_scale: float, keep: bool, cons
                 default_profile="sandbox",
             )
             await db.upgrade(settings.database_url)
-            return await _run_front_end(settings, console, script)
+            return await _run_front_end(settings, console, script, pool=pool)
     finally:
         if keep:
             console.print(f"--keep: sandbox and {workdir} left in place (`labbot sandbox down` removes it)")
@@ -104,6 +117,8 @@ def demo_command(
     script: bool = typer.Option(False, "--script", help="Run COMMANDS instead of the interactive console, then exit."),
     latency_scale: float = typer.Option(0.02, help="Scale of the simulator's realistic API durations."),
     keep: bool = typer.Option(False, help="Leave the sandbox up afterwards."),
+    pool: int = typer.Option(0, "--pool", min=0, max=5,
+                             help="Keep this many labs of the default profile built first (a warm pool)."),
 ) -> None:
     """Bring up the sandbox (outer simulator + namespace VMs) and SQLite, then open the console on them.
 
@@ -114,5 +129,5 @@ def demo_command(
     lines = _script(commands, script)
     if lines is None and not stdin_is_terminal():
         lines = DEMO_SCRIPT
-    code = asyncio.run(_demo(lines, latency_scale, keep, console))
+    code = asyncio.run(_demo(lines, latency_scale, keep, console, pool))
     raise typer.Exit(code)

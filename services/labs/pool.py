@@ -45,8 +45,9 @@ UNCLAIMED_EXPIRY = timedelta(days=3650)
 
 
 def profile_digest(profile: LabProfile) -> str:
-    """A short digest of everything a profile says: a pool lab built from another version is rebuilt."""
-    return hashlib.sha256(profile.model_dump_json().encode()).hexdigest()[:16]
+    """A short digest of what a profile builds (all but its pool settings): a pool lab built from another version
+    is rebuilt, while resizing the pool keeps the labs it has."""
+    return hashlib.sha256(profile.model_dump_json(exclude={"pool"}).encode()).hexdigest()[:16]
 
 
 class PoolRules(Protocol):
