@@ -199,6 +199,8 @@ class PoolService:
             lab = await repo.get(session=session, lab_id=lab_id)
             was, now = lab.name, self.labs.clock()
             lab.name, lab.channel, lab.created_at, lab.expires_at = name, channel, now, now + lifetime
+            lab.summary = {key: str(value).replace(f"`/lab access {was}`", f"`/lab access {name}`")
+                           for key, value in (lab.summary or {}).items()}
             await repo.add_event(session=session, lab=lab, actor=actor_id, kind="claimed",
                                  detail=f"from the warm pool ({was}); fresh credentials, platform names updated")
             steps = await repo.list_steps(session=session, lab_id=lab_id)
