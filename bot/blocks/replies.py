@@ -60,9 +60,10 @@ def build_notice(text: str) -> Message:
     return Message(text=fallback(text), blocks=[section(escape(clip(text, 2900)))])
 
 
-def build_created(name: str, *, card_in: str | None = None) -> Message:
-    """``Creating lab demo…``, saying where its card is when that is not where the person asked."""
-    text = f"Creating lab `{escape(name)}`…"
+def build_created(name: str, *, card_in: str | None = None, text: str = "") -> Message:
+    """``Creating lab demo…`` (or the service's own words: an exercise lab, a lab from the warm pool), saying where
+    its card is when that is not where the person asked."""
+    text = escape(text) if text else f"Creating lab `{escape(name)}`…"
     if card_in:
         where = "your DM with labbot" if card_in.startswith(("U", "D")) else f"<#{card_in}>"
         text += f" Its card is in {where}."
@@ -134,7 +135,7 @@ def _short(reply: Reply, now: datetime) -> Message:
 
 _BUILDERS: dict[ReplyKind, Callable[[Reply, datetime], Message]] = {
     ReplyKind.HELP: lambda r, now: build_help(r.text),
-    ReplyKind.CREATED: lambda r, now: build_created(_require_lab(r).name, card_in=r.data.get("card_in")),
+    ReplyKind.CREATED: lambda r, now: build_created(_require_lab(r).name, card_in=r.data.get("card_in"), text=r.text),
     ReplyKind.DESTROYING: _short,
     ReplyKind.RETRYING: _short,
     ReplyKind.EXTENDED: _short,

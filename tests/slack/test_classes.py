@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from config.profiles import PoolSpec
 from services.labs.service import Actor
 from services.labs.tasks import TaskResult
 from tests.slack.harness import Harness, running_bot
@@ -130,3 +131,26 @@ async def test_check_and_solve_from_slack(sessions: Sessions) -> None:
         assert lab.exercise is not None and lab.exercise.completed_at is not None
         await h.fake.wait_until(lambda: "complete" in text_of(card.blocks), timeout=10)
         await asyncio.sleep(0)
+
+
+async def test_warm_pool_in_slack(sessions: Sessions) -> None:
+    async with running_bot(sessions, progress_events=1) as h:
+        service = h.world.service
+        service.profiles = {**service.profiles}
+        service.profiles["sandbox"] = service.profiles["sandbox"].model_copy(update={"pool": PoolSpec(size=1)})
+        service.pool.labs = service  # the pool reads the service's (now per-test) profiles
+        await service.pool.refill()
+        await h.settle()
+        assert h.fake.top_level("C_LABS") == []  # a pool lab nobody has claimed has no card
+        await h.command("pool status", user="U_ALICE", hook="denied")
+        await h.command("pool status", user="U_ADMIN", hook="status")
+        await h.settle()
+        assert any("only admins" in t for t in hook_texts(h, "denied"))
+        assert any("target 1" in t and "1 ready" in t for t in hook_texts(h, "status"))
+        await h.command("create fast", hook="create")
+        await h.settle()
+        assert any("came from the warm pool" in t for t in hook_texts(h, "create")), hook_texts(h, "create")
+        cards = h.fake.top_level("C_LABS")
+        assert len(cards) == 1 and "fast" in text_of(cards[0].blocks)
+        lab = await service.status("fast")
+        assert lab.state == "ready" and lab.owner == "U_ALICE" and not lab.pool
