@@ -50,7 +50,7 @@ async def run(*, size: int, latency_scale: float, timeout: float) -> tuple[list[
         results = await asyncio.gather(*(claim(i) for i in range(1, size + 1)))
         claims = [t for t, state in results if state == "ready"]
         names = ["ref-full", *(f"cls-{i:02d}" for i in range(1, size + 1))]
-        await box.destroy(names)
+        await asyncio.gather(*(service.destroy(Actor.system(), n) for n in names))
         await box.settle(timeout)
         await box.rt.service.pool.refill()  # nothing to build: the profile's pool is gone below
         service.profiles["sandbox"] = service.profiles["sandbox"].model_copy(update={"pool": PoolSpec(size=0)})
