@@ -309,13 +309,7 @@ class _Steps:
         command = install.command.format(installer=quote(installer))
         await start_detached(ssh, "vm2", INSTALL_JOB, command)
 
-        async def on_line(line: str) -> None:
-            await self.ctx.output("install_zstack", line if line.endswith("\n") else line + "\n")
-            match = _PERCENT.search(line)
-            text = f"{match.group(1)}% — {line.strip()[:120]}" if match else line.strip()[:160]
-            await self.ctx.progress("install_zstack", text)
-
-        code = await follow(ssh, "vm2", INSTALL_JOB, offset=0, on_line=on_line, poll_interval=1.0,
+        code = await follow(ssh, "vm2", INSTALL_JOB, offset=0, on_lines=self._install_log, poll_interval=1.0,
                             timeout=install.timeout_minutes * 60.0)
         if code != 0:
             raise ExternalStepError(
@@ -328,6 +322,14 @@ class _Steps:
                 await asyncio.sleep(2)
         version = await nested.get_version()
         await self.ctx.output("install_zstack", f"management node ready, ZStack {version}\n")
+
+    async def _install_log(self, lines: list[str]) -> None:
+        """One poll's installer lines: kept in one write, the last non-blank one as (throttled) progress."""
+        await self.ctx.output_lines("install_zstack", lines)
+        line = next((line.strip() for line in reversed(lines) if line.strip()), "")
+        if line:
+            match = _PERCENT.search(line)
+            await self.ctx.progress("install_zstack", f"{match.group(1)}% — {line[:120]}" if match else line[:160])
 
     # --- nested ZStack -------------------------------------------------------------------------------
 
