@@ -107,7 +107,7 @@ async def execute(command: Command, *, actor: Actor, service: LabService, channe
             lab = await service.retry(actor, name)
             return Reply(ReplyKind.RETRYING, lab=lab, text=f"Retrying lab `{name}`…", private=False)
         case LogsCommand(name=name, step=step):
-            steps = await service.logs(name, step)
+            steps = await service.logs(actor, name, step)
             return Reply(ReplyKind.LOGS, steps=tuple(steps), text=f"Logs of lab `{name}`", data={"name": name})
         case AccessCommand(name=name):
             access = await service.access(actor, name)

@@ -104,7 +104,7 @@ async def handle_lab_logs_action(ack: AsyncAck, body: dict[str, Any], action: di
 
     async def logs(deps: SlackDeps, reply: UserReply, ref: LabRef) -> None:
         await deps.current_lab(ref.lab_id, ref.name)
-        await reply.send(build_logs(ref.name, await deps.service.logs(ref.name)))
+        await reply.send(build_logs(ref.name, await deps.service.logs(deps.actor(reply.user_id), ref.name)))
 
     _start(deps, body, client, respond, parse_value(LabRef, action.get("value")), logs, "logs")
 

@@ -262,6 +262,12 @@ async def add_health_checks(*, session: AsyncSession, lab_id: int, results: Sequ
     await session.flush()
 
 
+async def prune_health_checks(*, session: AsyncSession, before: datetime) -> int:
+    """Delete health rows older than ``before``; how many went."""
+    result = await session.execute(delete(HealthCheck).where(HealthCheck.at < before))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 # --- scheduler sweeps (services.scheduler) -------------------------------------------------------------
 
 # States in which a lab's expiry is acted on: everything live except a destroy already under way.

@@ -19,6 +19,7 @@ from config.settings import Settings
 from services import db
 from services.crypto import SecretBox
 from services.labs import repository as repo
+from services.labs.build.health import HealthReport
 from services.labs.build.pipeline import LabPipeline, StepHook
 from services.labs.build.steps import TITLES
 from services.labs.capacity import check_capacity
@@ -63,6 +64,8 @@ class Runtime:
         self.db_engine: AsyncEngine = db.make_engine(settings.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = db.make_sessionmaker(self.db_engine)
         self.box = SecretBox(settings.secret_key)
+        # Health runs open SSH sessions into labs: the sweep and on-demand checks share one bound.
+        self.health_gate = asyncio.Semaphore(settings.health_concurrency)
         self.outer = ZStackClient(settings.platform_url, settings.platform_account, settings.platform_password,
                                   transport=platform_transport, timeout=settings.platform_timeout_seconds)
         self.host_keys = repo.DatabaseHostKeyStore(self.sessions)
@@ -75,8 +78,13 @@ class Runtime:
                                 poll_interval=engine_poll_interval)
         self.service = LabService(sessions=self.sessions, settings=settings, profiles=self.profiles,
                                   notifier=self.notifier, kicker=self.engine, step_titles=TITLES, box=self.box,
-                                  health_runner=self.pipeline.health, capacity_check=self.check_capacity,
+                                  health_runner=self.run_health, capacity_check=self.check_capacity,
                                   exercise_checker=self.pipeline.check_exercise)
+
+    async def run_health(self, lab_id: int) -> HealthReport:
+        """One lab's health checks, within the process-wide bound the sweep and on-demand checks share."""
+        async with self.health_gate:
+            return await self.pipeline.health(lab_id)
 
     async def check_capacity(self, profile: LabProfile) -> None:
         """Whether the lab platform has room for a lab of ``profile`` now (CapacityError if not)."""

@@ -127,9 +127,11 @@ class LabService:
                 labs = await repo.list_(session=session, owner=actor.user_id)
             return [lab_view(lab) for lab in labs]
 
-    async def logs(self, name: str, step: str | None = None) -> list[StepView]:
-        """The steps (or one step) of a lab with their output tails."""
+    async def logs(self, actor: Actor, name: str, step: str | None = None) -> list[StepView]:
+        """The steps (or one step) of a lab with their output tails (owner or admin: the output of a lab's
+        commands is the owner's business, and the install log says a lot about their VMs)."""
         view = await self.status(name)
+        self.check_can_act(actor, view, "read the logs of")
         if step is None:
             return [s for s in view.steps if s.state != StepState.PENDING]
         found = [s for s in view.steps if s.name == step]
@@ -406,12 +408,15 @@ class LabService:
         )
 
     async def health(self, actor: Actor, name: str) -> HealthReport:
-        """Run a ready lab's health checks now (anyone may look; results carry no secrets)."""
+        """Run a ready lab's health checks now (owner or admin, at most once per interval per lab: each run
+        opens SSH sessions into the lab's VMs and writes health rows)."""
         lab = await self.status(name)
+        self.check_can_act(actor, lab, "check the health of")
         if lab.state not in (LabState.READY, LabState.EXPIRING):
             raise ConflictError(f"lab `{name}` is {lab.state}; health checks run on ready labs")
         if self.health_runner is None:
             raise ConflictError("health checks are not available in this labbot")
+        await self._limit_on_demand_health(lab)
         return await self.health_runner(lab.id)
 
     async def set_progress_ref(self, lab_id: int, ref: str) -> None:
@@ -429,6 +434,15 @@ class LabService:
     def is_admin(self, user_id: str) -> bool:
         """Whether the settings name this user an admin."""
         return user_id in self.settings.admin_users
+
+    async def _limit_on_demand_health(self, lab: LabView) -> None:
+        """At most one on-demand health run per lab per interval, across replicas (a claim in the database)."""
+        interval = self.settings.health_on_demand_interval_seconds
+        if interval and not await claims.claim(self.sessions, f"health:{lab.id}",
+                                               until=self.clock() + timedelta(seconds=interval)):
+            raise QuotaError(f"lab `{lab.name}` was checked on demand less than {interval} s ago; try again "
+                             f"later (the health sweep also checks it every "
+                             f"{self.settings.health_interval_minutes} minutes)")
 
     async def _lock_quotas(self, session: AsyncSession) -> None:
         """Serialize creates until this transaction ends, so counting live labs and inserting one is atomic

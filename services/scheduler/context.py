@@ -75,7 +75,7 @@ class SweepContext:
             settings=rt.settings,
             profiles=rt.profiles,
             notifier=rt.notifier,
-            health=rt.pipeline.health,
+            health=rt.run_health,
             announce_health=rt.pipeline.notify_health_change,
             platform=rt.outer,
             kick=rt.engine.kick if kick else None,
