@@ -404,7 +404,9 @@ class LabService:
             commands=commands,
             root_password=self.box.decrypt(row.host_password_enc).get_secret_value(),
             zstack_user="admin",
-            zstack_password=self.settings.nested_admin_password.get_secret_value(),
+            # Labs made before the per-lab password still have the installer's default.
+            zstack_password=(self.box.decrypt(row.nested_password_enc) if row.nested_password_enc
+                             else self.settings.nested_admin_password).get_secret_value(),
         )
 
     async def health(self, actor: Actor, name: str) -> HealthReport:

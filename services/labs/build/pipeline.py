@@ -344,7 +344,8 @@ class LabPipeline:
         await self.host_keys.forget(lab.uuid)
         await mark(self.sessions, self.notifier, lab_id, target=LabState.DESTROYED, kind=NoticeKind.DESTROYED,
                    titles=TITLES, detail="every VM, volume and network of the lab is gone from the lab platform",
-                   changes={"ssh_private_key_enc": None, "host_password_enc": None, "error": None,
+                   changes={"ssh_private_key_enc": None, "host_password_enc": None, "nested_password_enc": None,
+                            "chap_secret_enc": None, "error": None,
                             "next_attempt_at": None, "lease_owner": None, "lease_expires_at": None})
 
     async def _teardown(self, ctx: LabContext) -> None:

@@ -39,6 +39,7 @@ from services.ssh.errors import SSHAuthError
 from services.ssh.keys import generate_keypair
 from services.ssh.session import LabSSH
 from services.zstack.client import ZStackClient
+from services.zstack.errors import ZStackAuthError
 from services.zstack.inventories import VmInstanceInventory
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,16 @@ class _Steps:
             private_key=await self.ctx.secret("ssh_private_key_enc"),
         )
 
-    async def nested(self) -> ZStackClient:
-        return await self.ctx.connections.nested(await self.ssh(), api_port=self.ctx.profile.install.api_port)
+    async def nested(self, *, password: SecretStr | None = None) -> ZStackClient:
+        """The nested ZStack as admin with the lab's own password (``password`` overrides, e.g. the default)."""
+        return await self.ctx.connections.nested(await self.ssh(), api_port=self.ctx.profile.install.api_port,
+                                                 password=password or await self.nested_password())
+
+    async def nested_password(self) -> SecretStr:
+        """The lab's nested admin password; a lab made before labbot set one per lab keeps the default."""
+        if (await self.ctx.lab()).nested_password_enc:
+            return await self.ctx.secret("nested_password_enc")
+        return self.ctx.settings.nested_admin_password
 
     # --- outer platform ------------------------------------------------------------------------------
 
@@ -129,6 +138,8 @@ class _Steps:
             )
         if not lab.host_password_enc:
             changes["host_password_enc"] = self.ctx.box.encrypt(SecretStr(secrets.token_urlsafe(18)))
+        if not lab.nested_password_enc:
+            changes["nested_password_enc"] = self.ctx.box.encrypt(SecretStr(secrets.token_urlsafe(15)))
         changes.update(
             vm1_uuid=self.ctx.resource_uuid("vm1"),
             vm2_uuid=self.ctx.resource_uuid("vm2"),
@@ -322,6 +333,28 @@ class _Steps:
                 await asyncio.sleep(2)
         version = await nested.get_version()
         await self.ctx.output("install_zstack", f"management node ready, ZStack {version}\n")
+        await self._own_admin_password()
+
+    async def _own_admin_password(self) -> None:
+        """Give the nested admin the lab's own password (a fresh install has ZStack's default, the same in every
+        lab): UpdateAccount as admin with the default, once; a re-run finds the lab's password already works."""
+        mine = await self.nested_password()
+        default = self.ctx.settings.nested_admin_password
+        if mine.get_secret_value() == default.get_secret_value():
+            return
+        try:
+            await (await self.nested()).login()
+            return
+        except ZStackAuthError:
+            pass
+        installed = await self.nested(password=default)
+        try:
+            await installed.change_password(mine)
+        except ZStackAuthError:
+            raise ExternalStepError("the nested ZStack accepts neither the lab's admin password nor the installer's "
+                                    "default (LABBOT_NESTED_ADMIN_PASSWORD); someone changed it by hand") from None
+        await (await self.nested()).login()  # proves the change, and leaves the lab's client in use
+        await self.ctx.output("install_zstack", "nested admin password set to the lab's own\n")
 
     async def _install_log(self, lines: list[str]) -> None:
         """One poll's installer lines: kept in one write, the last non-blank one as (throttled) progress."""
