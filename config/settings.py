@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     channel: str | None = None
     allowed_channels: CommaList = Field(default_factory=list)
     admin_users: CommaList = Field(default_factory=list)
+    # Who may create labs: Slack user ids (U…, W…) and user group ids (S…); empty: everyone. Admins always may.
+    allowed_users: CommaList = Field(default_factory=list)
 
     # --- storage ---
     database_url: str = "sqlite+aiosqlite:///./labbot.db"
@@ -111,9 +113,8 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    _split = field_validator("allowed_channels", "admin_users", "expiry_warning_offsets", mode="before")(
-        _split_list
-    )
+    _split = field_validator("allowed_channels", "admin_users", "allowed_users", "expiry_warning_offsets",
+                             mode="before")(_split_list)
 
     @field_validator("expiry_warning_offsets")
     @classmethod

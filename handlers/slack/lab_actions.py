@@ -134,8 +134,12 @@ async def handle_lab_open_create_action(ack: AsyncAck, body: dict[str, Any], cli
     """The App Home's New lab button: the same modal as ``/lab create``."""
     await ack()
     reply = UserReply.from_body(body, client, None)
-    work = open_create_modal(client, deps, trigger_id=str(body.get("trigger_id", "")), channel_id=None)
-    deps.background.spawn(work, reply=reply, what="action:open_create")
+
+    async def open_from_home() -> None:
+        deps.check_create_place(None)
+        await open_create_modal(client, deps, trigger_id=str(body.get("trigger_id", "")), channel_id=None)
+
+    deps.background.spawn(open_from_home(), reply=reply, what="action:open_create")
 
 
 def _start(deps: SlackDeps, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond, ref: LabRef,

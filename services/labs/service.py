@@ -60,6 +60,13 @@ class Actor:
         return cls(SYSTEM, is_admin=True)
 
 
+class GroupDirectory(Protocol):
+    """Who is in a user group (``S…`` ids in ``LABBOT_ALLOWED_USERS``); the Slack front end provides one."""
+
+    async def members(self, group_id: str) -> frozenset[str]:
+        """The user ids in the group (empty when unknown)."""
+
+
 class WorkKicker(Protocol):
     """The engine, as the service sees it: told that a lab has work to do."""
 
@@ -96,6 +103,8 @@ class LabService:
         self.capacity_check = capacity_check
         self.exercise_checker = exercise_checker
         self.clock = clock
+        # Set by the Slack front end: resolves user groups named in LABBOT_ALLOWED_USERS.
+        self.group_directory: GroupDirectory | None = None
         self._checking: dict[int, asyncio.Lock] = {}
         self.classes = ClassService(self)
         for recipe in profiles.values():
@@ -164,6 +173,7 @@ class LabService:
 
         An ``exercise`` lab is built only up to the student's first task (``start``, else the profile's).
         """
+        await self.check_may_create(actor)
         profile_name, recipe, lifetime = self.recipe(profile, ttl)
         exercise_start = self.exercise_start(recipe, start) if exercise else None
         async with self.sessions() as session:
@@ -445,6 +455,18 @@ class LabService:
             raise QuotaError(f"lab `{lab.name}` was checked on demand less than {interval} s ago; try again "
                              f"later (the health sweep also checks it every "
                              f"{self.settings.health_interval_minutes} minutes)")
+
+    async def check_may_create(self, actor: Actor) -> None:
+        """Refuse people ``LABBOT_ALLOWED_USERS`` does not name, directly or through a user group (admins may
+        always create)."""
+        allowed = self.settings.allowed_users
+        if not allowed or actor.is_admin or actor.user_id == SYSTEM or actor.user_id in allowed:
+            return
+        for group in (entry for entry in allowed if entry.startswith("S")):
+            if self.group_directory is not None and actor.user_id in await self.group_directory.members(group):
+                return
+        raise PermissionDeniedError("you may not create labs here: ask a labbot admin to add you (or a group "
+                                    "you are in) to LABBOT_ALLOWED_USERS")
 
     async def _lock_quotas(self, session: AsyncSession) -> None:
         """Serialize creates until this transaction ends, so counting live labs and inserting one is atomic
