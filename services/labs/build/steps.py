@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import logging
 import re
 import secrets
@@ -22,9 +21,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from config.profiles import LabProfile
 from services.db import PROJECT_ROOT
-from services.errors import ConfigError, ExternalError
+from services.errors import ExternalError
 from services.iscsi.backends import backend_for
 from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
@@ -33,6 +31,7 @@ from services.iscsi.naming import target_iqn
 from services.labs.build.context import LabContext
 from services.labs.build.dag import Step
 from services.labs.build.interfaces import interface_carrying
+from services.labs.preflight import check_platform
 from services.shell import quote
 from services.ssh.detached import follow, start_detached
 from services.ssh.errors import SSHAuthError
@@ -44,7 +43,6 @@ from services.zstack.inventories import VmInstanceInventory
 
 log = logging.getLogger(__name__)
 
-VXLAN_POOL_TYPE = "VxlanNetworkPool"  # the L2 type of a VXLAN pool (zstackio/zstack VxlanNetworkPoolConstant)
 TITLES = {
     "prepare": "Prepare keys and check the platform",
     "create_vms": "Create VM1 and VM2",
@@ -150,36 +148,9 @@ class _Steps:
 
     async def _resolve(self) -> dict[str, str]:
         profile = self.ctx.profile
-        names = {
-            "vm1_image": ("image", profile.vm1.image),
-            "vm2_image": ("image", profile.vm2.image),
-            "vm1_offering": ("instance offering", profile.vm1.instance_offering),
-            "vm2_offering": ("instance offering", profile.vm2.instance_offering),
-        }
-        found: dict[str, str] = {}
-        for key, (kind, name) in names.items():
-            finder = self.outer.find_image_by_name if kind == "image" else self.outer.find_instance_offering_by_name
-            item = await finder(name)
-            if item is None:
-                raise ConfigError(f"the lab platform has no {kind} called `{name}` (profile {profile.name})")
-            found[key] = item.uuid
-        for l3 in {*profile.vm1.l3_networks, *profile.vm2.l3_networks}:
-            network = await self.outer.find_l3_network_by_name(l3)
-            if network is None:
-                raise ConfigError(f"the lab platform has no L3 network called `{l3}` (profile {profile.name})")
-            found[f"l3:{l3}"] = network.uuid
-            if l3 == profile.vpc_network:
-                _check_nested_range(profile, [ipaddress.IPv4Network(r.network_cidr) for r in network.ip_ranges
-                                              if r.network_cidr], l3)
-        if profile.lab_network is not None:
-            pool_name = profile.lab_network.vxlan_pool
-            pool = await self.outer.find_l2_network_by_name(pool_name, network_type=VXLAN_POOL_TYPE)
-            if pool is None:
-                raise ConfigError(f"the lab platform has no VXLAN pool called `{pool_name}` (profile {profile.name}; "
-                                  "a platform admin creates it once: CreateL2VxlanNetworkPool, CreateVniRange, "
-                                  "attached to the lab cluster)")
-            found["vxlan_pool"] = pool.uuid
-        return found
+        report = await check_platform(self.outer, profile)  # images, offerings, networks, VXLAN pool, ranges
+        report.raise_for_problems(profile)
+        return report.uuids
 
     async def _lab_network(self, pool_uuid: str) -> str:
         """The lab's own private network (L2 VXLAN + L3 + range + Flat DHCP/Userdata), made once; its L3 uuid.
@@ -216,6 +187,7 @@ class _Steps:
             userdata = base64.b64encode(VM2_USERDATA.encode()).decode() if role == "vm2" else None
             l3s = [uuids[f"l3:{n}"] for n in spec.l3_networks] + ([lab_l3] if lab_l3 else [])
             existed = await self.outer.get_vm(vm_uuid) is not None
+            # A CPU mode is read when the VM starts: create it stopped, bind the mode, then start it.
             vm = await self.outer.create_vm_instance(
                 self.ctx.resource_name(role),
                 image_uuid=uuids[f"{role}_image"],
@@ -227,7 +199,10 @@ class _Steps:
                 system_tags=[f"userdata::{userdata}"] if userdata else None,
                 user_tags=[self.ctx.tag],
                 resource_uuid=vm_uuid,
+                strategy="CreateStopped" if spec.cpu_mode else "InstantStart",
             )
+            if spec.cpu_mode:
+                await self._set_cpu_mode(vm, spec.cpu_mode)
             if not existed:
                 # A new machine has a new host key: the pin of the VM it replaces (same lab, same role) would
                 # refuse it as an interception. A key change of a VM that was not recreated is still refused.
@@ -241,6 +216,15 @@ class _Steps:
         await self.ctx.update(
             vm1_public_ip=_nic_ip(vm1, public), vm1_vpc_ip=_nic_ip(vm1, vpc), vm2_ip=_nic_ip(vm2, vpc)
         )
+
+    async def _set_cpu_mode(self, vm: VmInstanceInventory, mode: str) -> None:
+        """Bind ``kvm/vm.cpuMode`` to the VM and start it; a VM that ran with another mode is restarted."""
+        current = await self.outer.get_resource_config("kvm", "vm.cpuMode", vm.uuid)
+        if current != mode:
+            await self.outer.update_resource_config("kvm", "vm.cpuMode", vm.uuid, mode)
+            if vm.state == "Running":
+                await self.outer.stop_vm(vm.uuid)
+        await self.outer.start_vm(vm.uuid)
 
     async def attach_volume(self) -> None:
         """Create VM1's data volume (once) and attach it to VM1."""
@@ -257,12 +241,14 @@ class _Steps:
     async def wait_ssh(self) -> None:
         """Wait until VM1's sshd answers, then VM2's through VM1; host keys are pinned on first sight.
 
-        Then make sure of two things the nested ZStack needs from VM2 long after: an iSCSI initiator name (the
-        target's ACL names it now, ZStack logs in with it later), and root's password accepted over SSH.
+        Then make sure of what the nested ZStack needs from VM2 long after: vmx/svm in its CPU (its KVM host), an
+        iSCSI initiator name (the target's ACL names it now, ZStack logs in with it later), and root's password
+        accepted over SSH.
         """
         ssh = await self.ssh()
         await ssh.wait_ready("vm1", timeout=300)
         await ssh.wait_ready("vm2", timeout=300)
+        await self._check_nested_virtualization(ssh)
         await self._vm2_initiator(ssh)
         await self._check_vm2_password(ssh)
 
@@ -280,6 +266,24 @@ class _Steps:
                 "host and backup storage. labbot sends `ssh_pwauth: true` in VM2's userdata; check that the VM2 "
                 "image runs cloud-init and that nothing in it sets `PasswordAuthentication no` afterwards"
             ) from None
+
+    async def _check_nested_virtualization(self, ssh: LabSSH) -> None:
+        """VM2 becomes the nested ZStack's KVM host, which needs vmx/svm: fail now, not after the install."""
+        result = await ssh.run("vm2", "grep -m1 -o -w -E 'vmx|svm' /proc/cpuinfo", timeout=30, check=False)
+        flag = result.stdout.strip()[:8]
+        if flag in ("vmx", "svm"):
+            await self.ctx.output("wait_ssh", f"VM2's CPU offers {flag}: nested virtualisation is available\n")
+            return
+        profile = self.ctx.profile
+        if profile.vm2.cpu_mode is None:
+            todo = (f"set `vm2.cpu_mode: host-passthrough` in profile {profile.name} (labbot then sets kvm/vm.cpuMode "
+                    "on VM2), or set the platform's global config kvm/vm.cpuMode to host-passthrough")
+        else:
+            todo = (f"VM2 runs with kvm/vm.cpuMode {profile.vm2.cpu_mode}, so the lab platform's hosts do not "
+                    "offer nested virtualisation: enable it on them (kvm_intel/kvm_amd `nested=1`) and "
+                    "`/lab retry`")
+        raise ExternalStepError(f"VM2's /proc/cpuinfo shows neither vmx nor svm, so ZStack cannot use it as a KVM "
+                                f"host: {todo}")
 
     # --- VM1: iSCSI ----------------------------------------------------------------------------------
 
@@ -468,16 +472,6 @@ def _known(value: str | None, what: str) -> str:
     if not value:
         raise ExternalStepError(f"the lab has no {what} recorded; an earlier step did not finish")
     return value
-
-
-def _check_nested_range(profile: LabProfile, vpc: list[ipaddress.IPv4Network], where: str) -> None:
-    """The nested flat network must not overlap the network VM2 sits on: the nested VMs bridge onto it, and their
-    addresses (and DHCP) would collide with the lab VMs'."""
-    nested = profile.nested.network.subnet
-    clash = next((net for net in vpc if net.overlaps(nested)), None)
-    if clash is not None:
-        raise ConfigError(f"profile {profile.name}: nested.network ({nested}) overlaps {clash} of `{where}`, the "
-                          "network VM2 sits on; pick a nested range outside it")
 
 
 def _nic_ip(vm: VmInstanceInventory, l3_uuid: str) -> str:
