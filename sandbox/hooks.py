@@ -19,6 +19,7 @@ from sandbox import network, system, vm, volumes
 from sandbox.config import SandboxConfig
 from sandbox.discovery import discover, local_initiator_name
 from sandbox.lifecycle import write_runtime_files
+from sandbox.vm import CPUINFO_FILE
 from sandbox.zstack_sim.hooks import TargetFound, VmPlan
 from services.iscsi.initiator import INITIATOR_FILE
 
@@ -78,10 +79,12 @@ class NestedSandboxHooks:
     SSH logins with the password the API was given, which VM2's sshd accepts only if its userdata allowed it."""
 
     def __init__(self, initiator_file: Path = Path(INITIATOR_FILE), timeout: float = 15,
-                 cpuinfo: Path = Path("/proc/cpuinfo")) -> None:
+                 cpuinfo: Path | None = None) -> None:
         self.initiator_file = initiator_file
         self.timeout = timeout
-        self.cpuinfo = cpuinfo
+        # A namespace VM has its own /proc/cpuinfo (bind-mounted); a container VM gets /etc/<CPUINFO_FILE>.
+        container = Path("/etc") / CPUINFO_FILE
+        self.cpuinfo = cpuinfo or (container if container.exists() else Path("/proc/cpuinfo"))
 
     async def hvm_cpu_flag(self, ip: str) -> str | None:
         """``vmx`` or ``svm`` when VM2's /proc/cpuinfo shows it (the lab adds VM2 itself as the KVM host, and

@@ -112,6 +112,7 @@ async def _set_root_password(etc_upper: Path, password: str) -> None:
 
 
 _VIRT_FLAGS = ("vmx", "svm")
+CPUINFO_FILE = "labbot-sandbox-cpuinfo"  # /etc/<this> in a container VM, which cannot mount over /proc/cpuinfo
 
 
 def cpuinfo(host_cpuinfo: str, *, nested_virtualization: bool) -> str:
