@@ -85,6 +85,12 @@ class NoVirtualisation:
     async def hvm_cpu_flag(self, ip: str) -> str | None:
         return None
 
+    async def deploy_host(self, ip: str, port: int, username: str, password: str) -> None:
+        return None
+
+    async def check_login(self, ip: str, port: int, username: str, password: str) -> None:
+        return None
+
     async def discover_iscsi(self, ip: str, port: int) -> list[object]:
         return []
 
