@@ -31,6 +31,7 @@ USAGE: dict[str, str] = {
     "check": "/lab check NAME",
     "solve": "/lab solve NAME STEP",
     "class": "/lab class create|status|claim|extend|destroy CLASS ...",
+    "doctor": "/lab doctor [--profile NAME]",
     "help": "/lab help [COMMAND]",
 }
 
@@ -56,6 +57,7 @@ HELP: dict[str, str] = {
     "check": "check an exercise lab's remaining steps on the real machines (changes nothing)",
     "solve": "let labbot do an exercise step (and any earlier one not done) for you",
     "class": "trainers: labs for a whole class (create, status, extend, destroy); students: claim one",
+    "doctor": "admins: check the lab platform and a profile before building labs",
     "help": "this help",
 }
 
@@ -131,6 +133,10 @@ class ClassCreateCommand:
     exercise: bool = False
     start: str | None = None
     ttl: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class DoctorCommand:
     profile: str | None = None
 
 
@@ -178,6 +184,7 @@ Command = (
     | ClassClaimCommand
     | ClassExtendCommand
     | ClassDestroyCommand
+    | DoctorCommand
     | HelpCommand
 )
 
@@ -444,6 +451,16 @@ def _parse_logs(args: list[str]) -> Command:
     return LogsCommand(name=name, step=step)
 
 
+def _parse_doctor(args: list[str]) -> Command:
+    positionals, options = _options(args, "doctor", flags=set(), valued={"profile"})
+    if positionals:
+        raise CommandError("`doctor` takes no lab name", USAGE["doctor"])
+    profile = options.get("profile")
+    if profile is not None and not PROFILE_NAME.fullmatch(profile):
+        raise CommandError(f"`{profile[:30]}` is not a profile name", USAGE["doctor"])
+    return DoctorCommand(profile=profile)
+
+
 def _parse_help(args: list[str]) -> Command:
     if len(args) > 1:
         raise CommandError("`help` takes at most one command name", USAGE["help"])
@@ -468,5 +485,6 @@ _PARSERS = {
     "check": lambda a: CheckCommand(_exactly_name(a, "check")[0]),
     "solve": _parse_solve,
     "class": _parse_class,
+    "doctor": _parse_doctor,
     "help": _parse_help,
 }

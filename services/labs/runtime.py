@@ -18,6 +18,7 @@ from config.profiles import LabProfile, load_profiles
 from config.settings import Settings
 from services import db
 from services.crypto import SecretBox
+from services.doctor import run_doctor
 from services.labs import repository as repo
 from services.labs.build.health import HealthReport
 from services.labs.build.pipeline import LabPipeline, StepHook
@@ -25,6 +26,7 @@ from services.labs.build.steps import TITLES
 from services.labs.capacity import check_capacity
 from services.labs.engine import LabEngine
 from services.labs.notifier import FanOut, Notifier
+from services.labs.preflight import Check
 from services.labs.service import LabService
 from services.zstack.client import ZStackClient
 
@@ -79,7 +81,8 @@ class Runtime:
         self.service = LabService(sessions=self.sessions, settings=settings, profiles=self.profiles,
                                   notifier=self.notifier, kicker=self.engine, step_titles=TITLES, box=self.box,
                                   health_runner=self.run_health, capacity_check=self.check_capacity,
-                                  exercise_checker=self.pipeline.check_exercise)
+                                  exercise_checker=self.pipeline.check_exercise,
+                                  doctor_runner=self.doctor)
 
     async def run_health(self, lab_id: int) -> HealthReport:
         """One lab's health checks, within the process-wide bound the sweep and on-demand checks share."""
@@ -89,6 +92,11 @@ class Runtime:
     async def check_capacity(self, profile: LabProfile) -> None:
         """Whether the lab platform has room for a lab of ``profile`` now (CapacityError if not)."""
         await check_capacity(self.outer, profile)
+
+    async def doctor(self, profile: str | None) -> list[Check]:
+        """``labbot doctor``'s checks (without Slack's, which the front end adds) for ``/lab doctor``."""
+        return await run_doctor(self.settings, self.profiles, profile, outer=self.outer, sessions=self.sessions,
+                                engine=self.db_engine)
 
     async def start(self) -> None:
         """Refuse an unmigrated database, then resume unfinished labs."""

@@ -38,6 +38,7 @@ from services.labs.build.health import HealthReport
 from services.labs.classes import ClassService
 from services.labs.models import Lab, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
+from services.labs.preflight import Check
 from services.labs.tasks import TaskResult, student_steps, validate_start
 from services.labs.views import LabView, StepView, lab_view
 from services.ssh.access import access_commands
@@ -90,6 +91,7 @@ class LabService:
         health_runner: Callable[[int], Awaitable[HealthReport]] | None = None,
         capacity_check: Callable[[LabProfile], Awaitable[None]] | None = None,
         exercise_checker: Callable[[int], Awaitable[list[TaskResult]]] | None = None,
+        doctor_runner: Callable[[str | None], Awaitable[list[Check]]] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
@@ -99,6 +101,7 @@ class LabService:
         self.kicker = kicker
         self.step_titles = step_titles or {}
         self.box = box
+        self.doctor_runner = doctor_runner
         self.health_runner = health_runner
         self.capacity_check = capacity_check
         self.exercise_checker = exercise_checker
@@ -440,6 +443,14 @@ class LabService:
         """Only the owner or an admin may destroy, extend, retry or see how to reach a lab."""
         if not (actor.is_admin or actor.user_id == lab.owner):
             raise PermissionDeniedError(f"only <@{lab.owner}> (the owner) or an admin can {verb} lab `{lab.name}`")
+
+    async def doctor(self, actor: Actor, profile: str | None) -> list[Check]:
+        """Run ``labbot doctor``'s checks (admins only: they describe the platform and its credentials' use)."""
+        if not actor.is_admin:
+            raise PermissionDeniedError("only an admin can run `/lab doctor`")
+        if self.doctor_runner is None:
+            raise ConflictError("this labbot process cannot run the doctor (no platform client)")
+        return await self.doctor_runner(profile)
 
     # --- helpers -------------------------------------------------------------------------------------
 
