@@ -133,6 +133,7 @@ class ClassCreateCommand:
     exercise: bool = False
     start: str | None = None
     ttl: timedelta | None = None
+    profile: str | None = None
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ async def test_doctor_passes_on_the_sandbox_profile_of_the_demo_platform(tmp_pat
     assert lines[-1].endswith("checks, 0 problems")
     checks = {line.split()[1].rstrip(":") for line in lines[:-1]}
     assert {"profile", "platform", "vm1_image", "vm2_image", "vm1_offering", "vm2_offering", "l3:sandbox-public",
-            "l3:sandbox-vpc", "capacity", "nested_virtualisation", "installer", "database", "quotas",
+            "vxlan_pool", "capacity", "nested_virtualisation", "installer", "database", "quotas",
             "slack"} <= checks, lines
     assert all(line.startswith("ok ") for line in lines[:-1]), lines
     assert [c.method for c in slack.calls] == ["auth.test", "conversations.info"]
@@ -76,8 +76,8 @@ async def test_doctor_names_every_problem_of_a_broken_setup(platform, tmp_path: 
         assert not await doctor(settings, None, lines.append)
     problems = {line.split()[1].rstrip(":"): line for line in lines if line.startswith("PROBLEM")}
     assert set(problems) == {"vm1_image", "vm2_image", "vm1_offering", "vm2_offering", "l3:plain-net",
-                             "l3:no-such-net", "capacity", "nested_virtualisation", "installer", "database",
-                             "quotas", "slack"}, lines
+                             "l3:no-such-net", "vxlan_pool", "capacity", "nested_virtualisation", "installer",
+                             "database", "quotas", "slack"}, lines
     assert "set `vm2.cpu_mode: host-passthrough`" in problems["nested_virtualisation"]
     assert "no-such-installer.bin does not exist" in problems["installer"]
     assert "run `labbot db upgrade` first" in problems["database"]

@@ -46,8 +46,9 @@ def broken_profile(tmp_path: Path) -> LabProfile:
     """The sandbox profile with one thing wrong per check."""
     data = yaml.safe_load((PROFILES / "sandbox.yaml").read_text())
     data["vm1"].update(image="installer-iso", instance_offering="no-such-offering",
-                       l3_networks=["plain-net", "sandbox-vpc"])
-    data["vm2"].update(image="arm-image", instance_offering="sandbox-small", l3_networks=["sandbox-vpc", "no-such-net"])
+                       l3_networks=["plain-net", "no-such-net"])
+    data["vm2"].update(image="arm-image", instance_offering="sandbox-small")
+    data["lab_network"]["vxlan_pool"] = "no-such-pool"
     path = tmp_path / "sandbox.yaml"
     path.write_text(yaml.safe_dump(data))
     return load_profile(path)
@@ -59,7 +60,7 @@ async def test_the_sandbox_profile_fits_its_platform(platform):
     report = await check_platform(zs, profile)
     assert report.problems == [], report.problems
     assert {c.name for c in report.checks} == {"vm1_image", "vm2_image", "vm1_offering", "vm2_offering",
-                                               "l3:sandbox-public", "l3:sandbox-vpc"}
+                                               "l3:sandbox-public", "vxlan_pool"}
     assert set(report.uuids) == {c.name for c in report.checks}
     report.raise_for_problems(profile)  # nothing to raise
 
@@ -70,13 +71,14 @@ async def test_a_broken_profile_gets_every_problem_named(platform, tmp_path: Pat
     report = await check_platform(zs, profile)
     problems = {c.name: c.detail for c in report.problems}
     assert set(problems) == {"vm1_image", "vm2_image", "vm1_offering", "vm2_offering", "l3:plain-net",
-                             "l3:no-such-net"}, problems
+                             "l3:no-such-net", "vxlan_pool"}, problems
     assert "is a ISO, not a RootVolumeTemplate" in problems["vm1_image"]
     assert "is aarch64, but the profile's vm2.architecture is x86_64" in problems["vm2_image"]
     assert "no instance offering called `no-such-offering`" in problems["vm1_offering"]
     assert "needs at least 4 CPUs and 7 GiB" in problems["vm2_offering"]
-    assert "offers no Userdata service" in problems["l3:plain-net"] and "sandbox-vpc" in problems["l3:plain-net"]
+    assert "offers no Userdata service" in problems["l3:plain-net"] and "no-such-net" in problems["l3:plain-net"]
     assert "no L3 network called `no-such-net`" in problems["l3:no-such-net"]
+    assert "no VXLAN pool called `no-such-pool`" in problems["vxlan_pool"]
     with pytest.raises(ConfigError) as refused:
         report.raise_for_problems(profile)
     assert all(detail in str(refused.value) for detail in problems.values())
