@@ -109,7 +109,10 @@ async def count_live(*, session: AsyncSession, owner: str | None = None) -> int:
 async def transition(
     *, session: AsyncSession, lab: Lab, target: str, actor: str, detail: str = ""
 ) -> None:
-    """Move the lab along one state-machine edge and record who did it."""
+    """Move the lab along one state-machine edge and record who did it.
+
+    Only ``services.labs.lifecycle`` calls this: it is the one writer of lab state (a test checks).
+    """
     old = lab.state
     lab.state = check_transition(lab.state, target, lab=f"lab `{lab.name}`")
     if lab.state == LabState.DESTROYED:

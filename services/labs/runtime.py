@@ -25,6 +25,7 @@ from services.labs.build.pipeline import LabPipeline, StepHook
 from services.labs.build.steps import TITLES
 from services.labs.capacity import check_capacity
 from services.labs.engine import LabEngine
+from services.labs.lifecycle import Lifecycle
 from services.labs.notifier import FanOut, Notifier
 from services.labs.preflight import Check
 from services.labs.service import LabService
@@ -71,15 +72,17 @@ class Runtime:
         self.outer = ZStackClient(settings.platform_url, settings.platform_account, settings.platform_password,
                                   transport=platform_transport, timeout=settings.platform_timeout_seconds)
         self.host_keys = repo.DatabaseHostKeyStore(self.sessions)
+        self.lifecycle = Lifecycle(sessions=self.sessions, notifier=self.notifier, titles=TITLES)
         self.pipeline = LabPipeline(sessions=self.sessions, settings=settings, profiles=self.profiles,
-                                    notifier=self.notifier, outer=self.outer, host_keys=self.host_keys,
-                                    box=self.box, after_step=after_step)
+                                    notifier=self.notifier, lifecycle=self.lifecycle, outer=self.outer,
+                                    host_keys=self.host_keys, box=self.box, after_step=after_step)
         self.jobs: LabJobs = jobs if jobs is not None else self.pipeline
         self.engine = LabEngine(sessions=self.sessions, settings=settings, notifier=self.notifier,
                                 build=self.jobs.build, destroy=self.jobs.destroy, owner=owner,
                                 poll_interval=engine_poll_interval)
+        self.lifecycle.kick = self.engine.kick
         self.service = LabService(sessions=self.sessions, settings=settings, profiles=self.profiles,
-                                  notifier=self.notifier, kicker=self.engine, step_titles=TITLES, box=self.box,
+                                  notifier=self.notifier, lifecycle=self.lifecycle, step_titles=TITLES, box=self.box,
                                   health_runner=self.run_health, capacity_check=self.check_capacity,
                                   exercise_checker=self.pipeline.check_exercise,
                                   doctor_runner=self.doctor)

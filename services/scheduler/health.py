@@ -21,8 +21,8 @@ from services.errors import LabbotError
 from services.labs import repository as repo
 from services.labs.build.dag import describe_error
 from services.labs.build.health import HealthReport
+from services.labs.lifecycle import SYSTEM
 from services.labs.models import Health, Lab, LabEvent, LabState
-from services.labs.service import SYSTEM
 from services.scheduler.context import SweepContext
 
 log = logging.getLogger(__name__)
