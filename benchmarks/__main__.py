@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 # In the order ``make bench`` runs them: cheap ones first; the sandbox ones need root and the lab-in-a-box.
-BENCHMARKS = ("zstack_polls", "slack_ack", "cleanup", "engine", "load", "pool")
+BENCHMARKS = ("zstack_polls", "slack_ack", "cleanup", "engine", "load", "hostile_vm", "pool")
 QUICK = frozenset({"cleanup", "engine", "load", "pool"})  # the ones with a --quick smoke variant
 
 

@@ -27,6 +27,7 @@ from bot.slack.background import Background
 from bot.slack.class_board import ClassBoard
 from bot.slack.deps import SlackDeps
 from bot.slack.errors import handle_app_error
+from bot.slack.groups import SlackGroupDirectory
 from bot.slack.middleware import DeliveryGuard, inject
 from bot.slack.notifier import SlackNotifier
 from bot.slack.pacing import SlackPacer
@@ -155,6 +156,7 @@ class SlackBot:
                               metrics=self.metrics, background=Background(self.metrics),
                               class_board=self.class_board)
         secret = self.settings.slack_signing_secret
+        self.domain.service.group_directory = SlackGroupDirectory(self.client)
         self.app = build_bolt_app(deps=self.deps, client=self.client,
                                   signing_secret=secret.get_secret_value() if secret else None)
         await self.domain.start()

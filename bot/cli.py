@@ -6,6 +6,7 @@ import typer
 
 from bot.cli_console import console_command, demo_command
 from bot.cli_db import db_app
+from bot.cli_doctor import doctor_command
 from bot.cli_sweep import pool_command, sweep_command
 from bot.cli_worker import worker_command
 from bot.slack.cli import run_command
@@ -17,6 +18,7 @@ app = typer.Typer(help="labbot: builds, watches and tears down ZStack training l
 app.add_typer(db_app, name="db")
 app.command("console")(console_command)
 app.command("demo")(demo_command)
+app.command("doctor")(doctor_command)
 app.command("run")(run_command)
 app.add_typer(sim_app, name="sim")
 app.add_typer(sandbox_app, name="sandbox")

@@ -85,7 +85,7 @@ def use_jobs(rt: Runtime, factory: JobsFactory, poll_seconds: float) -> None:
     build, destroy = factory(rt)
     rt.engine = LabEngine(sessions=rt.sessions, settings=rt.settings, notifier=rt.notifier, build=build,
                           destroy=destroy, owner=rt.engine.owner, poll_interval=poll_seconds)
-    rt.service.kicker = rt.engine
+    rt.lifecycle.kick = rt.engine.kick
 
 
 async def run_worker(settings: Settings, *, poll_seconds: float, jobs: str | None = None,

@@ -29,13 +29,49 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# ZStack's query operators (zstackio/zstack rest/.../RestServer.java QUERY_OP_MAPPING): the server splits a
+# ``q`` condition at the first of these it finds, so a name containing one would query something else.
+QUERY_OPERATORS = ("!=", ">=", "<=", "!?=", "!~=", "~=", "?=", "=", ">", "<", "is null", "not null")
+ARCHITECTURES = ("x86_64", "aarch64", "mips64el", "loongarch64")  # ImageInventory/ClusterInventory architecture
+
+
+def check_platform_name(value: str) -> str:
+    """A name labbot looks up on the platform with ``q=name=<value>``: non-empty, one line, no operator text."""
+    if not value.strip() or value != value.strip() or any(c in value for c in "\r\n\t"):
+        raise ValueError(f"{value!r} must be a non-empty name without surrounding blanks or line breaks")
+    found = [op for op in QUERY_OPERATORS if op in value.lower()]
+    if found:
+        raise ValueError(f"{value!r} contains {found[0]!r}, a ZStack query operator: labbot finds platform "
+                         "resources by name in a query, which this name would change; rename the resource")
+    return value
+
+
 class VmSpec(_Strict):
-    """One outer VM: what it boots and where its NICs go (the first L3 is the one labbot reaches it on)."""
+    """One outer VM: what it boots and where its NICs go (the first L3 is its default network: the one labbot
+    reaches it on and the one whose Userdata service delivers its SSH key)."""
 
     image: str
     instance_offering: str
     l3_networks: list[str] = Field(default_factory=list)  # the platform's networks; the lab network comes after
     ssh_port: int = Field(22, ge=1, le=65535)
+    architecture: Literal["x86_64", "aarch64", "mips64el", "loongarch64"] = "x86_64"  # the image's, checked
+    # kvm/vm.cpuMode set on this VM before its first start (UpdateResourceConfig): host-passthrough or
+    # host-model give the guest vmx/svm, which a nested ZStack's KVM host needs. None: the platform's setting.
+    cpu_mode: Literal["host-passthrough", "host-model"] | None = None
+
+    @field_validator("image", "instance_offering")
+    @classmethod
+    def _platform_name(cls, value: str) -> str:
+        return check_platform_name(value)
+
+    @field_validator("l3_networks")
+    @classmethod
+    def _platform_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            check_platform_name(name)
+        if len(set(value)) != len(value):
+            raise ValueError("an L3 network is listed twice")
+        return value
 
 
 class LabNetworkSpec(_Strict):
@@ -49,6 +85,11 @@ class LabNetworkSpec(_Strict):
 
     vxlan_pool: str
     cidr: str
+
+    @field_validator("vxlan_pool")
+    @classmethod
+    def _pool_name(cls, value: str) -> str:
+        return check_platform_name(value)
 
     @field_validator("cidr")
     @classmethod
@@ -81,6 +122,11 @@ class DataVolumeSpec(_Strict):
     size_gb: int = Field(50, ge=1, le=16384)
     disk_offering: str | None = None
     data_disk: str | None = None  # override of the by-id lookup, e.g. /dev/sdb
+
+    @field_validator("disk_offering")
+    @classmethod
+    def _platform_name(cls, value: str | None) -> str | None:
+        return check_platform_name(value) if value is not None else None
 
     @field_validator("data_disk")
     @classmethod
@@ -126,8 +172,18 @@ class InstallSpec(_Strict):
 class NestedImageSpec(_Strict):
     name: str
     url: str
-    format: Literal["qcow2", "raw", "iso"] = "qcow2"
+    # The nested VM boots from this image as its root disk: a root-volume template (qcow2 or raw). An ISO
+    # would be registered with mediaType ISO and need a root disk offering, which labbot does not make.
+    format: Literal["qcow2", "raw"] = "qcow2"
     platform: str = "Linux"
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _not_iso(cls, value: object) -> object:
+        if isinstance(value, str) and value.lower() == "iso":
+            raise ValueError("an ISO cannot be the nested VM's root disk (it is added with mediaType ISO and "
+                             "needs a root disk offering); give a qcow2 or raw cloud image")
+        return value
 
 
 class NestedOfferingSpec(_Strict):

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     channel: str | None = None
     allowed_channels: CommaList = Field(default_factory=list)
     admin_users: CommaList = Field(default_factory=list)
+    # Who may create labs: Slack user ids (U…, W…) and user group ids (S…); empty: everyone. Admins always may.
+    allowed_users: CommaList = Field(default_factory=list)
 
     # --- storage ---
     database_url: str = "sqlite+aiosqlite:///./labbot.db"
@@ -98,6 +100,10 @@ class Settings(BaseSettings):
     # --- scheduler: re-driven destroys, health fan-out, orphan reminders, leader election (services.scheduler) ---
     destroy_retry_max_seconds: int = Field(6 * 3600, ge=60)
     health_concurrency: int = Field(5, ge=1, le=100)
+    # On-demand health (/lab health, the card's button): at most once per lab per this many seconds (0: no limit).
+    health_on_demand_interval_seconds: int = Field(60, ge=0, le=86_400)
+    # Health rows older than this are pruned by the health sweep.
+    health_retention_days: int = Field(7, ge=1, le=3650)
     orphan_report_hours: int = Field(24, ge=1)
     leader_check_seconds: float = Field(5.0, ge=0.1, le=300)
 
@@ -108,9 +114,8 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    _split = field_validator("allowed_channels", "admin_users", "expiry_warning_offsets", mode="before")(
-        _split_list
-    )
+    _split = field_validator("allowed_channels", "admin_users", "allowed_users", "expiry_warning_offsets",
+                             mode="before")(_split_list)
 
     @field_validator("expiry_warning_offsets")
     @classmethod

@@ -19,6 +19,7 @@ from sandbox import network, system, vm, volumes
 from sandbox.config import SandboxConfig
 from sandbox.discovery import discover, local_initiator_name
 from sandbox.lifecycle import write_runtime_files
+from sandbox.vm import CPUINFO_FILE
 from sandbox.zstack_sim.hooks import TargetFound, VmPlan
 from services.iscsi.initiator import INITIATOR_FILE
 
@@ -77,9 +78,18 @@ class NestedSandboxHooks:
     """Answers the nested simulator's host calls for real from VM2 (a ``NestedHooks``): iSCSI discovery, and
     SSH logins with the password the API was given, which VM2's sshd accepts only if its userdata allowed it."""
 
-    def __init__(self, initiator_file: Path = Path(INITIATOR_FILE), timeout: float = 15) -> None:
+    def __init__(self, initiator_file: Path = Path(INITIATOR_FILE), timeout: float = 15,
+                 cpuinfo: Path | None = None) -> None:
         self.initiator_file = initiator_file
         self.timeout = timeout
+        # A namespace VM has its own /proc/cpuinfo (bind-mounted); a container VM gets /etc/<CPUINFO_FILE>.
+        container = Path("/etc") / CPUINFO_FILE
+        self.cpuinfo = cpuinfo or (container if container.exists() else Path("/proc/cpuinfo"))
+
+    async def hvm_cpu_flag(self, ip: str) -> str | None:
+        """``vmx`` or ``svm`` when VM2's /proc/cpuinfo shows it (the lab adds VM2 itself as the KVM host, and
+        this runs on VM2, whose cpuinfo the sandbox derives from its CPU mode), else None."""
+        return hvm_flag(await asyncio.to_thread(self.cpuinfo.read_text))
 
     async def _ssh(self, ip: str, port: int, username: str, password: str, command: str) -> None:
         try:
@@ -116,3 +126,13 @@ class NestedSandboxHooks:
         except OSError:
             return False
         return True
+
+def hvm_flag(cpuinfo: str) -> str | None:
+    """The first ``vmx`` or ``svm`` among the CPU flags, as kvmagent's host facts report it, or None."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            for flag in ("vmx", "svm"):
+                if flag in value.split():
+                    return flag
+    return None

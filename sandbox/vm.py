@@ -79,6 +79,8 @@ def boot_script(vm_dir: Path, hostname: str) -> str:
         "mount -t tmpfs -o mode=1777 tmpfs /dev/shm",
         "mkdir -p /dev/disk/by-id && mount --bind \"$vm/by-id\" /dev/disk/by-id",
         "mount -t tmpfs -o mode=0755 tmpfs /run",
+        # What the guest's CPU shows: vmx/svm only when its CPU mode passes them through (see cpuinfo()).
+        "mount --bind \"$vm/cpuinfo\" /proc/cpuinfo",
         "mkdir -p /run/sshd /run/tgtd /run/lock",
         f"hostname {q(hostname)}",
         '/usr/sbin/tgtd -f >> "$vm/tgtd.log" 2>&1 &',
@@ -107,6 +109,28 @@ async def _set_root_password(etc_upper: Path, password: str) -> None:
     shadow.touch(mode=0o600)
     shadow.chmod(0o600)
     shadow.write_text("\n".join(rewritten) + "\n")
+
+
+_VIRT_FLAGS = ("vmx", "svm")
+CPUINFO_FILE = "labbot-sandbox-cpuinfo"  # /etc/<this> in a container VM, which cannot mount over /proc/cpuinfo
+
+
+def cpuinfo(host_cpuinfo: str, *, nested_virtualization: bool) -> str:
+    """The VM's /proc/cpuinfo: the host's, with the hardware-virtualisation flag only when the VM's CPU mode
+    passes it through (ZStack's ``kvm/vm.cpuMode`` host-model / host-passthrough), as a KVM guest sees it."""
+    lines = []
+    vendor = ""
+    for line in host_cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if key.strip() == "vendor_id":
+            vendor = value.strip()
+        if sep and key.strip() in ("flags", "Features"):
+            flags = [f for f in value.split() if f not in _VIRT_FLAGS]
+            if nested_virtualization:
+                flags.append("svm" if vendor == "AuthenticAMD" else "vmx")
+            line = f"{key}: {' '.join(flags)}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def password_login_allowed(user_data: str | None) -> bool:
@@ -154,6 +178,8 @@ async def prepare_files(config: SandboxConfig, plan: VmPlan, netns: str) -> tupl
         "LABBOT_NESTED_SIM": shlex.join(config.nested_sim),
     }
     (etc_upper / ENV_FILE).write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
+    host_cpuinfo = await asyncio.to_thread(Path("/proc/cpuinfo").read_text)
+    (vm_dir / "cpuinfo").write_text(cpuinfo(host_cpuinfo, nested_virtualization=plan.nested_virtualization))
     (vm_dir / "boot.sh").write_text(boot_script(vm_dir, hostname))
     return vm_dir, hostname
 

@@ -32,6 +32,7 @@ USAGE: dict[str, str] = {
     "solve": "/lab solve NAME STEP",
     "class": "/lab class create|status|claim|extend|destroy CLASS ...",
     "pool": "/lab pool status",
+    "doctor": "/lab doctor [--profile NAME]",
     "help": "/lab help [COMMAND]",
 }
 
@@ -58,6 +59,7 @@ HELP: dict[str, str] = {
     "solve": "let labbot do an exercise step (and any earlier one not done) for you",
     "class": "trainers: labs for a whole class (create, status, extend, destroy); students: claim one",
     "pool": "admins: the warm pools (labs kept ready for `/lab create`): target, ready, building, failed",
+    "doctor": "admins: check the lab platform and a profile before building labs",
     "help": "this help",
 }
 
@@ -137,6 +139,11 @@ class ClassCreateCommand:
 
 
 @dataclass(frozen=True)
+class DoctorCommand:
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
 class ClassStatusCommand:
     name: str
 
@@ -186,6 +193,7 @@ Command = (
     | ClassExtendCommand
     | ClassDestroyCommand
     | PoolStatusCommand
+    | DoctorCommand
     | HelpCommand
 )
 
@@ -458,6 +466,16 @@ def _parse_logs(args: list[str]) -> Command:
     return LogsCommand(name=name, step=step)
 
 
+def _parse_doctor(args: list[str]) -> Command:
+    positionals, options = _options(args, "doctor", flags=set(), valued={"profile"})
+    if positionals:
+        raise CommandError("`doctor` takes no lab name", USAGE["doctor"])
+    profile = options.get("profile")
+    if profile is not None and not PROFILE_NAME.fullmatch(profile):
+        raise CommandError(f"`{profile[:30]}` is not a profile name", USAGE["doctor"])
+    return DoctorCommand(profile=profile)
+
+
 def _parse_help(args: list[str]) -> Command:
     if len(args) > 1:
         raise CommandError("`help` takes at most one command name", USAGE["help"])
@@ -483,5 +501,6 @@ _PARSERS = {
     "solve": _parse_solve,
     "class": _parse_class,
     "pool": lambda a: _parse_pool(a),
+    "doctor": _parse_doctor,
     "help": _parse_help,
 }

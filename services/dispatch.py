@@ -21,6 +21,7 @@ from services.commands import (
     Command,
     CreateCommand,
     DestroyCommand,
+    DoctorCommand,
     ExtendCommand,
     HealthCommand,
     HelpCommand,
@@ -32,6 +33,7 @@ from services.commands import (
     StatusCommand,
     help_text,
 )
+from services.doctor import render as render_checks
 from services.errors import PermissionDeniedError
 from services.labs.classes import ClassView
 from services.labs.service import Actor, LabService
@@ -58,6 +60,7 @@ class ReplyKind(enum.StrEnum):
     CLAIMED = "claimed"
     CONFIRM_CLASS_DESTROY = "confirm_class_destroy"
     POOL = "pool"
+    DOCTOR = "doctor"
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,17 @@ async def execute(command: Command, *, actor: Actor, service: LabService, channe
             lab = await service.retry(actor, name)
             return Reply(ReplyKind.RETRYING, lab=lab, text=f"Retrying lab `{name}`…", private=False)
         case LogsCommand(name=name, step=step):
-            steps = await service.logs(name, step)
+            steps = await service.logs(actor, name, step)
             return Reply(ReplyKind.LOGS, steps=tuple(steps), text=f"Logs of lab `{name}`", data={"name": name})
         case AccessCommand(name=name):
             access = await service.access(actor, name)
             return Reply(ReplyKind.ACCESS, lab=access.lab, data={"access": access})
+        case DoctorCommand(profile=profile):
+            checks = await service.doctor(actor, profile)
+            problems = sum(not c.ok for c in checks)
+            text = "\n".join([*render_checks(checks), f"{len(checks)} checks, {problems} problem"
+                                                      f"{'s' if problems != 1 else ''}"])
+            return Reply(ReplyKind.DOCTOR, text=text, data={"checks": tuple(checks)})
         case HealthCommand(name=name):
             report = await service.health(actor, name)
             return Reply(ReplyKind.HEALTH, lab=report.lab, data={"report": report})

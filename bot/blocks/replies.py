@@ -138,6 +138,7 @@ _BUILDERS: dict[ReplyKind, Callable[[Reply, datetime], Message]] = {
     ReplyKind.CREATED: lambda r, now: build_created(_require_lab(r).name, card_in=r.data.get("card_in"), text=r.text),
     ReplyKind.DESTROYING: _short,
     ReplyKind.RETRYING: _short,
+    ReplyKind.DOCTOR: _short,
     ReplyKind.EXTENDED: _short,
     ReplyKind.LAB: lambda r, now: build_lab_card(_require_lab(r), now=now),
     ReplyKind.LABS: lambda r, now: build_lab_list(r.labs, everyone=bool(r.data.get("all")), now=now),

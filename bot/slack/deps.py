@@ -42,12 +42,20 @@ class SlackDeps:
         return Actor(user_id, is_admin=self.service.is_admin(user_id))
 
     def check_channel(self, channel_id: str | None) -> None:
-        """Refuse channels labbot is not enabled in (DMs and the App Home are always allowed)."""
+        """Refuse channels and DMs labbot is not enabled in (``LABBOT_ALLOWED_CHANNELS``). The App Home (no
+        channel) shows and acts on one's own labs; creating from it is ``check_create_place``'s business."""
         allowed = self.settings.allowed_channels
-        if not allowed or channel_id is None or channel_id.startswith("D") or channel_id in allowed:
+        if not allowed or channel_id is None or channel_id in allowed:
             return
-        shown = ", ".join(f"<#{c}>" for c in allowed[:5])
-        raise PermissionDeniedError(f"labbot does not work in this channel; use {shown}")
+        raise PermissionDeniedError(f"labbot does not work in this conversation; use {_shown(allowed)}")
+
+    def check_create_place(self, channel_id: str | None) -> None:
+        """Where a lab may be created: an allowed channel; with ``LABBOT_ALLOWED_CHANNELS`` set, not the App
+        Home (a lab created there would have no allowed place of origin)."""
+        self.check_channel(channel_id)
+        allowed = self.settings.allowed_channels
+        if allowed and channel_id is None:
+            raise PermissionDeniedError(f"labs are created in {_shown(allowed)}: type `/lab create` there")
 
     async def current_lab(self, lab_id: int, name: str) -> LabView:
         """The lab a button names, refusing a card that outlived its lab (a new lab may have taken the name)."""
@@ -56,6 +64,10 @@ class SlackDeps:
             raise ConflictError(f"that card is for an earlier lab called `{name}`, which is gone; "
                                 f"`/lab status {name}` shows the current one")
         return lab
+
+
+def _shown(channels: list[str]) -> str:
+    return ", ".join(f"<#{c}>" for c in channels[:5])
 
 
 def name_for_delivery(trigger_id: str) -> str:

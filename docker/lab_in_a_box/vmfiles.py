@@ -15,6 +15,8 @@ from typing import Any
 
 import asyncssh
 
+from sandbox.vm import CPUINFO_FILE, cpuinfo
+
 log = logging.getLogger(__name__)
 
 INITIATOR_PREFIX = "iqn.2026-11.io.labbot.sandbox"
@@ -30,6 +32,11 @@ def write_vm_files(plan: dict[str, Any], *, etc: Path, ssh_dir: Path, role: str)
     nested = [sys.executable, "-m", "bot.cli", "sim", "zstack", "--role", "nested", "--host", "0.0.0.0",  # noqa: S104
               "--port", "8080", "--hooks", "sandbox"]
     env = {"LABBOT_SANDBOX_VM": vm_uuid, "LABBOT_PYTHON": sys.executable, "LABBOT_NESTED_SIM": shlex.join(nested)}
+    # A container shares the host's /proc/cpuinfo: what the VM's CPU mode shows goes where the nested
+    # simulator's hooks look first (sandbox.hooks.NestedSandboxHooks).
+    host_cpuinfo = Path("/proc/cpuinfo").read_text()
+    passes_vmx = bool(plan.get("nested_virtualization"))
+    (etc / CPUINFO_FILE).write_text(cpuinfo(host_cpuinfo, nested_virtualization=passes_vmx))
     (etc / "labbot-sandbox.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
     # sshd's privilege-separation directory is compiled in (not under our root); a fresh /run lacks it.
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)

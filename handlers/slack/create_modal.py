@@ -59,7 +59,7 @@ async def handle_create_lab_submission(
 
 async def create_from_form(form: CreateForm, *, deps: SlackDeps, reply: UserReply, delivery: str) -> None:
     """Create the lab the form describes; when its card goes elsewhere than where the form came from, say where."""
-    deps.check_channel(reply.channel_id)
+    deps.check_create_place(reply.channel_id)
     place = await card_place(reply.client, origin=reply.channel_id, user_id=reply.user_id,
                              labs_channel=deps.settings.channel)
     lab = await deps.service.create(deps.actor(reply.user_id), name=form.name or name_for_delivery(delivery),

@@ -12,6 +12,7 @@ import logging
 from typing import Any, NoReturn
 
 from sandbox.zstack_sim import allocator, ipam
+from sandbox.zstack_sim.api_config import NESTED_CPU_MODES, effective_value
 from sandbox.zstack_sim.context import Ctx, api, tag_values
 from sandbox.zstack_sim.errors import ApiError, argerr, no_host, operr, wrong_vm_state
 from sandbox.zstack_sim.hooks import NicPlan, VmPlan
@@ -67,16 +68,39 @@ def mac_for(nic_uuid: str) -> str:
 
 
 def vm_plan(state: SimState, vm: dict[str, Any]) -> VmPlan:
-    """What the hooks need to make the VM real: its NICs with their addresses, keys, password, user data."""
+    """What the hooks need to make the VM real: its NICs with their addresses, keys, password, user data.
+
+    The SSH key, root password and user data reach a real guest only as cloud-init user data, which ZStack
+    serves only through the *default* L3 network's ``Userdata`` service (zstackio/zstack
+    ``UserdataExtension.findProvider``: no such service on the default L3 and the VM silently gets none).
+    """
     nics = []
     for nic in sorted(state.where("nic", vmInstanceUuid=vm["uuid"]), key=lambda n: n["deviceId"]):
         l3 = state.records["l3"].get(nic["l3NetworkUuid"], {})
         nics.append(NicPlan(nic["l3NetworkUuid"], l3.get("name", ""), nic["ip"], nic["netmask"], nic["gateway"],
                             nic["l3NetworkUuid"] == vm["defaultL3NetworkUuid"]))
+    nested = effective_value(state, "kvm", "vm.cpuMode", vm) in NESTED_CPU_MODES
+    if not serves_userdata(state, vm["defaultL3NetworkUuid"]):
+        log.info("vm %s: its default L3 network has no Userdata service; no key, password or user data",
+                 vm["uuid"])
+        return VmPlan(vm["uuid"], vm["name"], nics, nested_virtualization=nested)
     tags = state.tags_of(vm["uuid"], "System")
     user_data = tag_values(tags, "userdata")
     return VmPlan(vm["uuid"], vm["name"], nics, ssh_public_keys=tag_values(tags, "sshkey"),
-                  root_password=vm.get("_rootPassword"), user_data=user_data[0] if user_data else None)
+                  root_password=vm.get("_rootPassword"), user_data=user_data[0] if user_data else None,
+                  nested_virtualization=nested)
+
+
+def serves_userdata(state: SimState, l3_uuid: str | None) -> bool:
+    """Whether an L3 network has the Userdata service of a provider that implements it (Flat)."""
+    l3 = state.get("l3", l3_uuid)
+    if l3 is None:
+        return False
+    for service in l3.get("networkServices") or []:
+        provider = state.get("provider", service.get("networkServiceProviderUuid"))
+        if service.get("networkServiceType") == "Userdata" and provider is not None and provider["type"] == "Flat":
+            return True
+    return False
 
 
 @api("CreateVmInstance")

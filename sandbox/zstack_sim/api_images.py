@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from sandbox.zstack_sim.api_infra import ARCHITECTURES, check_address
-from sandbox.zstack_sim.context import Ctx, api
+from sandbox.zstack_sim.context import Ctx, api, success_if_not_existing
 from sandbox.zstack_sim.errors import argerr, operr
 from sandbox.zstack_sim.store import zstack_date
 from sandbox.zstack_sim.views import render
@@ -128,10 +128,13 @@ async def add_image(ctx: Ctx) -> dict[str, Any]:
 
 @api("DeleteImage")
 async def delete_image(ctx: Ctx) -> dict[str, Any]:
-    """Deletion policy Delay: the image becomes Deleted and can still be expunged."""
-    image = ctx.ref("uuid", "image")
-    assert image is not None
+    """Deletion policy Delay: the image becomes Deleted and can still be expunged. APIDeleteImageMsg's uuid is
+    ``successIfResourceNotExisting``: deleting an image that does not exist succeeds (ApiMessageValidator)."""
     ctx.choice("deleteMode", ("Permissive", "Enforcing"), "Permissive")
+    image = ctx.state.get("image", str(ctx.required("uuid")))
+    if image is None:
+        success_if_not_existing(ctx, "uuid")
+        return {}
     await ctx.work()
     ctx.state.touch(image, status="Deleted")
     return {}

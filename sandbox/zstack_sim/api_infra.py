@@ -93,6 +93,11 @@ async def add_kvm_host(ctx: Ctx) -> dict[str, Any]:
     try:
         await ctx.work()
         await _deploy(ctx, ip, port or 22)
+        if await ctx.nested_hooks.hvm_cpu_flag(ip) is None:
+            # KVMHost's collect-kvm-host-facts flow (zstackio/zstack plugin/kvm/.../KVMHost.java): the
+            # agent reports no HVM flag; a new host that fails to connect is removed again.
+            raise operr("cannot find either 'vmx' or 'svm' in /proc/cpuinfo, please make sure you have enabled "
+                        "virtualization in your BIOS setting")
     except BaseException:
         ctx.state.remove("host", host["uuid"])
         raise

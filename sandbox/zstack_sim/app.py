@@ -25,7 +25,16 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
-from sandbox.zstack_sim import api_compute, api_identity, api_images, api_infra, api_network, api_storage, api_volume
+from sandbox.zstack_sim import (
+    api_compute,
+    api_config,
+    api_identity,
+    api_images,
+    api_infra,
+    api_network,
+    api_storage,
+    api_volume,
+)
 from sandbox.zstack_sim.context import HANDLERS, Ctx, Timing
 from sandbox.zstack_sim.errors import ApiError, RestError
 from sandbox.zstack_sim.faults import Faults
@@ -38,7 +47,7 @@ from services.zstack.routes import ROUTES, Route
 
 log = logging.getLogger(__name__)
 
-_HANDLER_MODULES = (api_compute, api_identity, api_images, api_infra, api_network, api_storage, api_volume)
+_HANDLER_MODULES = (api_compute, api_config, api_identity, api_images, api_infra, api_network, api_storage, api_volume)
 PREFIX = "/zstack/v1"
 _JOB_UUID = re.compile(r"^[0-9a-zA-Z]{32}$")
 _NO_FAULTS = frozenset({"LogInByAccount", "LogOut", "ValidateSession", "GetVersion", "GetCurrentTime", "IsReadyToGo"})

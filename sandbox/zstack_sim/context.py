@@ -195,6 +195,14 @@ def api(action: str) -> Callable[[Handler], Handler]:
     return register
 
 
+def success_if_not_existing(ctx: Ctx, field_name: str) -> None:
+    """An ``@APIParam(successIfResourceNotExisting = true)`` field naming nothing: the API succeeds with an
+    empty event, unless the value is not even a uuid (SYS.1003), as ZStack's ApiMessageValidator does."""
+    value = str(ctx.param(field_name))
+    if not _ZSTACK_UUID.fullmatch(value):
+        raise ApiError("SYS.1003", f"invalid value[{value}] of field [{field_name}]")
+
+
 def tag_values(tags: list[str], prefix: str) -> list[str]:
     """The values of ``prefix::value`` system tags."""
     return [t[len(prefix) + 2:] for t in tags if t.startswith(f"{prefix}::")]

@@ -41,6 +41,8 @@ class VmPlan:
     ssh_public_keys: list[str] = field(default_factory=list)  # from the ``sshkey::`` system tag
     root_password: str | None = None  # from the ``rootPassword::`` system tag
     user_data: str | None = None  # from the ``userdata::`` system tag (base64 in ZStack)
+    # The CPU mode (kvm/vm.cpuMode) passes vmx/svm to the guest: host-model or host-passthrough.
+    nested_virtualization: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ class NestedHooks(Protocol):
     async def has_interface(self, name: str) -> bool:
         """Whether this host has network interface ``name`` (the KVM agent's physical interface check)."""
 
+    async def hvm_cpu_flag(self, ip: str) -> str | None:
+        """The host's hardware-virtualisation flag (``vmx``/``svm`` in its /proc/cpuinfo), or None: what the
+        KVM agent's host facts report to AddKVMHost."""
+
 
 SYNTHETIC_LUN_SIZE = 50 * 1024**3  # the profiles' data volume size, so capacity numbers look like a real lab
 
@@ -150,6 +156,10 @@ class NoHooks:
     async def has_interface(self, name: str) -> bool:
         """Every interface exists in the pure in-memory model."""
         return True
+
+    async def hvm_cpu_flag(self, ip: str) -> str | None:
+        """An in-memory host is a physical one with VT-x."""
+        return "vmx"
 
     async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
         """One target with one 50 GiB LUN whose IQN, wwid and serial derive from ``ip:port`` (stable across runs,

@@ -21,6 +21,7 @@ from sandbox.zstack_sim.views import FIELDS, render
 log = logging.getLogger(__name__)
 
 _OPERATORS = ("!=", ">=", "<=", "!?=", "!~=", "~=", "?=", "=", ">", "<")
+_NULL_OPERATORS = ("is null", "not null")
 _JOINS: dict[str, tuple[str, str]] = {
     "zone": ("zoneUuid", "zone"), "cluster": ("clusterUuid", "cluster"), "host": ("hostUuid", "host"),
     "image": ("imageUuid", "image"), "l3Network": ("l3NetworkUuid", "l3"), "l2Network": ("l2NetworkUuid", "l2"),
@@ -40,16 +41,21 @@ class Condition:
 
     @classmethod
     def parse(cls, text: str) -> Condition:
-        """Parse ``field<op>value`` / ``field is null``; no operator is the REST layer's 400."""
-        for suffix in (" is null", " not null"):
-            if text.endswith(suffix):
-                return cls(text[: -len(suffix)].strip(), suffix.strip(), None)
-        positions = [(text.find(op), -len(op), op) for op in _OPERATORS if op in text]
-        if not positions:
-            raise RestError(400, f"Invalid query condition[{text}], no operator found")
-        # ZStack tries the operators in a fixed order; the earliest position wins ties by length.
-        index, _, op = min(positions)
-        return cls(text[:index], op, text[index + len(op):])
+        """Parse one ``q`` value as RestServer.handleQueryApi does: the first operator *in ZStack's order*
+        that occurs anywhere in the text splits it once (so ``name=a!=b`` is the field ``name=a`` and the
+        value ``b``); the field is trimmed, the value is not; no operator, or nothing on one side, is a 400."""
+        for op in _OPERATORS + _NULL_OPERATORS:
+            if op not in text:
+                continue
+            name, _, value = text.partition(op)
+            if op in _NULL_OPERATORS:
+                return cls(name.strip(), op, None)
+            if not name or not value:
+                raise RestError(400, f"Invalid query parameter. The '{text}' in parameter[q] is not a key-value "
+                                     f"pair split by {op}")
+            return cls(name.strip(), op, value)
+        raise RestError(400, f"Invalid query parameter. The '{text}' in the parameter[q] doesn't contain any query "
+                             f"operator. Valid query operators are {list(_OPERATORS + _NULL_OPERATORS)}")
 
 
 def apply(
@@ -65,9 +71,10 @@ def apply(
         return {"total": len(matched)}
     if _flag(params, "replyWithCount"):
         body["total"] = len(matched)
-    sort = _one(params, "sort")
+    # RestServer trims the value: ``sort=+name`` sent unencoded arrives as `` name`` and sorts ascending.
+    sort = (_one(params, "sort") or "").strip()
     if sort:
-        direction, name = (sort[0], sort[1:]) if sort[0] in "+-" else ("+", sort)
+        direction, name = (sort[0], sort[1:].lstrip(sort[0])) if sort[0] in "+-" else ("+", sort)
         _check_field(kind, name)
         present = [i for i in matched if i.get(name) is not None]
         absent = [i for i in matched if i.get(name) is None]
@@ -170,7 +177,7 @@ def _sort_key(value: Any) -> tuple[int, float, str]:
 
 def _one(params: dict[str, list[str]], name: str) -> str | None:
     values = params.get(name)
-    return values[-1] if values else None
+    return values[0] if values else None  # RestServer reads the first value of a repeated parameter
 
 
 def _flag(params: dict[str, list[str]], name: str) -> bool:
@@ -181,6 +188,6 @@ def _int(params: dict[str, list[str]], name: str, default: int) -> int:
     text = _one(params, name)
     if text is None:
         return default
-    if not re.fullmatch(r"\d+", text):
-        raise RestError(400, f"Invalid query parameter[{name}], it must be an integer but got {text}")
-    return int(text)
+    if not re.fullmatch(r"[+-]?\d+", text.strip()):
+        raise RestError(400, f"Invalid query parameter. '{name}' must be an integer")
+    return max(0, int(text))

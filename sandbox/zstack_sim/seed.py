@@ -46,7 +46,7 @@ class OuterSeed:
 
     hosts: int = 2
     cpu_num: int = 32
-    memory: int = 256 * GiB
+    memory: int = 512 * GiB  # 50 labs at once fit (VM2 has 8 GiB, as the installer needs)
     primary_storage_capacity: int = 50 * 1024 * GiB
     # (start, end, netmask, gateway) per L3 name, over FIXED_RANGES: a second lab-in-a-box on the same machine
     # (a test run next to a demo) puts its public network elsewhere in 198.18.0.0/15.

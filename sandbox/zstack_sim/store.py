@@ -98,6 +98,8 @@ class SimState:
         self.calls: dict[str, int] = {}  # action -> how many times it was executed (not rejected at the door)
         self.ready = True  # IsReadyToGo answers SYS.1010 while False
         self.new_host_hardware = (8, 16 * 1024**3)  # (cores, memory bytes) AddKVMHost finds on a host
+        # (resourceUuid, category, name) -> value set with UpdateResourceConfig
+        self.resource_configs: dict[tuple[str, str, str], str] = {}
 
     # --- resources -------------------------------------------------------------------------------
 

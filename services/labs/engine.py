@@ -15,20 +15,17 @@ import os
 import socket
 import uuid as uuidlib
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
 from services.db import utcnow
-from services.errors import StaleWriteError
 from services.labs import repository as repo
 from services.labs.build.dag import StepFailed
 from services.labs.models import LabState
-from services.labs.notifier import Notice, NoticeKind, Notifier
+from services.labs.notifier import Notifier
 from services.labs.states import WORKING_STATES
-from services.labs.views import LabView, lab_view
 
 log = logging.getLogger(__name__)
 
@@ -247,49 +244,3 @@ class LabEngine:
             if state == LabState.DESTROYING and attention is not None and lab_id in self._building:
                 log.info("lab %s is to be destroyed (asked elsewhere); stopping its build", lab_id)
                 attention.set()
-
-
-async def mark(
-    sessions: async_sessionmaker[AsyncSession],
-    notifier: Notifier,
-    lab_id: int,
-    *,
-    target: LabState,
-    kind: NoticeKind | None,
-    actor: str = "labbot",
-    detail: str = "",
-    changes: dict[str, object] | None = None,
-    retry_after: timedelta | None = None,
-    titles: dict[str, str] | None = None,
-    only_from: frozenset[LabState] | None = None,
-) -> LabView | None:
-    """Move a lab to ``target`` (with field changes), retrying lost optimistic locks, then notify ``kind``.
-
-    With ``only_from``, a lab found in another state is left untouched and None is returned (a build that
-    ends while a destroy was requested must not turn the lab ready or failed).
-    """
-    for _ in range(10):
-        try:
-            async with sessions() as session, session.begin():
-                lab = await repo.get(session=session, lab_id=lab_id)
-                if only_from is not None and lab.state not in only_from:
-                    log.info("lab %s is %s, not %s; left as it is", lab.name, lab.state, target)
-                    return None
-                for key, value in (changes or {}).items():
-                    setattr(lab, key, value)
-                if retry_after is not None:
-                    lab.next_attempt_at = utcnow() + retry_after
-                if lab.state != target:
-                    await repo.transition(session=session, lab=lab, target=target, actor=actor, detail=detail)
-                else:
-                    await repo.save(session=session)
-                steps = await repo.list_steps(session=session, lab_id=lab_id)
-                view = lab_view(lab, steps, titles)
-            break
-        except StaleWriteError:
-            await asyncio.sleep(0.05)
-    else:
-        raise StaleWriteError(f"could not update lab {lab_id}: too much contention")
-    if kind is not None:
-        await notifier.notify(Notice(kind, view, actor=actor, text=detail))
-    return view

@@ -91,6 +91,10 @@ class Lab(Base):
     ssh_public_key: Mapped[str | None] = mapped_column(Text)
     ssh_private_key_enc: Mapped[str | None] = mapped_column(Text)
     host_password_enc: Mapped[str | None] = mapped_column(Text)
+    # The nested ZStack's admin password (labbot changes the installer's default to it) and the CHAP secret
+    # VM2's initiator logs in to VM1's target with: random per lab, so one lab's students cannot use another's.
+    nested_password_enc: Mapped[str | None] = mapped_column(Text)
+    chap_secret_enc: Mapped[str | None] = mapped_column(Text)
 
     # iSCSI export of VM1's data disk.
     iscsi_iqn: Mapped[str | None] = mapped_column(String(223))

@@ -109,7 +109,10 @@ async def count_live(*, session: AsyncSession, owner: str | None = None) -> int:
 async def transition(
     *, session: AsyncSession, lab: Lab, target: str, actor: str, detail: str = ""
 ) -> None:
-    """Move the lab along one state-machine edge and record who did it."""
+    """Move the lab along one state-machine edge and record who did it.
+
+    Only ``services.labs.lifecycle`` calls this: it is the one writer of lab state (a test checks).
+    """
     old = lab.state
     lab.state = check_transition(lab.state, target, lab=f"lab `{lab.name}`")
     if lab.state == LabState.DESTROYED:
@@ -260,6 +263,12 @@ async def add_health_checks(*, session: AsyncSession, lab_id: int, results: Sequ
         result.lab_id = lab_id
         session.add(result)
     await session.flush()
+
+
+async def prune_health_checks(*, session: AsyncSession, before: datetime) -> int:
+    """Delete health rows older than ``before``; how many went."""
+    result = await session.execute(delete(HealthCheck).where(HealthCheck.at < before))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 # --- scheduler sweeps (services.scheduler) -------------------------------------------------------------

@@ -18,12 +18,16 @@ from config.profiles import LabProfile, load_profiles
 from config.settings import Settings
 from services import db
 from services.crypto import SecretBox
+from services.doctor import run_doctor
 from services.labs import repository as repo
+from services.labs.build.health import HealthReport
 from services.labs.build.pipeline import LabPipeline, StepHook
 from services.labs.build.steps import TITLES
 from services.labs.capacity import check_capacity
 from services.labs.engine import LabEngine
+from services.labs.lifecycle import Lifecycle
 from services.labs.notifier import FanOut, Notifier
+from services.labs.preflight import Check
 from services.labs.service import LabService
 from services.zstack.client import ZStackClient
 
@@ -63,25 +67,39 @@ class Runtime:
         self.db_engine: AsyncEngine = db.make_engine(settings.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = db.make_sessionmaker(self.db_engine)
         self.box = SecretBox(settings.secret_key)
+        # Health runs open SSH sessions into labs: the sweep and on-demand checks share one bound.
+        self.health_gate = asyncio.Semaphore(settings.health_concurrency)
         self.outer = ZStackClient(settings.platform_url, settings.platform_account, settings.platform_password,
                                   transport=platform_transport, timeout=settings.platform_timeout_seconds)
         self.host_keys = repo.DatabaseHostKeyStore(self.sessions)
+        self.lifecycle = Lifecycle(sessions=self.sessions, notifier=self.notifier, titles=TITLES)
         self.pipeline = LabPipeline(sessions=self.sessions, settings=settings, profiles=self.profiles,
-                                    notifier=self.notifier, outer=self.outer, host_keys=self.host_keys,
-                                    box=self.box, after_step=after_step)
+                                    notifier=self.notifier, lifecycle=self.lifecycle, outer=self.outer,
+                                    host_keys=self.host_keys, box=self.box, after_step=after_step)
         self.jobs: LabJobs = jobs if jobs is not None else self.pipeline
         self.engine = LabEngine(sessions=self.sessions, settings=settings, notifier=self.notifier,
                                 build=self.jobs.build, destroy=self.jobs.destroy, owner=owner,
                                 poll_interval=engine_poll_interval)
+        self.lifecycle.kick = self.engine.kick
         self.service = LabService(sessions=self.sessions, settings=settings, profiles=self.profiles,
-                                  notifier=self.notifier, kicker=self.engine, step_titles=TITLES, box=self.box,
-                                  health_runner=self.pipeline.health, capacity_check=self.check_capacity,
+                                  notifier=self.notifier, lifecycle=self.lifecycle, step_titles=TITLES, box=self.box,
+                                  health_runner=self.run_health, capacity_check=self.check_capacity,
                                   exercise_checker=self.pipeline.check_exercise,
-                                  hand_over=self.pipeline.hand_over)
+                                  hand_over=self.pipeline.hand_over, doctor_runner=self.doctor)
+
+    async def run_health(self, lab_id: int) -> HealthReport:
+        """One lab's health checks, within the process-wide bound the sweep and on-demand checks share."""
+        async with self.health_gate:
+            return await self.pipeline.health(lab_id)
 
     async def check_capacity(self, profile: LabProfile) -> None:
         """Whether the lab platform has room for a lab of ``profile`` now (CapacityError if not)."""
         await check_capacity(self.outer, profile)
+
+    async def doctor(self, profile: str | None) -> list[Check]:
+        """``labbot doctor``'s checks (without Slack's, which the front end adds) for ``/lab doctor``."""
+        return await run_doctor(self.settings, self.profiles, profile, outer=self.outer, sessions=self.sessions,
+                                engine=self.db_engine)
 
     async def start(self) -> None:
         """Refuse an unmigrated database, then resume unfinished labs."""

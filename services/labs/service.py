@@ -1,8 +1,8 @@
 """The lab service: what users and admins can ask for, with the rules that guard it.
 
-Front ends (Slack, console) call these methods with an ``Actor``; the service checks permissions, quotas and
-states, writes the database, records an audit event, notifies, and hands remote work to the engine through
-``kick`` (the engine builds and destroys labs in the background). Nothing here talks to Slack.
+Front ends (through ``services.dispatch``) call these methods with an ``Actor``; the service keeps the rules
+(owner or admin, quotas, TTLs, which states allow what) and hands each decision to ``services.labs.lifecycle``,
+which writes it with its audit events, announces it and kicks the engine. Nothing here talks to Slack.
 """
 
 from __future__ import annotations
@@ -36,16 +36,20 @@ from services.labs import repository as repo
 from services.labs.access import AccessDetails
 from services.labs.build.health import HealthReport
 from services.labs.classes import ClassService
+from services.labs.lifecycle import SYSTEM, Change, Event, Lifecycle
 from services.labs.models import Lab, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
 from services.labs.pool import PoolService
+from services.labs.preflight import Check
 from services.labs.tasks import TaskResult, student_steps, validate_start
 from services.labs.views import LabView, StepView, lab_view
 from services.ssh.access import access_commands
 
 log = logging.getLogger(__name__)
 
-SYSTEM = "labbot"
+# Every state but a destroy under way (or done) may have its expiry pushed out.
+EXTENDABLE = frozenset({LabState.READY, LabState.EXPIRING, LabState.PROVISIONING, LabState.REQUESTED,
+                        LabState.FAILED})
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,13 @@ class Actor:
     def system(cls) -> Actor:
         """labbot itself (the scheduler, resume on start-up)."""
         return cls(SYSTEM, is_admin=True)
+
+
+class GroupDirectory(Protocol):
+    """Who is in a user group (``S…`` ids in ``LABBOT_ALLOWED_USERS``); the Slack front end provides one."""
+
+    async def members(self, group_id: str) -> frozenset[str]:
+        """The user ids in the group (empty when unknown)."""
 
 
 class WorkKicker(Protocol):
@@ -85,19 +96,27 @@ class LabService:
         capacity_check: Callable[[LabProfile], Awaitable[None]] | None = None,
         exercise_checker: Callable[[int], Awaitable[list[TaskResult]]] | None = None,
         hand_over: Callable[[int, str], Awaitable[None]] | None = None,
+        doctor_runner: Callable[[str | None], Awaitable[list[Check]]] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
+        """``lifecycle`` writes the labs' states (one is made from ``notifier``, ``kicker`` and ``step_titles``
+        when not given)."""
         self.sessions = sessions
         self.settings = settings
         self.profiles = profiles
         self.notifier = notifier
-        self.kicker = kicker
         self.step_titles = step_titles or {}
         self.box = box
+        self.doctor_runner = doctor_runner
         self.health_runner = health_runner
         self.capacity_check = capacity_check
         self.exercise_checker = exercise_checker
         self.clock = clock
+        self.lifecycle = lifecycle or Lifecycle(sessions=sessions, notifier=notifier, titles=self.step_titles,
+                                                kick=kicker.kick if kicker else None, clock=clock)
+        # Set by the Slack front end: resolves user groups named in LABBOT_ALLOWED_USERS.
+        self.group_directory: GroupDirectory | None = None
         self._checking: dict[int, asyncio.Lock] = {}
         self.classes = ClassService(self)
         self.pool = PoolService(self, hand_over=hand_over, destroy=lambda name: self.destroy(Actor.system(), name))
@@ -130,9 +149,11 @@ class LabService:
                 labs = await repo.list_(session=session, owner=actor.user_id)
             return [lab_view(lab) for lab in labs]
 
-    async def logs(self, name: str, step: str | None = None) -> list[StepView]:
-        """The steps (or one step) of a lab with their output tails."""
+    async def logs(self, actor: Actor, name: str, step: str | None = None) -> list[StepView]:
+        """The steps (or one step) of a lab with their output tails (owner or admin: the output of a lab's
+        commands is the owner's business, and the install log says a lot about their VMs)."""
         view = await self.status(name)
+        self.check_can_act(actor, view, "read the logs of")
         if step is None:
             return [s for s in view.steps if s.state != StepState.PENDING]
         found = [s for s in view.steps if s.name == step]
@@ -165,6 +186,7 @@ class LabService:
 
         An ``exercise`` lab is built only up to the student's first task (``start``, else the profile's).
         """
+        await self.check_may_create(actor)
         profile_name, recipe, lifetime = self.recipe(profile, ttl)
         exercise_start = self.exercise_start(recipe, start) if exercise else None
         async with self.sessions() as session:
@@ -182,30 +204,22 @@ class LabService:
             # Asked before anything is written, so a full platform leaves no lab behind; the quota is checked
             # first because it costs no remote call.
             await self.capacity_check(recipe)
-        async with self.sessions() as session, session.begin():
+
+        async def quota_held(session: AsyncSession) -> None:
             await self._lock_quotas(session)
             await self._check_quota(session, actor)  # again, atomically: another create may have won meanwhile
-            lab = await repo.create(
-                session=session,
-                name=name or _generated_name(),
-                owner=actor.user_id,
-                profile=profile_name,
-                channel=channel,
-                expires_at=self.clock() + lifetime,
-            )
-            lab.exercise_start = exercise_start
-            kind = f", exercise from {exercise_start}" if exercise_start else ""
-            await repo.add_event(
-                session=session,
-                lab=lab,
-                actor=actor.user_id,
-                kind="created",
-                detail=f"profile {profile_name}, ttl {_human(lifetime)}{kind}",
-            )
-            view = lab_view(lab)
-        await self.notifier.notify(Notice(NoticeKind.CREATED, view, actor=actor.user_id))
-        self.kick(view.id)
-        return view
+
+        kind = f", exercise from {exercise_start}" if exercise_start else ""
+        return await self.lifecycle.create(
+            name=name or _generated_name(),
+            owner=actor.user_id,
+            profile=profile_name,
+            channel=channel,
+            expires_at=self.clock() + lifetime,
+            detail=f"profile {profile_name}, ttl {_human(lifetime)}{kind}",
+            before=quota_held,
+            fields={"exercise_start": exercise_start},
+        )
 
     def has_pool(self, profile: str | None) -> bool:
         """Whether labs of ``profile`` (else the default one) come from a warm pool when it has one ready."""
@@ -295,9 +309,9 @@ class LabService:
 
     async def solve(self, actor: Actor, name: str, step: str) -> LabView:
         """Let labbot do an exercise task (and any earlier one not done) for a stuck student; audited."""
-        async with self.sessions() as session, session.begin():
-            lab = await repo.get_live_by_name(session=session, name=name)
-            self._authorize(actor, lab, "solve a step of")
+
+        def decide(lab: Lab) -> Change:
+            self.check_can_act(actor, lab, "solve a step of")
             if lab.exercise_start is None:
                 raise ConflictError(f"lab `{name}` is not an exercise lab: labbot already built all of it")
             tasks = student_steps(lab.exercise_start)
@@ -308,98 +322,71 @@ class LabService:
                 raise ConflictError(f"lab `{name}` is {lab.state}; labbot can do a task of a ready lab{hint}")
             if (lab.exercise or {}).get("results", {}).get(step, {}).get("done"):
                 raise ConflictError(f"`{step}` of lab `{name}` is already done (`/lab check {name}` to see)")
-            lab.exercise = {**(lab.exercise or {}), "solving": step}
-            await repo.transition(session=session, lab=lab, target=LabState.PROVISIONING, actor=actor.user_id,
-                                  detail=f"solve {step} asked by {actor.user_id}")
-            view = await self._view(session, lab)
-        await self.notifier.notify(Notice(NoticeKind.RETRYING, view, actor=actor.user_id,
-                                          text=f"labbot does {step} for <@{actor.user_id}>"))
-        self.kick(view.id)
-        return view
+            return Change(to=LabState.PROVISIONING, fields={"exercise": {**(lab.exercise or {}), "solving": step}},
+                          detail=f"solve {step} asked by {actor.user_id}", notice=NoticeKind.RETRYING,
+                          text=f"labbot does {step} for <@{actor.user_id}>", kick=True)
+
+        return await self._apply(decide, actor, name)
 
     async def destroy(self, actor: Actor, name: str) -> LabView:
         """Ask for a lab to be torn down (owner or admin); a lab already being destroyed is left as is."""
-        async with self.sessions() as session, session.begin():
-            lab = await repo.get_live_by_name(session=session, name=name)
-            self._authorize(actor, lab, "destroy")
+
+        def decide(lab: Lab) -> Change:
+            self.check_can_act(actor, lab, "destroy")
             if lab.state == LabState.DESTROYING:
                 raise ConflictError(f"lab `{name}` is already being destroyed")
-            lab.destroy_requested_by = actor.user_id
-            lab.next_attempt_at = None
-            await repo.transition(
-                session=session, lab=lab, target=LabState.DESTROYING, actor=actor.user_id, detail="destroy requested"
-            )
-            view = await self._view(session, lab)
-        await self.notifier.notify(Notice(NoticeKind.DESTROYING, view, actor=actor.user_id))
-        self.kick(view.id)
-        return view
+            return Change(to=LabState.DESTROYING, fields={"destroy_requested_by": actor.user_id,
+                                                          "next_attempt_at": None},
+                          detail="destroy requested", notice=NoticeKind.DESTROYING, kick=True)
+
+        return await self._apply(decide, actor, name)
 
     async def extend(self, actor: Actor, name: str, duration: timedelta | None = None) -> LabView:
         """Push the expiry out (owner or admin), never past the profile's maximum lifetime."""
-        async with self.sessions() as session, session.begin():
-            lab = await repo.get_live_by_name(session=session, name=name)
-            self._authorize(actor, lab, "extend")
-            if lab.state not in (
-                LabState.READY,
-                LabState.EXPIRING,
-                LabState.PROVISIONING,
-                LabState.REQUESTED,
-                LabState.FAILED,
-            ):
+
+        def decide(lab: Lab) -> Change:
+            self.check_can_act(actor, lab, "extend")
+            if lab.state not in EXTENDABLE:
                 raise ConflictError(
                     f"lab `{name}` is {lab.state}; only a lab that is not being destroyed can be extended"
                 )
             recipe = self.profiles.get(lab.profile)
             step = duration or (recipe.default_ttl if recipe else timedelta(hours=4))
             cap = lab.created_at + (recipe.max_ttl if recipe else step)
-            base = max(lab.expires_at, self.clock())
-            new_expiry = min(base + step, cap)
+            new_expiry = min(max(lab.expires_at, self.clock()) + step, cap)
             if new_expiry <= lab.expires_at:
                 raise QuotaError(
                     f"lab `{name}` already runs until its maximum lifetime "
                     f"({_human(recipe.max_ttl) if recipe else '?'} after creation)"
                 )
-            lab.expires_at = new_expiry
-            lab.ttl_extensions += 1
-            lab.warned_offsets = []
-            if lab.state == LabState.EXPIRING:
-                await repo.transition(
-                    session=session, lab=lab, target=LabState.READY, actor=actor.user_id, detail="extended"
-                )
             capped = " (capped at the profile's maximum lifetime)" if new_expiry == cap else ""
-            await repo.add_event(
-                session=session,
-                lab=lab,
-                actor=actor.user_id,
-                kind="extended",
-                detail=f"until {new_expiry:%Y-%m-%d %H:%M} UTC{capped}",
+            return Change(
+                to=LabState.READY if lab.state == LabState.EXPIRING else None,
+                fields={"expires_at": new_expiry, "ttl_extensions": lab.ttl_extensions + 1, "warned_offsets": []},
+                detail="extended",
+                events=(Event("extended", f"until {new_expiry:%Y-%m-%d %H:%M} UTC{capped}"),),
+                notice=NoticeKind.EXTENDED,
+                text=capped.strip(),
             )
-            await repo.save(session=session)
-            view = await self._view(session, lab)
-        await self.notifier.notify(Notice(NoticeKind.EXTENDED, view, actor=actor.user_id, text=capped.strip()))
-        return view
+
+        return await self._apply(decide, actor, name)
 
     async def retry(self, actor: Actor, name: str) -> LabView:
         """Re-run a failed lab from its failed step (or a failed destroy), owner or admin."""
-        async with self.sessions() as session, session.begin():
-            lab = await repo.get_live_by_name(session=session, name=name)
-            self._authorize(actor, lab, "retry")
+
+        def decide(lab: Lab) -> Change:
+            self.check_can_act(actor, lab, "retry")
             if lab.state != LabState.FAILED:
                 raise ConflictError(f"lab `{name}` is {lab.state}; only a failed lab can be retried")
-            target = LabState.DESTROYING if lab.failed_step == "destroy" else LabState.PROVISIONING
-            lab.error = None
-            lab.next_attempt_at = None
-            await repo.transition(
-                session=session,
-                lab=lab,
-                target=target,
-                actor=actor.user_id,
+            return Change(
+                to=LabState.DESTROYING if lab.failed_step == "destroy" else LabState.PROVISIONING,
+                fields={"error": None, "next_attempt_at": None},
                 detail=f"retry from {lab.failed_step or 'the start'}",
+                notice=NoticeKind.RETRYING,
+                kick=True,
             )
-            view = await self._view(session, lab)
-        await self.notifier.notify(Notice(NoticeKind.RETRYING, view, actor=actor.user_id))
-        self.kick(view.id)
-        return view
+
+        return await self._apply(decide, actor, name)
 
     async def access(self, actor: Actor, name: str) -> AccessDetails:
         """The owner's (or an admin's) way into a ready lab: commands and credentials (show privately)."""
@@ -419,16 +406,21 @@ class LabService:
             commands=commands,
             root_password=self.box.decrypt(row.host_password_enc).get_secret_value(),
             zstack_user="admin",
-            zstack_password=self.settings.nested_admin_password.get_secret_value(),
+            # Labs made before the per-lab password still have the installer's default.
+            zstack_password=(self.box.decrypt(row.nested_password_enc) if row.nested_password_enc
+                             else self.settings.nested_admin_password).get_secret_value(),
         )
 
     async def health(self, actor: Actor, name: str) -> HealthReport:
-        """Run a ready lab's health checks now (anyone may look; results carry no secrets)."""
+        """Run a ready lab's health checks now (owner or admin, at most once per interval per lab: each run
+        opens SSH sessions into the lab's VMs and writes health rows)."""
         lab = await self.status(name)
+        self.check_can_act(actor, lab, "check the health of")
         if lab.state not in (LabState.READY, LabState.EXPIRING):
             raise ConflictError(f"lab `{name}` is {lab.state}; health checks run on ready labs")
         if self.health_runner is None:
             raise ConflictError("health checks are not available in this labbot")
+        await self._limit_on_demand_health(lab)
         return await self.health_runner(lab.id)
 
     async def set_progress_ref(self, lab_id: int, ref: str) -> None:
@@ -436,16 +428,45 @@ class LabService:
         async with self.sessions() as session, session.begin():
             await repo.set_progress_ref(session=session, lab_id=lab_id, ref=ref)
 
-    def check_can_act(self, actor: Actor, lab: LabView, verb: str) -> None:
+    def check_can_act(self, actor: Actor, lab: Lab | LabView, verb: str) -> None:
         """Only the owner or an admin may destroy, extend, retry or see how to reach a lab."""
         if not (actor.is_admin or actor.user_id == lab.owner):
             raise PermissionDeniedError(f"only <@{lab.owner}> (the owner) or an admin can {verb} lab `{lab.name}`")
+
+    async def doctor(self, actor: Actor, profile: str | None) -> list[Check]:
+        """Run ``labbot doctor``'s checks (admins only: they describe the platform and its credentials' use)."""
+        if not actor.is_admin:
+            raise PermissionDeniedError("only an admin can run `/lab doctor`")
+        if self.doctor_runner is None:
+            raise ConflictError("this labbot process cannot run the doctor (no platform client)")
+        return await self.doctor_runner(profile)
 
     # --- helpers -------------------------------------------------------------------------------------
 
     def is_admin(self, user_id: str) -> bool:
         """Whether the settings name this user an admin."""
         return user_id in self.settings.admin_users
+
+    async def _limit_on_demand_health(self, lab: LabView) -> None:
+        """At most one on-demand health run per lab per interval, across replicas (a claim in the database)."""
+        interval = self.settings.health_on_demand_interval_seconds
+        if interval and not await claims.claim(self.sessions, f"health:{lab.id}",
+                                               until=self.clock() + timedelta(seconds=interval)):
+            raise QuotaError(f"lab `{lab.name}` was checked on demand less than {interval} s ago; try again "
+                             f"later (the health sweep also checks it every "
+                             f"{self.settings.health_interval_minutes} minutes)")
+
+    async def check_may_create(self, actor: Actor) -> None:
+        """Refuse people ``LABBOT_ALLOWED_USERS`` does not name, directly or through a user group (admins may
+        always create)."""
+        allowed = self.settings.allowed_users
+        if not allowed or actor.is_admin or actor.user_id == SYSTEM or actor.user_id in allowed:
+            return
+        for group in (entry for entry in allowed if entry.startswith("S")):
+            if self.group_directory is not None and actor.user_id in await self.group_directory.members(group):
+                return
+        raise PermissionDeniedError("you may not create labs here: ask a labbot admin to add you (or a group "
+                                    "you are in) to LABBOT_ALLOWED_USERS")
 
     async def _lock_quotas(self, session: AsyncSession) -> None:
         """Serialize creates until this transaction ends, so counting live labs and inserting one is atomic
@@ -461,9 +482,10 @@ class LabService:
         if await repo.count_live(session=session) >= self.settings.max_labs_total:
             raise QuotaError(f"labbot already runs {self.settings.max_labs_total} labs (the global limit); try later")
 
-    def _authorize(self, actor: Actor, lab: Lab, verb: str) -> None:
-        if not (actor.is_admin or actor.user_id == lab.owner):
-            raise PermissionDeniedError(f"only <@{lab.owner}> (the owner) or an admin can {verb} lab `{lab.name}`")
+    async def _apply(self, decide: Callable[[Lab], Change], actor: Actor, name: str) -> LabView:
+        view = await self.lifecycle.apply(decide, actor=actor.user_id, name=name)
+        assert view is not None  # these decisions always change something or raise
+        return view
 
     async def _view(self, session: AsyncSession, lab: Lab) -> LabView:
         steps = await repo.list_steps(session=session, lab_id=lab.id)
@@ -471,8 +493,8 @@ class LabService:
 
     def kick(self, lab_id: int) -> None:
         """Tell the engine this lab has work (a build or a destroy)."""
-        if self.kicker is not None:
-            self.kicker.kick(lab_id)
+        if self.lifecycle.kick is not None:
+            self.lifecycle.kick(lab_id)
 
 
 def _generated_name() -> str:

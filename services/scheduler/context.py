@@ -14,6 +14,7 @@ from config.profiles import LabProfile
 from config.settings import Settings
 from services.db import utcnow
 from services.labs.build.health import HealthReport
+from services.labs.lifecycle import Lifecycle
 from services.labs.notifier import Notifier
 from services.zstack.inventories import TagInventory
 
@@ -65,6 +66,13 @@ class SweepContext:
     kick: Callable[[int], None] | None = None
     titles: Mapping[str, str] = field(default_factory=dict)
     refill_pool: Callable[..., Awaitable[Any]] | None = None
+    lifecycle: Lifecycle = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # The sweeps change labs only through the lifecycle, which announces with our notifier and kicks our
+        # engine (if any); frozen, so set once here.
+        object.__setattr__(self, "lifecycle", Lifecycle(sessions=self.sessions, notifier=self.notifier,
+                                                        titles=self.titles, kick=self.kick))
 
     @classmethod
     def from_runtime(cls, rt: Runtime, *, kick: bool = True) -> SweepContext:
@@ -76,7 +84,7 @@ class SweepContext:
             settings=rt.settings,
             profiles=rt.profiles,
             notifier=rt.notifier,
-            health=rt.pipeline.health,
+            health=rt.run_health,
             announce_health=rt.pipeline.notify_health_change,
             platform=rt.outer,
             kick=rt.engine.kick if kick else None,

@@ -4,6 +4,9 @@ Every action is claimed with the lab's optimistic lock: the write that records a
 ``destroying``) is the claim, and only the process whose write wins sends the notice or kicks the engine. Two
 replicas, or ``labbot sweep`` next to the bot, therefore act once per lab and offset.
 
+Each action is a decision handed to ``services.labs.lifecycle``, which re-reads the lab, applies the decision
+with its audit events and sends the notice; a decision made on a row that has moved on is no decision.
+
 A destroy that gave up (the pipeline's ``MAX_DESTROY_ATTEMPTS`` quick retries all failed) stays ``failed`` so
 people can see it and ``/lab retry`` it, and this sweep re-drives it on a longer backoff, announcing each
 round, so it is never silently forgotten.
@@ -12,19 +15,18 @@ round, so it is never silently forgotten.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import Settings, parse_duration
 from services.errors import StaleWriteError
 from services.labs import classes
 from services.labs import repository as repo
+from services.labs.lifecycle import SYSTEM, Change, Event, destroy_backoff
 from services.labs.models import Lab, LabState
 from services.labs.notifier import Notice, NoticeKind
-from services.labs.service import SYSTEM
-from services.labs.views import LabView, lab_view
+from services.labs.views import LabView
 from services.scheduler.context import SweepContext, clock_or_now
 
 log = logging.getLogger(__name__)
@@ -81,12 +83,6 @@ def due_offsets(lab: Lab, offsets: list[tuple[str, timedelta]], now: datetime) -
     return [text for text, delta in offsets if lab.expires_at - delta <= now and text not in warned]
 
 
-def redrive_delay(settings: Settings, attempts: int) -> timedelta:
-    """How long after a destroy gave up it is tried again: doubling from where the quick retries stopped."""
-    seconds = settings.destroy_retry_base_seconds * 2 ** max(attempts - 1, 0)
-    return timedelta(seconds=min(seconds, settings.destroy_retry_max_seconds))
-
-
 def max_expiry(ctx: SweepContext, lab: Lab | LabView) -> datetime | None:
     """The latest the lab may be extended to (its profile's maximum lifetime), if the profile is known."""
     profile = ctx.profiles.get(lab.profile)
@@ -109,7 +105,7 @@ async def expiry_sweep(ctx: SweepContext, *, now: datetime | None = None, dry_ru
             await _warn(ctx, lab, texts, now, summary)
     await _remind_trainers(ctx, offsets, now, summary)
     for lab, failed_at in gave_up:
-        due_at = (failed_at or lab.updated_at) + redrive_delay(ctx.settings, lab.destroy_attempts)
+        due_at = (failed_at or lab.updated_at) + destroy_backoff(ctx.settings, lab.destroy_attempts)
         if now < due_at:
             summary.waiting.append(f"{lab.name} (next try {due_at:%Y-%m-%d %H:%M} UTC)")
         else:
@@ -139,100 +135,93 @@ async def _remind_trainers(ctx: SweepContext, offsets: list[tuple[str, timedelta
 
 
 async def _warn(ctx: SweepContext, lab: Lab, texts: list[str], now: datetime, summary: ExpirySummary) -> None:
-    offset = texts[-1]  # the nearest of the offsets due: a lab that skipped some hears only the latest
     if summary.dry_run:
-        summary.warned.append(f"{lab.name} ({offset})")
+        summary.warned.append(f"{lab.name} ({texts[-1]})")  # the nearest offset due: a lab hears only the latest
         return
-    try:
-        async with ctx.sessions() as session, session.begin():
-            fresh = await repo.get(session=session, lab_id=lab.id)
-            offsets = warning_offsets(ctx.settings)
-            texts = due_offsets(fresh, offsets, now)
-            if fresh.state not in WARNABLE or fresh.expires_at <= now or not texts:
-                summary.lost.append(lab.name)
-                return
-            offset = texts[-1]
-            fresh.warned_offsets = [*(fresh.warned_offsets or []), *texts]
-            await repo.add_event(session=session, lab=fresh, actor=SYSTEM, kind=WARNING_EVENT,
-                                 detail=f"{offset} before expiry at {fresh.expires_at:%Y-%m-%d %H:%M} UTC")
-            if fresh.state == LabState.READY:
-                await repo.transition(session=session, lab=fresh, target=LabState.EXPIRING, actor=SYSTEM,
-                                      detail=f"expires at {fresh.expires_at:%Y-%m-%d %H:%M} UTC")
-            else:
-                await repo.save(session=session)
-            view = await _view(ctx, session, fresh)
-    except StaleWriteError:
+    offsets = warning_offsets(ctx.settings)
+    claimed: list[str] = []  # the offset the winning decision warned about
+
+    def decide(fresh: Lab) -> Change | None:
+        due = due_offsets(fresh, offsets, now)
+        if fresh.state not in WARNABLE or fresh.expires_at <= now or not due:
+            return None
+        offset, limit = due[-1], max_expiry(ctx, fresh)
+        claimed[:] = [offset]
+        extendable = limit is None or limit > fresh.expires_at
+        if limit is None:
+            text = ""
+        elif extendable:
+            text = f"It can be extended until {limit:%Y-%m-%d %H:%M} UTC (its profile's maximum lifetime)."
+        else:
+            text = "It is at its profile's maximum lifetime and cannot be extended."
+        expiry = f"{fresh.expires_at:%Y-%m-%d %H:%M} UTC"
+        return Change(
+            to=LabState.EXPIRING if fresh.state == LabState.READY else None,
+            fields={"warned_offsets": [*(fresh.warned_offsets or []), *due]},
+            detail=f"expires at {expiry}",
+            events=(Event(WARNING_EVENT, f"{offset} before expiry at {expiry}"),),
+            notice=NoticeKind.EXPIRY_WARNING,
+            text=text,
+            details={"offset": offset, "expires_at": fresh.expires_at, "max_expires_at": limit,
+                     "extendable": extendable},
+        )
+
+    if await _claim(ctx, lab, decide) is None:
         summary.lost.append(lab.name)
-        return
-    summary.warned.append(f"{lab.name} ({offset})")
-    limit = max_expiry(ctx, view)
-    extendable = limit is None or limit > view.expires_at
-    if limit is None:
-        text = ""
-    elif extendable:
-        text = f"It can be extended until {limit:%Y-%m-%d %H:%M} UTC (its profile's maximum lifetime)."
     else:
-        text = "It is at its profile's maximum lifetime and cannot be extended."
-    await ctx.notifier.notify(Notice(NoticeKind.EXPIRY_WARNING, view, actor=SYSTEM, text=text, details={
-        "offset": offset, "expires_at": view.expires_at, "max_expires_at": limit, "extendable": extendable,
-    }))
+        summary.warned.append(f"{lab.name} ({claimed[0]})")
 
 
 async def _expire(ctx: SweepContext, lab: Lab, now: datetime, summary: ExpirySummary) -> None:
     if summary.dry_run:
         summary.expired.append(lab.name)
         return
-    try:
-        async with ctx.sessions() as session, session.begin():
-            fresh = await repo.get(session=session, lab_id=lab.id)
-            gave_up = fresh.state == LabState.FAILED and fresh.failed_step == "destroy"
-            if fresh.state not in repo.EXPIRABLE_STATES or fresh.expires_at > now or gave_up:
-                summary.lost.append(lab.name)
-                return
-            fresh.destroy_requested_by = SYSTEM
-            fresh.next_attempt_at = None
-            await repo.transition(session=session, lab=fresh, target=LabState.DESTROYING, actor=SYSTEM,
-                                  detail=f"expired at {fresh.expires_at:%Y-%m-%d %H:%M} UTC")
-            view = await _view(ctx, session, fresh)
-    except StaleWriteError:
-        summary.lost.append(lab.name)
-        return
-    summary.expired.append(lab.name)
-    await ctx.notifier.notify(Notice(NoticeKind.DESTROYING, view, actor=SYSTEM, text="the lab expired",
-                                     details={"reason": "expired", "expires_at": view.expires_at}))
-    ctx.kick_lab(view.id)
+
+    def decide(fresh: Lab) -> Change | None:
+        gave_up = fresh.state == LabState.FAILED and fresh.failed_step == "destroy"
+        if fresh.state not in repo.EXPIRABLE_STATES or fresh.expires_at > now or gave_up:
+            return None
+        return Change(
+            to=LabState.DESTROYING,
+            fields={"destroy_requested_by": SYSTEM, "next_attempt_at": None},
+            detail=f"expired at {fresh.expires_at:%Y-%m-%d %H:%M} UTC",
+            notice=NoticeKind.DESTROYING,
+            text="the lab expired",
+            details={"reason": "expired", "expires_at": fresh.expires_at},
+            kick=True,
+        )
+
+    (summary.expired if await _claim(ctx, lab, decide) else summary.lost).append(lab.name)
 
 
 async def _redrive(ctx: SweepContext, lab: Lab, now: datetime, summary: ExpirySummary) -> None:
     if summary.dry_run:
         summary.redriven.append(lab.name)
         return
+
+    def decide(fresh: Lab) -> Change | None:
+        if fresh.state != LabState.FAILED or fresh.failed_step != "destroy":
+            return None
+        attempts = fresh.destroy_attempts
+        next_delay = destroy_backoff(ctx.settings, attempts + 1)
+        return Change(
+            to=LabState.DESTROYING,
+            fields={"next_attempt_at": None},
+            detail=f"destroy tried again by labbot after {attempts} failed attempts",
+            notice=NoticeKind.RETRYING,
+            text=f"destroy failed {attempts} times (last: {fresh.error or 'unknown error'}); labbot tries again "
+                 f"now and, if it fails, again in {next_delay}",
+            details={"reason": "destroy_redrive", "attempts": attempts,
+                     "next_delay_seconds": next_delay.total_seconds(), "at": now},
+            kick=True,
+        )
+
+    (summary.redriven if await _claim(ctx, lab, decide) else summary.lost).append(lab.name)
+
+
+async def _claim(ctx: SweepContext, lab: Lab, decide: Callable[[Lab], Change | None]) -> LabView | None:
+    """Apply the sweep's decision through the lifecycle; None when the lab no longer calls for it."""
     try:
-        async with ctx.sessions() as session, session.begin():
-            fresh = await repo.get(session=session, lab_id=lab.id)
-            if fresh.state != LabState.FAILED or fresh.failed_step != "destroy":
-                summary.lost.append(lab.name)
-                return
-            attempts = fresh.destroy_attempts
-            fresh.next_attempt_at = None
-            await repo.transition(session=session, lab=fresh, target=LabState.DESTROYING, actor=SYSTEM,
-                                  detail=f"destroy tried again by labbot after {attempts} failed attempts")
-            view = await _view(ctx, session, fresh)
+        return await ctx.lifecycle.apply(decide, actor=SYSTEM, lab_id=lab.id)
     except StaleWriteError:
-        summary.lost.append(lab.name)
-        return
-    summary.redriven.append(lab.name)
-    next_delay = redrive_delay(ctx.settings, attempts + 1)
-    await ctx.notifier.notify(Notice(
-        NoticeKind.RETRYING, view, actor=SYSTEM,
-        text=f"destroy failed {attempts} times (last: {view.error or 'unknown error'}); labbot tries again now "
-             f"and, if it fails, again in {next_delay}",
-        details={"reason": "destroy_redrive", "attempts": attempts, "next_delay_seconds": next_delay.total_seconds(),
-                 "at": now},
-    ))
-    ctx.kick_lab(view.id)
-
-
-async def _view(ctx: SweepContext, session: AsyncSession, lab: Lab) -> LabView:
-    steps = await repo.list_steps(session=session, lab_id=lab.id)
-    return lab_view(lab, steps, dict(ctx.titles))
+        return None

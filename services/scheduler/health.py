@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from services.db import utcnow
 from services.errors import LabbotError
 from services.labs import repository as repo
 from services.labs.build.dag import describe_error
 from services.labs.build.health import HealthReport
+from services.labs.lifecycle import SYSTEM
 from services.labs.models import Health, Lab, LabEvent, LabState
-from services.labs.service import SYSTEM
 from services.scheduler.context import SweepContext
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class HealthSummary:
     degraded: dict[str, list[str]] = field(default_factory=dict)
     announced: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    pruned: int = 0
 
     @property
     def ok(self) -> bool:
@@ -101,9 +104,20 @@ async def health_sweep(ctx: SweepContext, *, dry_run: bool = False) -> HealthSum
             log.exception("health sweep could not announce lab %s", lab.name)
 
     await asyncio.gather(*(check(lab) for lab in reversed(labs)))
+    summary.pruned = await prune_old_health_rows(ctx)
     if summary.acted:
         log.info("health sweep: %s", "; ".join(summary.lines()))
     return summary
+
+
+async def prune_old_health_rows(ctx: SweepContext) -> int:
+    """Delete health rows older than ``LABBOT_HEALTH_RETENTION_DAYS`` (every run adds one row per check)."""
+    before = utcnow() - timedelta(days=ctx.settings.health_retention_days)
+    async with ctx.sessions() as session, session.begin():
+        pruned = await repo.prune_health_checks(session=session, before=before)
+    if pruned:
+        log.info("health sweep: pruned %d health rows older than %d days", pruned, ctx.settings.health_retention_days)
+    return pruned
 
 
 async def _announce_change(ctx: SweepContext, lab: Lab, report: HealthReport, last: LabEvent | None) -> bool:

@@ -27,9 +27,9 @@ from config.settings import Settings
 from services.errors import ExternalError
 from services.labs import repository as repo
 from services.labs.build.dag import describe_error
+from services.labs.lifecycle import SYSTEM
 from services.labs.models import Lab, LabState
 from services.labs.notifier import Notice, NoticeKind
-from services.labs.service import SYSTEM
 from services.labs.views import LabView
 from services.scheduler.context import OrphanPlatform, SweepContext, clock_or_now
 from services.zstack.query import like

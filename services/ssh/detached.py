@@ -28,7 +28,7 @@ from typing import Literal
 
 from services import shell
 from services.ssh.errors import SSHError, SSHTimeoutError, SSHUnreachableError, tail
-from services.ssh.result import LineCallback
+from services.ssh.result import LineCallback, LinesCallback
 from services.ssh.session import LabSSH, Target
 
 log = logging.getLogger(__name__)
@@ -238,10 +238,14 @@ async def follow(
     *,
     offset: int = 0,
     on_line: LineCallback | None = None,
+    on_lines: LinesCallback | None = None,
     poll_interval: float = 2.0,
     timeout: float,  # noqa: ASYNC109 - the agreed interface; the job's budget, spanning reconnects
 ) -> int:
     """Stream the job's log lines from ``offset`` to ``on_line`` until it ends; return its exit code.
+
+    ``on_lines`` gets the same lines a poll at a time (one call per poll that brought any), for consumers
+    that store them: one write per poll instead of one per line.
 
     Connection drops are ridden out (the session reconnects on the next poll) until ``timeout`` seconds
     have passed; then ``SSHTimeoutError`` carries the last lines seen. The job keeps running on the host either
@@ -252,11 +256,16 @@ async def follow(
     pending = b""
     recent: list[str] = []
 
-    async def emit(text: str) -> None:
-        recent.append(text[:_RECENT_LINE_CHARS])
+    async def emit(lines: list[str]) -> None:
+        if not lines:
+            return
+        recent.extend(line[:_RECENT_LINE_CHARS] for line in lines[-_RECENT_LINES:])
         del recent[:-_RECENT_LINES]
+        if on_lines is not None:
+            await on_lines(lines)
         if on_line is not None:
-            await on_line(text)
+            for line in lines:
+                await on_line(line)
 
     while True:
         try:
@@ -274,13 +283,13 @@ async def follow(
             continue
         offset += len(data)
         lines, pending = split_lines(pending + data)
-        for line in lines:
-            await emit(line)
+        if status.state == "finished" and len(data) < MAX_CHUNK and pending.rstrip(b"\r"):
+            lines.append(pending.rstrip(b"\r").decode("utf-8", errors="replace"))  # the last line had no newline
+            pending = b""
+        await emit(lines)
         if len(data) == MAX_CHUNK:
             continue  # more log is waiting; read it before looking at the state again
         if status.state == "finished":
-            if pending.rstrip(b"\r"):
-                await emit(pending.rstrip(b"\r").decode("utf-8", errors="replace"))
             assert status.exit_code is not None
             log.info("job %s finished lab=%s host=%s exit=%d", job, session.lab, target, status.exit_code)
             return status.exit_code

@@ -26,3 +26,6 @@ Runner = Callable[[str], Awaitable[CommandResult]]
 
 # Receives each output line of a running command (without the newline), e.g. to show progress.
 LineCallback = Callable[[str], Awaitable[None]]
+
+# Receives the lines of one read at once (a detached job's poll), so a consumer can store them in one write.
+LinesCallback = Callable[[list[str]], Awaitable[None]]

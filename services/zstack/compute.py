@@ -238,6 +238,23 @@ class ComputeApi(NetworkApi):
         await self.call("ExpungeDataVolume", {"uuid": uuid}, deadline=deadline)
         return True
 
+    # --- resource configuration ----------------------------------------------------------------------
+
+    async def update_resource_config(self, category: str, name: str, resource_uuid: str, value: str, *,
+                                     deadline: float | None = None) -> None:
+        """Bind a global config's value to one resource (``UpdateResourceConfig``), e.g. ``kvm/vm.cpuMode``
+        on a VM; a VM reads it when it starts."""
+        await self.call("UpdateResourceConfig", {"category": category, "name": name, "resourceUuid": resource_uuid,
+                                                 "value": value}, deadline=deadline)
+
+    async def get_resource_config(self, category: str, name: str, resource_uuid: str, *,
+                                  deadline: float | None = None) -> str | None:
+        """The value of a global config that applies to one resource (its own, or what it inherits)."""
+        result = await self.call("GetResourceConfig", {"category": category, "name": name,
+                                                       "resourceUuid": resource_uuid}, deadline=deadline)
+        value = result.get("value")
+        return value if isinstance(value, str) else None
+
     async def count_live_vms(self, *, deadline: float | None = None) -> int:
         """VMs that are not Destroyed (a cheap capacity/leak indicator)."""
         return await self.count("QueryVmInstance", [ne("state", "Destroyed")], deadline=deadline)

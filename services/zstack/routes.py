@@ -162,6 +162,11 @@ ROUTES: dict[str, Route] = {
         _r("ExpungeDataVolume", "PUT", "/volumes/{uuid}/actions", True, True, "expungeDataVolume"),
         _r("UpdateVolume", "PUT", "/volumes/{uuid}/actions", True, True, "updateVolume"),
         _r("QueryVolume", "GET", "/volumes", True, False, None, "/volumes/{uuid}"),
+        # resource configuration (a global config bound to one resource, e.g. kvm/vm.cpuMode on a VM)
+        _r("UpdateResourceConfig", "PUT", "/resource-configurations/{category}/{name}/{resourceUuid}/actions",
+           True, True, "updateResourceConfig"),
+        _r("GetResourceConfig", "GET", "/resource-configurations/{resourceUuid}/{category}/{name}", True, False,
+           None),
         # tags
         _r("CreateUserTag", "POST", "/user-tags", True, True, _P),
         _r("QueryUserTag", "GET", "/user-tags", True, False, None),

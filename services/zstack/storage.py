@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from services.zstack.errors import ZStackInvalidArgumentError
 from services.zstack.infra import InfraApi
-from services.zstack.query import ne
+from services.zstack.query import eq, ne
 from services.zstack.storage_inventories import (
     BackupStorageInventory,
     ImageInventory,
@@ -37,7 +37,13 @@ class StorageApi(InfraApi):
                                chap_user_name: str | None = None, chap_user_password: SecretStr | None = None,
                                resource_uuid: str | None = None, user_tags: Sequence[str] | None = None,
                                deadline: float | None = None) -> IscsiServerInventory:
-        """Register an iSCSI portal (ZStack discovers its targets); idempotent on ``resource_uuid``."""
+        """Register an iSCSI portal (ZStack discovers its targets). Idempotent on the portal itself: a server
+        already registered with this ip and port is returned, since whether AddIscsiServer keeps the caller's
+        ``resourceUuid`` cannot be checked (its server side is not open source)."""
+        existing = await self._list("QueryIscsiServer", IscsiServerInventory, [eq("ip", ip), eq("port", port)],
+                                    deadline=deadline)
+        if existing:
+            return existing[0]
         params = {"ip": ip, "port": port, "name": name, "chapUserName": chap_user_name,
                   "chapUserPassword": chap_user_password.get_secret_value() if chap_user_password else None}
         return await self._create("AddIscsiServer", "QueryIscsiServer", IscsiServerInventory, params,
@@ -141,11 +147,19 @@ class StorageApi(InfraApi):
         return BackupStorageInventory.model_validate(result["inventory"])
 
     async def add_image(self, name: str, url: str, backup_storage_uuids: Sequence[str], *, format: str = "qcow2",
-                        media_type: str = "RootVolumeTemplate", platform: str = "Linux",
+                        media_type: str | None = None, platform: str = "Linux",
                         architecture: str | None = None, guest_os_type: str | None = None,
                         description: str | None = None, resource_uuid: str | None = None,
                         user_tags: Sequence[str] | None = None, deadline: float | None = None) -> ImageInventory:
-        """Add an image from ``url``; returns once it is Ready (or fails with the download error)."""
+        """Add an image from ``url``; returns once it is Ready (or fails with the download error).
+
+        ``media_type`` follows ``format`` unless given: an ``iso`` is an ``ISO``, anything else a
+        ``RootVolumeTemplate``; an ISO registered as a root-volume template (or the reverse) is refused."""
+        media_type = media_type or ("ISO" if format == "iso" else "RootVolumeTemplate")
+        if (format == "iso") != (media_type == "ISO"):
+            raise ZStackInvalidArgumentError("SYS.1007", "One or more API argument is invalid",
+                                             f"an image of format {format} cannot have mediaType {media_type}",
+                                             action="AddImage")
         params = {"name": name, "url": url, "backupStorageUuids": list(backup_storage_uuids), "format": format,
                   "mediaType": media_type, "platform": platform, "architecture": architecture,
                   "guestOsType": guest_os_type, "description": description}

@@ -162,11 +162,12 @@ class World:
 
     @contextlib.asynccontextmanager
     async def nested(self, lab: Lab) -> AsyncIterator[ZStackClient]:
-        """The lab's nested ZStack, through a tunnel via VM1 (VM2 has no route from here)."""
+        """The lab's nested ZStack as admin with the lab's password, through a tunnel via VM1 (VM2 has no route
+        from here)."""
         async with self.lab_ssh(lab) as ssh:
             port = await ssh.forward_local("vm2", 8080)
-            async with ZStackClient(f"http://127.0.0.1:{port}/zstack/v1", "admin",
-                                    self.settings.nested_admin_password) as client:
+            password = SecretBox(self.settings.secret_key).decrypt(lab.nested_password_enc or "")
+            async with ZStackClient(f"http://127.0.0.1:{port}/zstack/v1", "admin", password) as client:
                 yield client
 
     async def nested_counts(self, lab: Lab) -> dict[str, int]:

@@ -15,7 +15,8 @@ from config.settings import Settings
 from sandbox.zstack_sim.server import serve_simulator
 from services.errors import ConflictError, NotFoundError, PermissionDeniedError, QuotaError
 from services.labs import repository as repo
-from services.labs.engine import LabEngine, mark
+from services.labs.engine import LabEngine
+from services.labs.lifecycle import Lifecycle
 from services.labs.models import LabState
 from services.labs.notifier import NoticeKind, RecordingNotifier
 from services.labs.runtime import Runtime
@@ -34,19 +35,20 @@ class Jobs:
 
     def __init__(self, sessions: Sessions, notifier: RecordingNotifier) -> None:
         self.sessions, self.notifier = sessions, notifier
+        self.lifecycle = Lifecycle(sessions=sessions, notifier=notifier)
         self.gate = asyncio.Event()
         self.builds: list[int] = []
         self.destroys: list[int] = []
 
     async def build(self, lab_id: int, attention: asyncio.Event) -> None:
         self.builds.append(lab_id)
-        await mark(self.sessions, self.notifier, lab_id, target=LabState.PROVISIONING, kind=NoticeKind.STEP_STARTED)
+        await self.lifecycle.move(lab_id, LabState.PROVISIONING, notice=NoticeKind.STEP_STARTED)
         await self.gate.wait()
-        await mark(self.sessions, self.notifier, lab_id, target=LabState.READY, kind=NoticeKind.READY)
+        await self.lifecycle.move(lab_id, LabState.READY, notice=NoticeKind.READY)
 
     async def destroy(self, lab_id: int, attention: asyncio.Event) -> None:
         self.destroys.append(lab_id)
-        await mark(self.sessions, self.notifier, lab_id, target=LabState.DESTROYED, kind=NoticeKind.DESTROYED)
+        await self.lifecycle.move(lab_id, LabState.DESTROYED, notice=NoticeKind.DESTROYED)
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -1,5 +1,6 @@
 """Isolation between labs in the lab-in-a-box: each lab has its own network, and one lab's VMs cannot reach
-another's, not even as root on VM1 with an address on the other lab's subnet; destroy removes each network.
+another's, not even as root on VM1 with an address on the other lab's subnet; each nested ZStack has its own
+admin password; destroy removes each network.
 
 Lab A uses the shipped ``sandbox`` profile, lab B a copy whose lab network has another range, so that "B's VM2"
 is an address A could only reach across the labs (with equal ranges A would just reach its own VM2).
@@ -13,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from sandbox import system
+from services.crypto import SecretBox
 from services.labs.models import Lab, LabState
+from services.zstack.client import ZStackClient
+from services.zstack.errors import ZStackAuthError
 from tests.engine.sandbox_lab import OWNER, World, box_fixture, lab_world
 from tests.sandbox.labbox import python_on
 
@@ -46,10 +50,10 @@ async def _reach(world: World, source: Lab, ip: str, *, as_neighbour: bool = Fal
     ``ip``'s /24 on VM1's lab NIC, as a student with root could."""
     async with world.lab_ssh(source) as ssh:
         if as_neighbour:
-            shown = await ssh.run("vm1", "ip -o -4 addr show", timeout=15, check=True)
+            shown = await ssh.run("vm1", "ip -o -4 addr show", timeout=60, check=True)
             nic = next(line.split()[1] for line in shown.stdout.splitlines() if f" {source.vm1_vpc_ip}/" in line)
             spare = ip.rsplit(".", 1)[0] + ".250/24"
-            await ssh.run("vm1", f"ip addr replace {spare} dev {nic}", timeout=15, check=True)
+            await ssh.run("vm1", f"ip addr replace {spare} dev {nic}", timeout=60, check=True)
         return str(await python_on(ssh, "vm1", CONNECT.format(ip=ip)))
 
 
@@ -86,6 +90,26 @@ async def test_labs_cannot_reach_each_other_and_each_network_goes_with_its_lab(b
         assert await _reach(world, lab_b, lab_a.vm2_ip) != "connected"
         assert await _reach(world, lab_a, lab_b.vm2_ip, as_neighbour=True) != "connected"
         assert await _reach(world, lab_b, lab_a.vm2_ip, as_neighbour=True) != "connected"
+
+        # Each nested ZStack has its lab's own admin password (kept encrypted), which `/lab access` hands out;
+        # ZStack's default, the same everywhere, is refused.
+        secret_box = SecretBox(world.settings.secret_key)
+        passwords = {}
+        for lab in (lab_a, lab_b):
+            mine = secret_box.decrypt(lab.nested_password_enc or "").get_secret_value()
+            assert mine not in (lab.nested_password_enc, world.settings.nested_admin_password.get_secret_value())
+            access = await world.service.access(OWNER, lab.name)
+            assert access.zstack_password == mine and f"ZStack UI login: admin / {mine}" in access.lines(reveal=True)
+            passwords[lab.name] = mine
+            async with world.nested(lab) as nested:
+                assert [z["uuid"] for z in await nested.query("QueryZone")] == [lab.nested_ids["zone"]]
+        assert passwords["iso-a"] != passwords["iso-b"]
+        async with world.lab_ssh(lab_a) as ssh:
+            port = await ssh.forward_local("vm2", 8080)
+            async with ZStackClient(f"http://127.0.0.1:{port}/zstack/v1", "admin",
+                                    world.settings.nested_admin_password) as default:
+                with pytest.raises(ZStackAuthError):
+                    await default.login()
 
         # Destroy: each lab's network is gone from the platform and its segment from the machine.
         for lab in (lab_a, lab_b):

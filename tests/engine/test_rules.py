@@ -62,13 +62,13 @@ async def test_quotas_and_permissions_refuse_clearly_and_change_nothing(box, dat
 
 async def test_a_platform_without_room_refuses_the_lab_before_anything_exists(box, database_url: str,
                                                                               tmp_path: Path):
-    # One host with room for one sandbox VM (2 CPU / 4 GiB each) but not for both.
+    # One host with room for VM1 (2 CPU / 4 GiB) but not for VM2 (4 CPU / 8 GiB, what the installer needs).
     small = OuterSeed(hosts=1, cpu_num=1, memory=6 * GiB, ranges=box.config.public_ranges())
     async with lab_world(box, database_url, tmp_path, seed=small) as world:
         with pytest.raises(CapacityError) as refused:
             await world.service.create(OWNER, name="toobig")
         message = str(refused.value)
-        assert "no room for a `sandbox` lab" in message and "VM" in message and "4 GiB" in message, message
+        assert "no room for a `sandbox` lab" in message and "VM2" in message and "8 GiB" in message, message
         assert "1 usable hosts" in message and "6 GiB free" in message, message
         assert await _footprint(world) == (0, 0, 0, 0)
         assert world.runtime.engine.busy_labs == []

@@ -31,7 +31,7 @@ print(json.dumps([{{"iqn": t.iqn, "luns": [[l.lun_id, l.wwid, l.size] for l in t
 
 
 async def test_create_ready_verified_for_real_then_destroy_leaves_nothing(box, database_url: str, tmp_path: Path):
-    async with lab_world(box, database_url, tmp_path) as world:
+    async with lab_world(box, database_url, tmp_path, health_on_demand_interval_seconds=0) as world:
         view = await world.service.create(OWNER, name="e2e")
         await world.runtime.engine.wait_idle(view.id, timeout=120)
         lab = await world.lab_row("e2e")

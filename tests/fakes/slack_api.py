@@ -128,6 +128,9 @@ class FakeSlack:
         self.bot_token, self.app_token = bot_token, app_token
         self.scopes = scopes  # None: every scope granted
         self.conversations: dict[str, Conversation] = {}
+        # User groups (subteams) by id: their members, and whether the group is disabled.
+        self.usergroups: dict[str, list[str]] = {}
+        self.disabled_usergroups: set[str] = set()
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], StoredMessage] = {}
         self.ephemerals: list[dict[str, Any]] = []
@@ -144,6 +147,7 @@ class FakeSlack:
             "chat.update": _Window(updates_per_minute, update_window),
             "views.open": _Window(views_per_minute, 60.0),
             "views.publish": _Window(views_per_minute, 60.0),
+            "usergroups.users.list": _Window(20, 60.0),  # Tier 2
         }
         self._blocked_until: dict[tuple[str, str], float] = {}
         self._ts = itertools.count(100)
@@ -430,6 +434,19 @@ class FakeSlack:
             return {"ok": False, "error": problem}
         self.ephemerals.append(dict(args, blocks=_blocks(args)))
         return {"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"}
+
+    def _m_usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        """usergroups.users.list (docs.slack.dev/reference/methods/usergroups.users.list): the member ids of one
+        group; scope usergroups:read; a disabled group only with ``include_disabled``."""
+        if self.scopes is not None and "usergroups:read" not in self.scopes:
+            return {"ok": False, "error": "missing_scope", "needed": "usergroups:read"}
+        group = str(args.get("usergroup") or "")
+        if not group:
+            return {"ok": False, "error": "invalid_arguments"}
+        include_disabled = str(args.get("include_disabled", "")).lower() in {"1", "true"}
+        if group not in self.usergroups or (group in self.disabled_usergroups and not include_disabled):
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.usergroups[group])}
 
     def _m_views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         trigger = str(args.get("trigger_id") or "")

@@ -75,8 +75,8 @@ def test_bad_profile_names_file_field_and_reason(tmp_path: Path) -> None:
     bad.write_text(shared)
     with pytest.raises(ConfigError, match="must share an L3 network"):
         load_profile(bad)
-    vm2_on_vpc = "instance_offering: sandbox-mn\n  l3_networks: [vpc]\n"
-    bad.write_text(shared.replace("instance_offering: sandbox-mn\n", vm2_on_vpc)
+    vm2_on_vpc = "  image: sandbox-mn\n  l3_networks: [vpc]\n"
+    bad.write_text(shared.replace("  image: sandbox-mn\n", vm2_on_vpc)
                    .replace("l3_networks: [sandbox-public]", "l3_networks: [sandbox-public, vpc]"))
     assert load_profile(bad).vpc_network == "vpc"
 
@@ -95,3 +95,36 @@ def test_bad_network_settings_are_refused_with_the_reason(tmp_path: Path, old: s
     bad.write_text(text.replace(old, new))
     with pytest.raises(ConfigError, match=reason):
         load_profile(bad)
+
+
+@pytest.mark.parametrize(("field", "name", "operator"), [
+    ("image: sandbox-jump", "image: jump!=other", "!="),
+    ("instance_offering: sandbox-small", "instance_offering: small>=2c", ">="),
+    ("l3_networks: [sandbox-public]", "l3_networks: [pub~=x]", "~="),
+    ("vxlan_pool: sandbox-vxlan-pool", "vxlan_pool: \"pool?=a\"", "?="),
+    ("image: sandbox-mn", "image: mn is null", "is null"),
+])
+def test_platform_names_with_query_operator_text_are_refused(tmp_path: Path, field: str, name: str,
+                                                            operator: str) -> None:
+    # labbot finds platform resources with q=name=<value>; ZStack splits a condition at its first operator.
+    text = (PROFILES / "sandbox.yaml").read_text()
+    assert field in text
+    bad = tmp_path / "sandbox.yaml"
+    bad.write_text(text.replace(field, name, 1))
+    with pytest.raises(ConfigError, match="ZStack query operator") as refused:
+        load_profile(bad)
+    assert repr(operator) in str(refused.value) and "sandbox.yaml" in str(refused.value)
+
+
+def test_an_iso_nested_image_is_refused_and_platform_settings_are_checked(tmp_path: Path) -> None:
+    text = (PROFILES / "sandbox.yaml").read_text()
+    iso = tmp_path / "sandbox.yaml"
+    iso.write_text(text.replace("format: qcow2", "format: iso"))
+    with pytest.raises(ConfigError, match=r"nested\.image\.format: .*an ISO cannot be the nested VM's root disk"):
+        load_profile(iso)
+    iso.write_text(text.replace("cpu_mode: host-passthrough", "cpu_mode: host-passthru"))
+    with pytest.raises(ConfigError, match=r"vm2\.cpu_mode"):
+        load_profile(iso)
+    profile = load_profile(PROFILES / "sandbox.yaml")
+    assert (profile.vm2.cpu_mode, profile.vm1.cpu_mode, profile.vm2.architecture) == ("host-passthrough", None,
+                                                                                     "x86_64")

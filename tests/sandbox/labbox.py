@@ -114,7 +114,9 @@ class LabBox:
         nics = [self._nic(VPC_L3, VPC_NET, host, default=not public)]
         if public:
             nics.insert(0, self._nic(PUBLIC_L3, PUBLIC_NET, host, default=True))
-        return VmPlan(vm_uuid=uuid.uuid4().hex, name=name, nics=nics, ssh_public_keys=[key.public_openssh])
+        # VM2 (VPC only) becomes the nested KVM host: its CPU mode passes vmx/svm through, as labbot arranges.
+        return VmPlan(vm_uuid=uuid.uuid4().hex, name=name, nics=nics, ssh_public_keys=[key.public_openssh],
+                      nested_virtualization=not public)
 
     async def make_lab(self, name: str, *, volume_size: int = 50 * 1024**3) -> Lab:
         """Boot VM1 and VM2 (concurrently, as the platform would) and attach a data volume to VM1."""

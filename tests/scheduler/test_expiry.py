@@ -6,10 +6,11 @@ import asyncio
 import dataclasses
 from datetime import timedelta
 
+from services.labs.lifecycle import destroy_backoff
 from services.labs.models import LabState
 from services.labs.notifier import NoticeKind
 from services.labs.service import Actor, LabService
-from services.scheduler.expiry import expiry_sweep, redrive_delay
+from services.scheduler.expiry import expiry_sweep
 from tests.scheduler.conftest import PROFILES, T0, World, names
 
 M = timedelta(minutes=1)
@@ -96,7 +97,7 @@ async def test_expired_labs_are_destroyed_once_whatever_they_were_doing(world: W
 async def test_a_destroy_that_gave_up_is_retried_with_a_growing_backoff(world: World) -> None:
     await world.add_lab("leaky", LabState.DESTROYING, expires_in=-60 * M)
     await world.fail_destroy("leaky", attempts=5, at=T0)
-    first = redrive_delay(world.settings, 5)
+    first = destroy_backoff(world.settings, 5)
     assert first == timedelta(seconds=60 * 16)
 
     waiting = await expiry_sweep(world.ctx, now=T0 + first - M)
@@ -115,10 +116,10 @@ async def test_a_destroy_that_gave_up_is_retried_with_a_growing_backoff(world: W
     # The one further attempt fails too: the next round waits twice as long, capped by the settings.
     later = T0 + first + 5 * M
     await world.fail_destroy("leaky", attempts=6, at=later)
-    assert redrive_delay(world.settings, 6) == timedelta(seconds=1920)
+    assert destroy_backoff(world.settings, 6) == timedelta(seconds=1920)
     assert (await expiry_sweep(world.ctx, now=later + 31 * M)).redriven == []
     assert (await expiry_sweep(world.ctx, now=later + 32 * M)).redriven == ["leaky"]
-    assert redrive_delay(world.settings, 12) == timedelta(seconds=world.settings.destroy_retry_max_seconds)
+    assert destroy_backoff(world.settings, 12) == timedelta(seconds=world.settings.destroy_retry_max_seconds)
 
 
 async def test_a_dry_run_reports_and_changes_nothing(world: World) -> None:

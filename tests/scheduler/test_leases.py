@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
 from services.labs import repository as repo
-from services.labs.engine import LabEngine, mark
+from services.labs.engine import LabEngine
+from services.labs.lifecycle import Lifecycle
 from services.labs.models import LabState
 from services.labs.notifier import NoticeKind, RecordingNotifier
 from services.labs.service import Actor, LabService
@@ -26,17 +27,18 @@ class SlowBuilds:
 
     def __init__(self, sessions: Sessions, name: str, seconds: float) -> None:
         self.sessions, self.name, self.seconds = sessions, name, seconds
+        self.lifecycle = Lifecycle(sessions=sessions, notifier=RecordingNotifier())
         self.builds: list[int] = []
 
     async def build(self, lab_id: int, attention: asyncio.Event) -> None:
         self.builds.append(lab_id)
-        await mark(self.sessions, RecordingNotifier(), lab_id, target=LabState.PROVISIONING, kind=None)
+        await self.lifecycle.move(lab_id, LabState.PROVISIONING)
         await asyncio.sleep(self.seconds)
-        await mark(self.sessions, RecordingNotifier(), lab_id, target=LabState.READY, kind=NoticeKind.READY,
+        await self.lifecycle.move(lab_id, LabState.READY, notice=NoticeKind.READY,
                    actor=self.name)
 
     async def destroy(self, lab_id: int, attention: asyncio.Event) -> None:
-        await mark(self.sessions, RecordingNotifier(), lab_id, target=LabState.DESTROYED, kind=None)
+        await self.lifecycle.move(lab_id, LabState.DESTROYED)
 
 
 def _settings(database_url: str) -> Settings:

@@ -171,7 +171,7 @@ async def test_channels_and_unknown_errors(sessions: Sessions, caplog: pytest.Lo
     async with running_bot(sessions, settings_=None) as h:
         h.bot.settings.allowed_channels = ["C_LABS"]
         refused = await h.command("list", channel="C_RANDOM")
-        assert "does not work in this channel" in blocks_text(refused.json())
+        assert "does not work in this conversation" in blocks_text(refused.json())
         async with h.world.service.sessions() as session, session.begin():
             await session.execute(text("DROP TABLE lab_events"))
         await h.command("create broken", hook="broken")

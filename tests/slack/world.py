@@ -1,7 +1,7 @@
 """A real lab service, engine and database behind the Slack side, with small real build and destroy jobs.
 
-The jobs move labs through their states with ``services.labs.engine.mark``, write steps and their progress to
-the database and emit the notices the real pipeline emits, so the Slack side is tested against the real
+The jobs move labs through their states with ``services.labs.lifecycle.Lifecycle.move``, write steps and their
+progress to the database and emit the notices the real pipeline emits, so the Slack side is tested against the real
 service, engine and repository without the sandbox.
 """
 
@@ -20,7 +20,8 @@ from config.settings import Settings
 from services.crypto import SecretBox
 from services.db import utcnow
 from services.labs import repository as repo
-from services.labs.engine import LabEngine, mark
+from services.labs.engine import LabEngine
+from services.labs.lifecycle import Lifecycle
 from services.labs.models import LabState, StepState
 from services.labs.notifier import FanOut, Notice, NoticeKind, Notifier, RecordingNotifier
 from services.labs.service import LabService
@@ -55,6 +56,7 @@ class ScriptedJobs:
     def __init__(self, sessions: Sessions, notifier: Notifier, *, progress_events: int = 20,
                  fail_at: str | None = None, step_delay: float = 0.0, box: SecretBox | None = None) -> None:
         self.sessions, self.notifier, self.box = sessions, notifier, box
+        self.lifecycle = Lifecycle(sessions=sessions, notifier=notifier)
         self.progress_events, self.fail_at, self.step_delay = progress_events, fail_at, step_delay
         self.gate: asyncio.Event | None = None
         self.builds: list[int] = []
@@ -78,7 +80,7 @@ class ScriptedJobs:
 
     async def build(self, lab_id: int, attention: asyncio.Event) -> None:
         self.builds.append(lab_id)
-        await mark(self.sessions, self.notifier, lab_id, target=LabState.PROVISIONING, kind=NoticeKind.STEP_STARTED)
+        await self.lifecycle.move(lab_id, LabState.PROVISIONING, notice=NoticeKind.STEP_STARTED)
         async with self.sessions() as session, session.begin():
             await repo.ensure_steps(session=session, lab_id=lab_id, names=[n for n, _ in STEP_NAMES])
         for index, (name, _title) in enumerate(STEP_NAMES):
@@ -99,8 +101,8 @@ class ScriptedJobs:
                                      error="installer exited with status 3",
                                      output_tail="unpacking…\nERROR: no space left on device\n")
                 await self._notify(NoticeKind.STEP_FAILED, lab_id, name)
-                await mark(self.sessions, self.notifier, lab_id, target=LabState.FAILED, kind=NoticeKind.FAILED,
-                           detail="step failed", changes={"failed_step": name,
+                await self.lifecycle.move(lab_id, LabState.FAILED, notice=NoticeKind.FAILED,
+                           detail="step failed", fields={"failed_step": name,
                                                           "error": "installer exited with status 3"})
                 return
             await self._set_step(lab_id, name, state=StepState.DONE, finished_at=utcnow())
@@ -108,14 +110,14 @@ class ScriptedJobs:
             if index == 0 and self.gate is not None:
                 await self.gate.wait()
         secret = {"host_password_enc": self.box.encrypt(SecretStr("root-pass-of-the-lab"))} if self.box else {}
-        await mark(self.sessions, self.notifier, lab_id, target=LabState.READY, kind=NoticeKind.READY,
-                   changes={"vm1_public_ip": "198.18.0.10", "vm1_vpc_ip": "198.19.0.10", "vm2_ip": "198.19.0.11",
-                            "iscsi_iqn": "iqn.2026-11.io.labbot:lab", "summary": {"nested_vm": "nested-vm1 Running"},
-                            **secret})
+        await self.lifecycle.move(lab_id, LabState.READY, notice=NoticeKind.READY,
+                                  fields={"vm1_public_ip": "198.18.0.10", "vm1_vpc_ip": "198.19.0.10",
+                                          "vm2_ip": "198.19.0.11", "iscsi_iqn": "iqn.2026-11.io.labbot:lab",
+                                          "summary": {"nested_vm": "nested-vm1 Running"}, **secret})
 
     async def destroy(self, lab_id: int, attention: asyncio.Event) -> None:
         self.destroys.append(lab_id)
-        await mark(self.sessions, self.notifier, lab_id, target=LabState.DESTROYED, kind=NoticeKind.DESTROYED)
+        await self.lifecycle.move(lab_id, LabState.DESTROYED, notice=NoticeKind.DESTROYED)
 
 
 @dataclass

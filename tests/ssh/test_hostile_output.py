@@ -8,30 +8,17 @@ the output only drips.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 
-from sandbox import sshd
-from sandbox.system import SSHD
-from services.ssh import (
-    HostAddress,
-    KeyPair,
-    LabSSH,
-    MemoryHostKeyStore,
-    SSHOutputLimitError,
-    SSHTimeoutError,
-    generate_keypair,
-)
+from services.ssh import SSHOutputLimitError, SSHTimeoutError
 from services.ssh.output import MAX_LINE_CHARS, MAX_OUTPUT_CHARS
 from tests.sandbox.labbox import require_sandbox
+from tests.ssh.loopback_sshd import LoopbackSSHD
 
 pytestmark = pytest.mark.sandbox
 
@@ -49,54 +36,11 @@ esac
 """
 
 
-class HostileVM:
-    """One sshd on 127.0.0.1 whose every session runs ``FORCE_COMMAND``."""
-
-    def __init__(self, base: Path) -> None:
-        self.key: KeyPair = generate_keypair("labbot@hostile")
-        ssh_dir = base / "ssh"
-        sshd.ensure_host_key(ssh_dir)
-        sshd.write_authorized_keys(ssh_dir, [self.key.public_openssh])
-        force = base / "force-command"
-        force.write_text(FORCE_COMMAND)
-        force.chmod(0o755)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        config = sshd.write_config(ssh_dir, listen="127.0.0.1", port=self.port)
-        with config.open("a") as extra:
-            extra.write(f"ForceCommand {force}\n")
-        self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("the hostile sshd did not start") from None
-                time.sleep(0.05)
-
-    def ssh(self) -> LabSSH:
-        return LabSSH("hostile", vm1=HostAddress("127.0.0.1", self.port), vm2=None, username="root", key=self.key,
-                      host_keys=MemoryHostKeyStore())
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-
-
 @pytest.fixture(scope="module")
-def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileVM]:
+def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSSHD]:
     require_sandbox()  # root and OpenSSH's sshd, as for the lab-in-a-box
-    base = tmp_path_factory.mktemp("hostile-vm")
-    os.chmod(base, 0o700)
-    hostile = HostileVM(base)
-    try:
+    with LoopbackSSHD(tmp_path_factory.mktemp("hostile-vm"), force_command=FORCE_COMMAND) as hostile:
         yield hostile
-    finally:
-        hostile.close()
 
 
 @asynccontextmanager
@@ -122,7 +66,7 @@ async def measured() -> AsyncIterator[dict[str, float]]:
         ticker.cancel()
 
 
-async def test_endless_output_for_true_stops_at_the_cap_and_says_so(vm: HostileVM) -> None:
+async def test_endless_output_for_true_stops_at_the_cap_and_says_so(vm: LoopbackSSHD) -> None:
     async with vm.ssh() as ssh:
         await ssh.connection("vm1")  # connecting is not what is measured
         started = time.monotonic()
@@ -141,7 +85,7 @@ async def test_endless_output_for_true_stops_at_the_cap_and_says_so(vm: HostileV
     assert elapsed < 30
 
 
-async def test_one_endless_line_reaches_on_line_in_bounded_pieces(vm: HostileVM) -> None:
+async def test_one_endless_line_reaches_on_line_in_bounded_pieces(vm: LoopbackSSHD) -> None:
     sizes: list[int] = []
 
     async def on_line(line: str) -> None:
@@ -155,14 +99,14 @@ async def test_one_endless_line_reaches_on_line_in_bounded_pieces(vm: HostileVM)
     assert figures["peak"] < 8 * MAX_OUTPUT_CHARS, f"peak {figures['peak'] / MiB:.1f} MiB"
 
 
-async def test_output_within_the_cap_is_kept_whole(vm: HostileVM) -> None:
+async def test_output_within_the_cap_is_kept_whole(vm: LoopbackSSHD) -> None:
     size = 3 * MiB
     async with vm.ssh() as ssh:
         result = await ssh.run("vm1", f"say head -c {size} /dev/zero | tr '\\0' a; echo done >&2", timeout=60)
     assert len(result.stdout) == size and set(result.stdout) == {"a"} and result.stderr == "done\n"
 
 
-async def test_a_dripping_command_ends_at_its_deadline(vm: HostileVM) -> None:
+async def test_a_dripping_command_ends_at_its_deadline(vm: LoopbackSSHD) -> None:
     async with vm.ssh() as ssh:
         await ssh.connection("vm1")
         started = time.monotonic()
@@ -173,7 +117,7 @@ async def test_a_dripping_command_ends_at_its_deadline(vm: HostileVM) -> None:
     assert set(caught.value.stdout) == {"x"}
 
 
-async def test_wait_ready_reports_the_flood_instead_of_retrying_it(vm: HostileVM) -> None:
+async def test_wait_ready_reports_the_flood_instead_of_retrying_it(vm: LoopbackSSHD) -> None:
     async with vm.ssh() as ssh:
         with pytest.raises(SSHOutputLimitError):
             await ssh.wait_ready("vm1", timeout=120)

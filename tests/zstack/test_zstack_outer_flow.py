@@ -82,7 +82,7 @@ async def test_outer_is_seeded_from_the_profiles(outer: ZStackClient) -> None:
         assert pool is not None and pool.attached_cluster_uuids
     assert public.category == "Public" and vpc.category == "Private"
     capacity = await outer.get_cpu_memory_capacity()
-    assert capacity.total_cpu == capacity.available_cpu > 0 and capacity.total_memory == 2 * 256 * GiB
+    assert capacity.total_cpu == capacity.available_cpu > 0 and capacity.total_memory == 2 * 512 * GiB
     assert (await outer.get_primary_storage_capacity()).available_capacity > 10 * 1024 * GiB
 
 

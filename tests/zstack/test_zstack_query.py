@@ -114,7 +114,7 @@ async def test_get_by_uuid_path_answers_inventories(nested_sim: RunningSimulator
     assert [z["uuid"] for z in found["inventories"]] == [zone.uuid]
     assert missing == {"inventories": []}
     assert counted == {"total": 1}
-    assert no_operator.status_code == 400 and "no operator" in no_operator.text
+    assert no_operator.status_code == 400 and "doesn't contain any query operator" in no_operator.text
     assert bad_limit.status_code == 400 and "limit" in bad_limit.text
 
 

@@ -38,6 +38,7 @@ class LabConnections:
         self._ssh: LabSSH | None = None
         self._nested: ZStackClient | None = None
         self._lock = asyncio.Lock()
+        self._nested_password: str | None = None
 
     async def ssh(self, *, vm1: str, vm1_port: int, vm2: str | None, vm2_port: int, private_key: SecretStr) -> LabSSH:
         """The lab's SSH session (VM2 through VM1), opened on first use."""
@@ -56,18 +57,31 @@ class LabConnections:
                 await self._ssh.__aenter__()
             return self._ssh
 
-    async def nested(self, ssh: LabSSH, *, api_port: int) -> ZStackClient:
-        """A client of the nested ZStack on VM2, through an SSH tunnel via VM1."""
+    async def nested(self, ssh: LabSSH, *, api_port: int, password: SecretStr) -> ZStackClient:
+        """A client of the nested ZStack on VM2 as ``admin`` with ``password``, through an SSH tunnel via VM1
+        (a new client when asked with another password: the lab's replaces the installer's default)."""
         async with self._lock:
+            if self._nested is not None and self._nested_password != password.get_secret_value():
+                await self._close_nested()
             if self._nested is None:
                 local_port = await ssh.forward_local("vm2", api_port)
                 self._nested = ZStackClient(
                     f"http://127.0.0.1:{local_port}/zstack/v1",
                     "admin",
-                    self.settings.nested_admin_password,
+                    password,
                     timeout=self.settings.platform_timeout_seconds,
                 )
+                self._nested_password = password.get_secret_value()
             return self._nested
+
+    async def _close_nested(self) -> None:
+        if self._nested is not None:
+            try:
+                await self._nested.aclose()
+            except Exception:
+                log.warning("closing the nested ZStack client failed", exc_info=True)
+            self._nested = None
+            self._nested_password = None
 
     async def forget_host_key(self, host: str) -> None:
         """Drop the pinned key of ``host`` (its VM was recreated), closing a session that may still use it."""
@@ -78,12 +92,7 @@ class LabConnections:
 
     async def close(self) -> None:
         """Log out of the nested ZStack and close SSH (errors are logged: the lab's work is over anyway)."""
-        if self._nested is not None:
-            try:
-                await self._nested.aclose()
-            except Exception:
-                log.warning("closing the nested ZStack client failed", exc_info=True)
-            self._nested = None
+        await self._close_nested()
         if self._ssh is not None:
             try:
                 await self._ssh.close()

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import SecretStr
@@ -127,10 +127,22 @@ class LabContext:
         await self._announce(NoticeKind.STEP_PROGRESS, step, text)
 
     async def output(self, step: str, text: str) -> None:
-        """Append to the step's kept output tail (for `/lab logs`)."""
+        """Append to the step's kept output tail (for `/lab logs`): its last ``_TAIL_CHARS`` characters."""
         async with self.sessions() as session, session.begin():
             row = await repo.get_step(session=session, lab_id=self.lab_id, name=step)
-            row.output_tail = ((row.output_tail or "") + text)[-_TAIL_CHARS:]
+            row.output_tail = ((row.output_tail or "") + text[-_TAIL_CHARS:])[-_TAIL_CHARS:]
+
+    async def output_lines(self, step: str, lines: Sequence[str]) -> None:
+        """Append ``lines`` to the step's output tail in one write (a VM's log may bring thousands at once)."""
+        kept: list[str] = []
+        size = 0
+        for line in reversed(lines):  # only the end can be kept: never join more than that
+            if size >= _TAIL_CHARS:
+                break
+            kept.append(line[-_TAIL_CHARS:] + "\n")
+            size += len(kept[-1])
+        if kept:
+            await self.output(step, "".join(reversed(kept)))
 
     async def _write_step(self, step: str, **changes: Any) -> None:
         async with self.sessions() as session, session.begin():

@@ -1,5 +1,8 @@
 """A small durable DAG runner: steps with dependencies, run as soon as their dependencies are done.
 
+The order is ``graphlib.TopologicalSorter``'s; this module adds what it does not do: running ready steps
+concurrently, recording them, retrying transient failures and stopping everything at the first failure.
+
 Independent branches run concurrently, so a lab's wall time approaches the critical path of its remote work.
 Every step records its state before and after running (``StepRecorder``), so a restarted process skips what is
 done and re-runs, idempotently, what was running. The first failure stops the run: running siblings are
@@ -12,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
 from typing import Protocol
 
 from services.errors import LabbotError
@@ -69,8 +73,8 @@ def describe_error(err: BaseException) -> str:
     return f"unexpected {type(err).__name__} (see labbot's log)"
 
 
-def validate(steps: Sequence[Step]) -> None:
-    """Refuse duplicate names, unknown dependencies and cycles (a programming error, caught in tests)."""
+def _sorter(steps: Sequence[Step]) -> TopologicalSorter[str]:
+    """The steps' order, refusing duplicate names, unknown dependencies and cycles (programming errors)."""
     names = [s.name for s in steps]
     if len(set(names)) != len(names):
         raise ValueError("duplicate step names")
@@ -79,14 +83,17 @@ def validate(steps: Sequence[Step]) -> None:
         missing = set(step.after) - known
         if missing:
             raise ValueError(f"step {step.name} depends on unknown {sorted(missing)}")
-    done: set[str] = set()
-    pending = list(steps)
-    while pending:
-        ready = [s for s in pending if set(s.after) <= done]
-        if not ready:
-            raise ValueError(f"dependency cycle among {[s.name for s in pending]}")
-        done |= {s.name for s in ready}
-        pending = [s for s in pending if s.name not in done]
+    sorter = TopologicalSorter({s.name: s.after for s in steps})
+    try:
+        sorter.prepare()
+    except CycleError as err:
+        raise ValueError(f"dependency cycle among {sorted(set(err.args[1]))}") from None
+    return sorter
+
+
+def validate(steps: Sequence[Step]) -> None:
+    """Refuse duplicate names, unknown dependencies and cycles (a programming error, caught in tests)."""
+    _sorter(steps)
 
 
 def restrict(steps: Sequence[Step], goals: set[str]) -> list[Step]:
@@ -110,25 +117,26 @@ async def run_dag(
     is_retryable: Callable[[BaseException], bool],
 ) -> None:
     """Run every step not in ``done``, each once its dependencies are done; raise StepFailed on failure."""
-    validate(steps)
+    sorter = _sorter(steps)
     by_name = {s.name: s for s in steps}
-    finished = set(done) & set(by_name)
     running: dict[asyncio.Task[None], str] = {}
     try:
-        while len(finished) < len(by_name):
-            for step in steps:
-                if step.name in finished or step.name in running.values():
-                    continue
-                if set(step.after) <= finished:
-                    task = asyncio.create_task(_attempt(step, recorder, is_retryable), name=f"step:{step.name}")
-                    running[task] = step.name
+        while sorter.is_active():
+            ready = sorter.get_ready()
+            for name in ready:
+                if name not in done:
+                    task = asyncio.create_task(_attempt(by_name[name], recorder, is_retryable), name=f"step:{name}")
+                    running[task] = name
+            if skipped := [name for name in ready if name in done]:
+                sorter.done(*skipped)  # recorded done by an earlier run: their dependents may start now
+                continue
             if not running:
                 raise RuntimeError("no runnable step: the DAG is inconsistent")
             completed, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in completed:
                 name = running.pop(task)
                 task.result()  # raises StepFailed
-                finished.add(name)
+                sorter.done(name)
     finally:
         for task in running:
             task.cancel()

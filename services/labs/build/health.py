@@ -145,7 +145,10 @@ async def run_checks(
         client = await nested()
         if not await client.is_ready():
             raise CheckFailed("management node not ready")
-        return f"ZStack {await client.get_version()}, login ok"
+        version = await client.get_version()
+        # IsReadyToGo and GetVersion need no session: a call that does proves the admin login works.
+        nodes = await client.list_management_nodes()
+        return f"ZStack {version}, login ok ({len(nodes)} management node{'s' if len(nodes) != 1 else ''})"
 
     async def kvm_host() -> str:
         host = await (await nested()).get_host(ids["host"])

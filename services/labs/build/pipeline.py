@@ -12,7 +12,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
 from pydantic import SecretStr
 from sqlalchemy.exc import DBAPIError
@@ -31,7 +30,7 @@ from services.labs.build.context import LabContext
 from services.labs.build.dag import StepFailed, describe_error, restrict, run_dag
 from services.labs.build.health import HealthReport, run_checks
 from services.labs.build.steps import TITLES, _Steps, build_steps
-from services.labs.engine import mark
+from services.labs.lifecycle import Lifecycle, destroy_backoff
 from services.labs.models import HealthCheck, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
 from services.labs.tasks import TaskResult, seed_steps, student_steps
@@ -136,6 +135,7 @@ class LabPipeline:
         settings: Settings,
         profiles: dict[str, LabProfile],
         notifier: Notifier,
+        lifecycle: Lifecycle,
         outer: ZStackClient,
         host_keys: HostKeyStore,
         box: SecretBox,
@@ -145,6 +145,7 @@ class LabPipeline:
         self.settings = settings
         self.profiles = profiles
         self.notifier = notifier
+        self.lifecycle = lifecycle
         self.outer = outer
         self.host_keys = host_keys
         self.box = box
@@ -176,8 +177,8 @@ class LabPipeline:
         ctx = await self._context(lab_id)
         lab = await ctx.lab()
         if lab.state == LabState.REQUESTED:
-            await mark(self.sessions, self.notifier, lab_id, target=LabState.PROVISIONING, kind=None,
-                       detail="build started", only_from=frozenset({LabState.REQUESTED}))
+            await self.lifecycle.move(lab_id, LabState.PROVISIONING, detail="build started",
+                                      only_from=frozenset({LabState.REQUESTED}))
         steps = build_steps(ctx, self.outer, self._health_for(ctx))
         names = [s.name for s in steps]
         solving = (lab.exercise or {}).get("solving")
@@ -206,9 +207,9 @@ class LabPipeline:
             log.info("build of lab %s stopped before %s: a destroy was requested", ctx.lab_name, stop.step)
             return
         except StepFailed as failure:
-            await mark(self.sessions, self.notifier, lab_id, target=LabState.FAILED, kind=NoticeKind.FAILED,
-                       detail=f"{failure.step}: {failure.error}", titles=TITLES, only_from=building,
-                       changes={"failed_step": failure.step, "error": failure.error})
+            await self.lifecycle.move(lab_id, LabState.FAILED, notice=NoticeKind.FAILED,
+                                      detail=f"{failure.step}: {failure.error}", only_from=building,
+                                      fields={"failed_step": failure.step, "error": failure.error})
             raise
         finally:
             await ctx.connections.close()
@@ -220,13 +221,12 @@ class LabPipeline:
                 if not results.get(step, {}).get("done"):
                     results[step] = {"done": True, "detail": "done by labbot (`/lab solve`)"}
             record.update(results=results, solving=None)
-            await mark(self.sessions, self.notifier, lab_id, target=LabState.READY, kind=NoticeKind.EXERCISE_SOLVED,
-                       titles=TITLES, only_from=building, detail=f"labbot did {solving}",
-                       changes={"failed_step": None, "error": None, "exercise": record})
+            await self.lifecycle.move(lab_id, LabState.READY, notice=NoticeKind.EXERCISE_SOLVED, only_from=building,
+                                      detail=f"labbot did {solving}",
+                                      fields={"failed_step": None, "error": None, "exercise": record})
             return
-        await mark(self.sessions, self.notifier, lab_id, target=LabState.READY, kind=NoticeKind.READY,
-                   titles=TITLES, only_from=building,
-                   changes={"failed_step": None, "error": None, "summary": await self._summary(ctx)})
+        await self.lifecycle.move(lab_id, LabState.READY, notice=NoticeKind.READY, only_from=building,
+                                  fields={"failed_step": None, "error": None, "summary": await self._summary(ctx)})
 
     async def _rebuild_if_vms_vanished(self, ctx: LabContext, done: set[str]) -> set[str]:
         """A resumed or retried build whose VM1 or VM2 is gone from the platform starts again from create_vms.
@@ -363,24 +363,26 @@ class LabPipeline:
             log.warning("destroy of lab %s failed (attempt %d): %s", lab.name, attempts, error,
                         exc_info=not isinstance(err, ExternalError))
             if attempts >= MAX_DESTROY_ATTEMPTS:
-                await mark(self.sessions, self.notifier, lab_id, target=LabState.FAILED,
-                           kind=NoticeKind.DESTROY_FAILED, titles=TITLES,
-                           detail=f"destroy failed {attempts} times: {error}; `/lab retry {lab.name}` tries again",
-                           changes={"failed_step": "destroy", "error": error, "destroy_attempts": attempts})
+                await self.lifecycle.move(
+                    lab_id, LabState.FAILED, notice=NoticeKind.DESTROY_FAILED,
+                    detail=f"destroy failed {attempts} times: {error}; `/lab retry {lab.name}` tries again",
+                    fields={"failed_step": "destroy", "error": error, "destroy_attempts": attempts})
             else:
-                delay = timedelta(seconds=self.settings.destroy_retry_base_seconds * 2 ** (attempts - 1))
-                await mark(self.sessions, self.notifier, lab_id, target=LabState.DESTROYING,
-                           kind=NoticeKind.DESTROY_FAILED, retry_after=delay, titles=TITLES,
-                           detail=f"destroy attempt {attempts} failed: {error}; retrying in {delay}",
-                           changes={"error": error, "destroy_attempts": attempts})
+                delay = destroy_backoff(self.settings, attempts)
+                await self.lifecycle.move(
+                    lab_id, LabState.DESTROYING, notice=NoticeKind.DESTROY_FAILED, retry_after=delay,
+                    detail=f"destroy attempt {attempts} failed: {error}; retrying in {delay}",
+                    fields={"error": error, "destroy_attempts": attempts})
             return
         finally:
             await ctx.connections.close()
         await self.host_keys.forget(lab.uuid)
-        await mark(self.sessions, self.notifier, lab_id, target=LabState.DESTROYED, kind=NoticeKind.DESTROYED,
-                   titles=TITLES, detail="every VM, volume and network of the lab is gone from the lab platform",
-                   changes={"ssh_private_key_enc": None, "host_password_enc": None, "error": None,
-                            "next_attempt_at": None, "lease_owner": None, "lease_expires_at": None})
+        await self.lifecycle.move(
+            lab_id, LabState.DESTROYED, notice=NoticeKind.DESTROYED,
+            detail="every VM, volume and network of the lab is gone from the lab platform",
+            fields={"ssh_private_key_enc": None, "host_password_enc": None, "nested_password_enc": None,
+                    "chap_secret_enc": None, "error": None, "next_attempt_at": None, "lease_owner": None,
+                    "lease_expires_at": None})
 
     async def _teardown(self, ctx: LabContext) -> None:
         """Reverse order: VM2, the data volume, VM1, the lab network (L3, then L2); then whatever else carries

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import logging
 import re
 import secrets
@@ -22,9 +21,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from config.profiles import LabProfile
 from services.db import PROJECT_ROOT
-from services.errors import ConfigError, ExternalError
+from services.errors import ExternalError
 from services.iscsi.backends import backend_for
 from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
@@ -33,17 +31,18 @@ from services.iscsi.naming import target_iqn
 from services.labs.build.context import LabContext
 from services.labs.build.dag import Step
 from services.labs.build.interfaces import interface_carrying
+from services.labs.preflight import check_platform
 from services.shell import quote
 from services.ssh.detached import follow, start_detached
 from services.ssh.errors import SSHAuthError
 from services.ssh.keys import generate_keypair
 from services.ssh.session import LabSSH
 from services.zstack.client import ZStackClient
+from services.zstack.errors import ZStackAuthError
 from services.zstack.inventories import VmInstanceInventory
 
 log = logging.getLogger(__name__)
 
-VXLAN_POOL_TYPE = "VxlanNetworkPool"  # the L2 type of a VXLAN pool (zstackio/zstack VxlanNetworkPoolConstant)
 TITLES = {
     "prepare": "Prepare keys and check the platform",
     "create_vms": "Create VM1 and VM2",
@@ -113,8 +112,16 @@ class _Steps:
             private_key=await self.ctx.secret("ssh_private_key_enc"),
         )
 
-    async def nested(self) -> ZStackClient:
-        return await self.ctx.connections.nested(await self.ssh(), api_port=self.ctx.profile.install.api_port)
+    async def nested(self, *, password: SecretStr | None = None) -> ZStackClient:
+        """The nested ZStack as admin with the lab's own password (``password`` overrides, e.g. the default)."""
+        return await self.ctx.connections.nested(await self.ssh(), api_port=self.ctx.profile.install.api_port,
+                                                 password=password or await self.nested_password())
+
+    async def nested_password(self) -> SecretStr:
+        """The lab's nested admin password; a lab made before labbot set one per lab keeps the default."""
+        if (await self.ctx.lab()).nested_password_enc:
+            return await self.ctx.secret("nested_password_enc")
+        return self.ctx.settings.nested_admin_password
 
     # --- outer platform ------------------------------------------------------------------------------
 
@@ -129,6 +136,8 @@ class _Steps:
             )
         if not lab.host_password_enc:
             changes["host_password_enc"] = self.ctx.box.encrypt(SecretStr(secrets.token_urlsafe(18)))
+        if not lab.nested_password_enc:
+            changes["nested_password_enc"] = self.ctx.box.encrypt(SecretStr(secrets.token_urlsafe(15)))
         changes.update(
             vm1_uuid=self.ctx.resource_uuid("vm1"),
             vm2_uuid=self.ctx.resource_uuid("vm2"),
@@ -139,36 +148,9 @@ class _Steps:
 
     async def _resolve(self) -> dict[str, str]:
         profile = self.ctx.profile
-        names = {
-            "vm1_image": ("image", profile.vm1.image),
-            "vm2_image": ("image", profile.vm2.image),
-            "vm1_offering": ("instance offering", profile.vm1.instance_offering),
-            "vm2_offering": ("instance offering", profile.vm2.instance_offering),
-        }
-        found: dict[str, str] = {}
-        for key, (kind, name) in names.items():
-            finder = self.outer.find_image_by_name if kind == "image" else self.outer.find_instance_offering_by_name
-            item = await finder(name)
-            if item is None:
-                raise ConfigError(f"the lab platform has no {kind} called `{name}` (profile {profile.name})")
-            found[key] = item.uuid
-        for l3 in {*profile.vm1.l3_networks, *profile.vm2.l3_networks}:
-            network = await self.outer.find_l3_network_by_name(l3)
-            if network is None:
-                raise ConfigError(f"the lab platform has no L3 network called `{l3}` (profile {profile.name})")
-            found[f"l3:{l3}"] = network.uuid
-            if l3 == profile.vpc_network:
-                _check_nested_range(profile, [ipaddress.IPv4Network(r.network_cidr) for r in network.ip_ranges
-                                              if r.network_cidr], l3)
-        if profile.lab_network is not None:
-            pool_name = profile.lab_network.vxlan_pool
-            pool = await self.outer.find_l2_network_by_name(pool_name, network_type=VXLAN_POOL_TYPE)
-            if pool is None:
-                raise ConfigError(f"the lab platform has no VXLAN pool called `{pool_name}` (profile {profile.name}; "
-                                  "a platform admin creates it once: CreateL2VxlanNetworkPool, CreateVniRange, "
-                                  "attached to the lab cluster)")
-            found["vxlan_pool"] = pool.uuid
-        return found
+        report = await check_platform(self.outer, profile)  # images, offerings, networks, VXLAN pool, ranges
+        report.raise_for_problems(profile)
+        return report.uuids
 
     async def _lab_network(self, pool_uuid: str) -> str:
         """The lab's own private network (L2 VXLAN + L3 + range + Flat DHCP/Userdata), made once; its L3 uuid.
@@ -205,6 +187,7 @@ class _Steps:
             userdata = base64.b64encode(VM2_USERDATA.encode()).decode() if role == "vm2" else None
             l3s = [uuids[f"l3:{n}"] for n in spec.l3_networks] + ([lab_l3] if lab_l3 else [])
             existed = await self.outer.get_vm(vm_uuid) is not None
+            # A CPU mode is read when the VM starts: create it stopped, bind the mode, then start it.
             vm = await self.outer.create_vm_instance(
                 self.ctx.resource_name(role),
                 image_uuid=uuids[f"{role}_image"],
@@ -216,7 +199,10 @@ class _Steps:
                 system_tags=[f"userdata::{userdata}"] if userdata else None,
                 user_tags=[self.ctx.tag],
                 resource_uuid=vm_uuid,
+                strategy="CreateStopped" if spec.cpu_mode else "InstantStart",
             )
+            if spec.cpu_mode:
+                await self._set_cpu_mode(vm, spec.cpu_mode)
             if not existed:
                 # A new machine has a new host key: the pin of the VM it replaces (same lab, same role) would
                 # refuse it as an interception. A key change of a VM that was not recreated is still refused.
@@ -230,6 +216,15 @@ class _Steps:
         await self.ctx.update(
             vm1_public_ip=_nic_ip(vm1, public), vm1_vpc_ip=_nic_ip(vm1, vpc), vm2_ip=_nic_ip(vm2, vpc)
         )
+
+    async def _set_cpu_mode(self, vm: VmInstanceInventory, mode: str) -> None:
+        """Bind ``kvm/vm.cpuMode`` to the VM and start it; a VM that ran with another mode is restarted."""
+        current = await self.outer.get_resource_config("kvm", "vm.cpuMode", vm.uuid)
+        if current != mode:
+            await self.outer.update_resource_config("kvm", "vm.cpuMode", vm.uuid, mode)
+            if vm.state == "Running":
+                await self.outer.stop_vm(vm.uuid)
+        await self.outer.start_vm(vm.uuid)
 
     async def attach_volume(self) -> None:
         """Create VM1's data volume (once) and attach it to VM1."""
@@ -246,12 +241,14 @@ class _Steps:
     async def wait_ssh(self) -> None:
         """Wait until VM1's sshd answers, then VM2's through VM1; host keys are pinned on first sight.
 
-        Then make sure of two things the nested ZStack needs from VM2 long after: an iSCSI initiator name (the
-        target's ACL names it now, ZStack logs in with it later), and root's password accepted over SSH.
+        Then make sure of what the nested ZStack needs from VM2 long after: vmx/svm in its CPU (its KVM host), an
+        iSCSI initiator name (the target's ACL names it now, ZStack logs in with it later), and root's password
+        accepted over SSH.
         """
         ssh = await self.ssh()
         await ssh.wait_ready("vm1", timeout=300)
         await ssh.wait_ready("vm2", timeout=300)
+        await self._check_nested_virtualization(ssh)
         await self._vm2_initiator(ssh)
         await self._check_vm2_password(ssh)
 
@@ -269,6 +266,24 @@ class _Steps:
                 "host and backup storage. labbot sends `ssh_pwauth: true` in VM2's userdata; check that the VM2 "
                 "image runs cloud-init and that nothing in it sets `PasswordAuthentication no` afterwards"
             ) from None
+
+    async def _check_nested_virtualization(self, ssh: LabSSH) -> None:
+        """VM2 becomes the nested ZStack's KVM host, which needs vmx/svm: fail now, not after the install."""
+        result = await ssh.run("vm2", "grep -m1 -o -w -E 'vmx|svm' /proc/cpuinfo", timeout=30, check=False)
+        flag = result.stdout.strip()[:8]
+        if flag in ("vmx", "svm"):
+            await self.ctx.output("wait_ssh", f"VM2's CPU offers {flag}: nested virtualisation is available\n")
+            return
+        profile = self.ctx.profile
+        if profile.vm2.cpu_mode is None:
+            todo = (f"set `vm2.cpu_mode: host-passthrough` in profile {profile.name} (labbot then sets kvm/vm.cpuMode "
+                    "on VM2), or set the platform's global config kvm/vm.cpuMode to host-passthrough")
+        else:
+            todo = (f"VM2 runs with kvm/vm.cpuMode {profile.vm2.cpu_mode}, so the lab platform's hosts do not "
+                    "offer nested virtualisation: enable it on them (kvm_intel/kvm_amd `nested=1`) and "
+                    "`/lab retry`")
+        raise ExternalStepError(f"VM2's /proc/cpuinfo shows neither vmx nor svm, so ZStack cannot use it as a KVM "
+                                f"host: {todo}")
 
     # --- VM1: iSCSI ----------------------------------------------------------------------------------
 
@@ -309,13 +324,7 @@ class _Steps:
         command = install.command.format(installer=quote(installer))
         await start_detached(ssh, "vm2", INSTALL_JOB, command)
 
-        async def on_line(line: str) -> None:
-            await self.ctx.output("install_zstack", line if line.endswith("\n") else line + "\n")
-            match = _PERCENT.search(line)
-            text = f"{match.group(1)}% — {line.strip()[:120]}" if match else line.strip()[:160]
-            await self.ctx.progress("install_zstack", text)
-
-        code = await follow(ssh, "vm2", INSTALL_JOB, offset=0, on_line=on_line, poll_interval=1.0,
+        code = await follow(ssh, "vm2", INSTALL_JOB, offset=0, on_lines=self._install_log, poll_interval=1.0,
                             timeout=install.timeout_minutes * 60.0)
         if code != 0:
             raise ExternalStepError(
@@ -328,6 +337,36 @@ class _Steps:
                 await asyncio.sleep(2)
         version = await nested.get_version()
         await self.ctx.output("install_zstack", f"management node ready, ZStack {version}\n")
+        await self._own_admin_password()
+
+    async def _own_admin_password(self) -> None:
+        """Give the nested admin the lab's own password (a fresh install has ZStack's default, the same in every
+        lab): UpdateAccount as admin with the default, once; a re-run finds the lab's password already works."""
+        mine = await self.nested_password()
+        default = self.ctx.settings.nested_admin_password
+        if mine.get_secret_value() == default.get_secret_value():
+            return
+        try:
+            await (await self.nested()).login()
+            return
+        except ZStackAuthError:
+            pass
+        installed = await self.nested(password=default)
+        try:
+            await installed.change_password(mine)
+        except ZStackAuthError:
+            raise ExternalStepError("the nested ZStack accepts neither the lab's admin password nor the installer's "
+                                    "default (LABBOT_NESTED_ADMIN_PASSWORD); someone changed it by hand") from None
+        await (await self.nested()).login()  # proves the change, and leaves the lab's client in use
+        await self.ctx.output("install_zstack", "nested admin password set to the lab's own\n")
+
+    async def _install_log(self, lines: list[str]) -> None:
+        """One poll's installer lines: kept in one write, the last non-blank one as (throttled) progress."""
+        await self.ctx.output_lines("install_zstack", lines)
+        line = next((line.strip() for line in reversed(lines) if line.strip()), "")
+        if line:
+            match = _PERCENT.search(line)
+            await self.ctx.progress("install_zstack", f"{match.group(1)}% — {line[:120]}" if match else line[:160])
 
     # --- nested ZStack -------------------------------------------------------------------------------
 
@@ -433,16 +472,6 @@ def _known(value: str | None, what: str) -> str:
     if not value:
         raise ExternalStepError(f"the lab has no {what} recorded; an earlier step did not finish")
     return value
-
-
-def _check_nested_range(profile: LabProfile, vpc: list[ipaddress.IPv4Network], where: str) -> None:
-    """The nested flat network must not overlap the network VM2 sits on: the nested VMs bridge onto it, and their
-    addresses (and DHCP) would collide with the lab VMs'."""
-    nested = profile.nested.network.subnet
-    clash = next((net for net in vpc if net.overlaps(nested)), None)
-    if clash is not None:
-        raise ConfigError(f"profile {profile.name}: nested.network ({nested}) overlaps {clash} of `{where}`, the "
-                          "network VM2 sits on; pick a nested range outside it")
 
 
 def _nic_ip(vm: VmInstanceInventory, l3_uuid: str) -> str:
