@@ -15,7 +15,7 @@ from rich.console import Console
 from bot.console.app import ConsoleFrontEnd, stdin_is_terminal
 from bot.console.notifier import ConsoleNotifier
 from bot.logs import configure_logging
-from config.settings import Settings, load_settings
+from config.settings import Settings, load_settings, require_strong_secret_key
 from services import db
 from services.labs.runtime import Runtime
 
@@ -60,6 +60,7 @@ def console_command(
 ) -> None:
     """Chat with labbot in the terminal, against the configured lab platform and database."""
     settings = load_settings()
+    require_strong_secret_key(settings)
     configure_logging(logging.WARNING)  # the console shows what happens; the log only what went wrong
     code = asyncio.run(_run_front_end(settings, Console(), _script(commands, script)))
     raise typer.Exit(code)
