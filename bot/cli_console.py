@@ -22,6 +22,7 @@ from services.labs.runtime import Runtime
 log = logging.getLogger(__name__)
 
 DEMO_SCRIPT = [
+    "/lab doctor",
     "/lab create demo --ttl 2h",
     "/lab status demo",
     "/lab health demo",
