@@ -7,6 +7,7 @@ import typer
 from bot.cli_console import console_command, demo_command
 from bot.cli_db import db_app
 from bot.cli_doctor import doctor_command
+from bot.cli_secret_key import secret_key_app
 from bot.cli_sweep import pool_command, sweep_command
 from bot.cli_worker import worker_command
 from bot.slack.cli import run_command
@@ -22,6 +23,7 @@ app.command("doctor")(doctor_command)
 app.command("run")(run_command)
 app.add_typer(sim_app, name="sim")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(secret_key_app, name="secret-key")
 app.command("sweep")(sweep_command)
 app.command("pool")(pool_command)
 app.command("worker")(worker_command)

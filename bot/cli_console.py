@@ -16,13 +16,14 @@ from bot.console.app import ConsoleFrontEnd, stdin_is_terminal
 from bot.console.notifier import ConsoleNotifier
 from bot.logs import configure_logging
 from config.profiles import PoolSpec, load_profiles
-from config.settings import Settings, load_settings
+from config.settings import Settings, load_settings, require_strong_secret_key
 from services import db
 from services.labs.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 DEMO_SCRIPT = [
+    "/lab doctor",
     "/lab create demo --ttl 2h",
     "/lab status demo",
     "/lab health demo",
@@ -73,6 +74,7 @@ def console_command(
 ) -> None:
     """Chat with labbot in the terminal, against the configured lab platform and database."""
     settings = load_settings()
+    require_strong_secret_key(settings)
     configure_logging(logging.WARNING)  # the console shows what happens; the log only what went wrong
     code = asyncio.run(_run_front_end(settings, Console(), _script(commands, script)))
     raise typer.Exit(code)

@@ -16,7 +16,7 @@ from enum import StrEnum
 import typer
 
 from bot.cli_worker import LogNotifier, attach_slack, configure_logging
-from config.settings import Settings, load_settings
+from config.settings import Settings, load_settings, require_strong_secret_key
 from services import db
 from services.errors import LabbotError
 from services.labs.runtime import Runtime
@@ -69,6 +69,7 @@ def sweep_command(
 ) -> None:
     """Run the expiry, health and orphan sweeps once (exit status 1 if one could not do all its work)."""
     settings = load_settings()
+    require_strong_secret_key(settings)
     configure_logging(settings)
     names: list[JobName] = [only.value] if only is not None else list(JOB_NAMES)  # type: ignore[list-item]
     ok = asyncio.run(run_sweep(settings, names=names, dry_run=dry_run, echo=typer.echo))

@@ -19,7 +19,7 @@ from typing import Any
 import typer
 
 from bot.logs import configure_logging as safe_logging
-from config.settings import Settings, load_settings
+from config.settings import Settings, load_settings, require_strong_secret_key
 from services.errors import ConfigError
 from services.labs.engine import Job, LabEngine
 from services.labs.notifier import Notice, NoticeKind
@@ -125,5 +125,6 @@ def worker_command(
 ) -> None:
     """Run a headless labbot replica: the lab engine plus the scheduler (leader-elected on PostgreSQL)."""
     settings = load_settings()
+    require_strong_secret_key(settings)
     configure_logging(settings)
     asyncio.run(run_worker(settings, poll_seconds=poll_seconds, jobs=jobs))

@@ -1,18 +1,66 @@
-"""Encryption of the secrets labbot must keep (per-lab SSH private keys, host passwords).
+"""Encryption of the secrets labbot must keep (per-lab SSH private keys, host and nested passwords, CHAP
+secrets): every ``*_enc`` column holds ciphertext only, so a leaked database does not leak a way into the labs.
 
-Fernet (AES-128-CBC + HMAC-SHA256) with a key derived from ``LABBOT_SECRET_KEY``; the database only ever holds
-ciphertext, so a leaked database file does not leak a way into the labs.
+Format ``v2``: ``v2$<salt>$<Fernet token>``, the Fernet key (AES-128-CBC + HMAC-SHA256) derived from
+``LABBOT_SECRET_KEY`` with HKDF-SHA256 and a random 16-byte salt per ciphertext (RFC 5869; the key itself must
+be high-entropy, which ``secret_key_problem`` enforces where a real database is opened). Ciphertexts of the
+first format (a bare Fernet token keyed with an unsalted SHA-256 of the key) still decrypt, and
+``labbot secret-key rotate`` rewrites them as ``v2``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import math
+import os
+import re
+import secrets
+from collections import Counter
 
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import SecretStr
 
 from services.errors import ConfigError
+
+V2 = "v2$"
+_INFO = b"labbot-secretbox-v2"
+# The demo key is published (config.settings' default): fine for the demo's throw-away database only.
+DEMO_KEY = "labbot-demo-secret-key-change-me-in-production"
+_PLACEHOLDER = re.compile(r"(changeme|change-me|change_me|secret-?key|password|example|placeholder|your[-_]|xxxx|<.*>)",
+                          re.IGNORECASE)
+MIN_LENGTH = 32
+MIN_BITS = 128
+
+
+def new_secret_key() -> str:
+    """A fresh key: 32 random bytes, URL-safe (43 characters, 256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why ``key`` is not fit to protect real secrets, or None when it is.
+
+    Refused: the published demo key and placeholder words, fewer than 32 characters, repeated text, and text
+    whose character statistics promise under 128 bits (a crude upper bound on entropy; random keys from
+    ``labbot secret-key new`` or ``openssl rand -base64 32`` have about 200).
+    """
+    if key == DEMO_KEY:
+        return "is the published demo key"
+    if _PLACEHOLDER.search(key):
+        return "looks like a placeholder"
+    if len(key) < MIN_LENGTH:
+        return f"is {len(key)} characters; use at least {MIN_LENGTH} (e.g. `labbot secret-key new`)"
+    for period in range(1, len(key) // 2 + 1):
+        if all(key[i] == key[i % period] for i in range(len(key))):
+            return "is a repeated pattern"
+    counts = Counter(key)
+    per_char = -sum(n / len(key) * math.log2(n / len(key)) for n in counts.values())
+    if len(counts) < 10 or per_char * len(key) < MIN_BITS:
+        return "has too little variety to be random (use `labbot secret-key new`)"
+    return None
 
 
 class SecretBox:
@@ -22,16 +70,41 @@ class SecretBox:
         raw = secret_key.get_secret_value().encode()
         if len(raw) < 16:
             raise ConfigError("LABBOT_SECRET_KEY must be at least 16 characters")
-        digest = hashlib.sha256(b"labbot-secretbox-v1:" + raw).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._key = raw
+        self._legacy = Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"labbot-secretbox-v1:" + raw).digest()))
+
+    def _fernet(self, salt: bytes) -> Fernet:
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_INFO).derive(self._key)
+        return Fernet(base64.urlsafe_b64encode(derived))
 
     def encrypt(self, plaintext: SecretStr) -> str:
-        """Ciphertext (URL-safe text) of a secret."""
-        return self._fernet.encrypt(plaintext.get_secret_value().encode()).decode()
+        """Ciphertext (URL-safe text, format v2) of a secret."""
+        salt = os.urandom(16)
+        token = self._fernet(salt).encrypt(plaintext.get_secret_value().encode()).decode()
+        return f"{V2}{base64.urlsafe_b64encode(salt).decode()}${token}"
 
     def decrypt(self, ciphertext: str) -> SecretStr:
         """The secret back; a wrong key is a configuration error, not a crash."""
         try:
-            return SecretStr(self._fernet.decrypt(ciphertext.encode()).decode())
-        except InvalidToken:
+            return SecretStr(self._open(ciphertext))
+        except (InvalidToken, ValueError):
             raise ConfigError("cannot decrypt a stored secret: LABBOT_SECRET_KEY changed?") from None
+
+    def can_decrypt(self, ciphertext: str) -> bool:
+        """Whether this key opens ``ciphertext`` (Fernet tokens are authenticated: a wrong key never 'works')."""
+        try:
+            self._open(ciphertext)
+        except (InvalidToken, ValueError):
+            return False
+        return True
+
+    @staticmethod
+    def is_current(ciphertext: str) -> bool:
+        """Whether ``ciphertext`` is in the current format."""
+        return ciphertext.startswith(V2)
+
+    def _open(self, ciphertext: str) -> str:
+        if ciphertext.startswith(V2):
+            salt, _, token = ciphertext[len(V2):].partition("$")
+            return self._fernet(base64.urlsafe_b64decode(salt)).decrypt(token.encode()).decode()
+        return self._legacy.decrypt(ciphertext.encode()).decode()

@@ -68,6 +68,9 @@ class ConsoleFrontEnd:
             reply = await self.handle(line)
             if reply is None:
                 return 1
+            if reply.kind == ReplyKind.DOCTOR and not all(check.ok for check in reply.data["checks"]):
+                say(self.console, f"✗ `{line}` found problems", "bold red")
+                return 1
             ends_class = isinstance(command, ClassDestroyCommand) and command.yes
             if (isinstance(command, ClassCreateCommand) or ends_class) and reply.klass is not None:
                 wanted = LabState.READY if isinstance(command, ClassCreateCommand) else LabState.DESTROYED

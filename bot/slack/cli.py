@@ -8,7 +8,7 @@ import logging
 import typer
 
 from bot.logs import configure_logging
-from config.settings import load_settings
+from config.settings import load_settings, require_strong_secret_key
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ def run_command(
     """Run the Slack bot until interrupted."""
     settings = load_settings()
     settings.require_slack()
+    require_strong_secret_key(settings)
     configure_logging(settings.log_level)
     from bot.slack.runners import run_bot
 

@@ -3,6 +3,7 @@ seeded from the profiles), and names every problem of a deliberately broken set-
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import SecretStr
+from rich.console import Console
 
 from bot.cli_doctor import doctor
+from bot.console.app import ConsoleFrontEnd
 from config.settings import load_settings
 from sandbox.zstack_sim.server import serve_simulator
 from services import db
@@ -128,6 +131,10 @@ async def test_lab_doctor_is_for_admins_and_prints_the_same_checks(tmp_path: Pat
                                   service=runtime.service)
             with pytest.raises(PermissionDeniedError, match="only an admin can run `/lab doctor`"):
                 await execute(parse_command("doctor"), actor=Actor("U0USER"), service=runtime.service)
+            # A console script (what `make demo` runs) stops at a doctor that found a problem.
+            front = ConsoleFrontEnd(runtime, Console(file=io.StringIO(), width=200))
+            assert await front.run_script(["/lab doctor --profile sandbox"]) == 0
+            assert await front.run_script(["/lab doctor --profile nosuch", "/lab list"]) == 1
         finally:
             await runtime.stop()
     assert admin.kind == ReplyKind.DOCTOR and admin.private

@@ -37,6 +37,7 @@ from sandbox.zstack_sim.seed import OuterSeed
 from sandbox.zstack_sim.server import RunningSimulator, serve_simulator
 from services.db import utcnow
 from services.labs.models import Lab, LabStep
+from tests.fakes.keys import SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = load_profiles(ROOT / "config" / "profiles")
@@ -123,7 +124,7 @@ def worker_env(database_url: str, platform_url: str, state_dir: Path, **extra: s
         "LABBOT_DATABASE_URL": database_url, "LABBOT_PLATFORM_URL": platform_url,
         "LABBOT_DEFAULT_PROFILE": "sandbox", "LABBOT_STATE_DIR": str(state_dir), "LABBOT_LEASE_SECONDS": "10",
         "LABBOT_SCHEDULER_ENABLED": "false", "LABBOT_DESTROY_RETRY_BASE_SECONDS": "1", "PYTHONUNBUFFERED": "1",
-        "LABBOT_MAX_LABS_PER_USER": "20", "LABBOT_MAX_LABS_TOTAL": "40",
+        "LABBOT_MAX_LABS_PER_USER": "20", "LABBOT_MAX_LABS_TOTAL": "40", "LABBOT_SECRET_KEY": SECRET_KEY,
     })
     env.update(extra)
     return env
@@ -132,7 +133,7 @@ def worker_env(database_url: str, platform_url: str, state_dir: Path, **extra: s
 def service_settings(database_url: str, platform_url: str) -> Settings:
     """Settings for the test's own front end (commands only: it never builds, the worker does)."""
     return load_settings(database_url=database_url, platform_url=platform_url, default_profile="sandbox",
-                         max_labs_per_user=20, max_labs_total=40)
+                         max_labs_per_user=20, max_labs_total=40, secret_key=SECRET_KEY)
 
 
 class Labbot:

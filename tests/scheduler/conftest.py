@@ -31,6 +31,7 @@ from services.labs.runtime import Runtime
 from services.labs.views import lab_view
 from services.scheduler.context import SweepContext
 from services.zstack import PollPolicy, RetryPolicy, ZStackClient
+from tests.fakes.keys import SECRET_KEY
 
 PROFILES = load_profiles(Path(__file__).resolve().parents[2] / "config" / "profiles")
 CHECKS = ("outer_vms", "ssh_vm1", "ssh_vm2", "iscsi_portal", "nested_api", "kvm_host", "shared_block", "nested_vm")
@@ -44,7 +45,7 @@ def settings_for(database_url: str, platform_url: str, **overrides: Any) -> Sett
         database_url=database_url, platform_url=platform_url, default_profile="sandbox",
         expiry_warning_offsets=["2h", "30m"], destroy_retry_base_seconds=60, destroy_retry_max_seconds=3600,
         orphan_grace_minutes=120, orphan_delete=True, orphan_report_hours=24, health_concurrency=3,
-        channel="C_LABS",
+        channel="C_LABS", secret_key=SECRET_KEY,
     )
     values.update(overrides)
     return Settings(**values)

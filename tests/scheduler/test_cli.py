@@ -15,6 +15,7 @@ import pytest
 
 from services.db import utcnow
 from services.labs.models import LabState
+from tests.fakes.keys import SECRET_KEY
 from tests.scheduler.conftest import World
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +26,8 @@ async def labbot(world: World, *args: str, **env: str) -> tuple[int, str]:
     """Run ``labbot ARGS`` with the world's database and platform; returns the exit status and output."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "LABBOT_"))}
     environ.update({"LABBOT_DATABASE_URL": world.settings.database_url, "LABBOT_DEFAULT_PROFILE": "sandbox",
-                    "LABBOT_PLATFORM_URL": world.settings.platform_url, "LABBOT_EXPIRY_WARNING_OFFSETS": "30m"})
+                    "LABBOT_PLATFORM_URL": world.settings.platform_url, "LABBOT_EXPIRY_WARNING_OFFSETS": "30m",
+                    "LABBOT_SECRET_KEY": SECRET_KEY})
     environ.update(env)
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot.cli", *args, cwd=ROOT, env=environ,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

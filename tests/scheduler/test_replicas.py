@@ -32,6 +32,7 @@ from services.labs.models import Lab, LabEvent, LabState
 from services.labs.notifier import RecordingNotifier
 from services.labs.service import Actor, LabService
 from services.scheduler.election import asyncpg_dsn
+from tests.fakes.keys import SECRET_KEY
 from tests.scheduler.conftest import PROFILES
 
 pytestmark = pytest.mark.postgres
@@ -46,6 +47,7 @@ def worker_env(pg_url: str, outer_sim: RunningSimulator) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "LABBOT_"))}
     env.update({
         "LABBOT_DATABASE_URL": pg_url, "LABBOT_PLATFORM_URL": outer_sim.url, "LABBOT_DEFAULT_PROFILE": "sandbox",
+        "LABBOT_SECRET_KEY": SECRET_KEY,
         "LABBOT_EXPIRY_INTERVAL_SECONDS": "5", "LABBOT_EXPIRY_WARNING_OFFSETS": "30m",
         "LABBOT_LEADER_CHECK_SECONDS": "0.3", "LABBOT_LEASE_SECONDS": "10", "LABBOT_HEALTH_INTERVAL_MINUTES": "60",
         "LABBOT_ORPHAN_INTERVAL_MINUTES": "60", "LABBOT_REHEARSAL_BUILD_SECONDS": "2.5", "PYTHONUNBUFFERED": "1",
@@ -138,7 +140,8 @@ async def test_two_workers_share_the_labs_and_survive_the_leader_dying(
 ) -> None:
     engine = db.make_engine(pg_url)
     sessions = db.make_sessionmaker(engine)
-    settings = Settings(database_url=pg_url, default_profile="sandbox", max_labs_per_user=20, max_labs_total=40)
+    settings = Settings(database_url=pg_url, default_profile="sandbox", max_labs_per_user=20, max_labs_total=40,
+                        secret_key=SECRET_KEY)
     service = LabService(sessions=sessions, settings=settings, profiles=PROFILES, notifier=RecordingNotifier())
     first, second = workers("w1"), workers("w2")
     try:
