@@ -1,9 +1,9 @@
 """The lab card: one message per lab in its channel, rebuilt from a LabView and updated in place.
 
-The card shows who owns the lab, its state, each step with status and duration, the running step's progress,
-the TTL countdown, the ready summary (never credentials: those go only to the owner, privately), and the
-buttons that apply to the lab's state, so a click that changes the state also removes the buttons that no
-longer apply.
+A card is read at a glance: state, owner and expiry (a Slack date token, in the reader's zone), the current
+step while building or the failure once, what to do next, and the buttons that apply to the lab's state, so a
+click that changes the state also removes the buttons that no longer apply. The step list and the details of
+a ready lab (never credentials) are in the card's thread, in the build report, and behind *Logs*.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from bot.blocks.kit import (
     context,
     escape,
     fallback,
-    fields_section,
     fit_blocks,
     header,
     option,
@@ -49,7 +48,6 @@ _SUMMARY_LABELS = {
     "cluster": "Cluster",
     "host": "KVM host",
 }
-MAX_STEP_LINES = 40
 
 
 @dataclass(frozen=True)
@@ -62,14 +60,18 @@ class CardNote:
 
 
 def build_lab_card(lab: LabView, *, now: datetime, note: CardNote | None = None) -> Message:
-    """The whole card for ``lab`` as it is at ``now`` (always within Slack's message limits)."""
-    blocks: list[Block] = [header(f"{fmt.STATE_EMOJI.get(lab.state, '')} Lab {lab.name}", CardBlock.HEADER)]
-    blocks.append(fields_section(_fields(lab, now), block_id=CardBlock.FIELDS))
-    blocks.append(section(_steps_text(lab), block_id=CardBlock.STEPS))
-    blocks.extend(_progress(lab))
+    """The card for ``lab`` as it is at ``now``: a glance (always within Slack's message limits).
+
+    State, owner and expiry on one line; while building, the current step; what to do next; who did what
+    last; the buttons that apply. The step list lives in the thread (the build report, each failure with its
+    output) and behind *Logs*, not on the card. A classroom lab also shows its exercise.
+    """
+    blocks: list[Block] = [header(f"Lab {lab.name}", CardBlock.HEADER),
+                           section(_glance(lab, now), block_id=CardBlock.FIELDS)]
+    blocks.extend(_current(lab))
     if lab.exercise is not None and lab.state in ("ready", "expiring", "provisioning"):
         blocks.extend(exercise_blocks(lab.exercise))
-    blocks.extend(_outcome(lab))
+    blocks.append(context(_next_action(lab), block_id=CardBlock.NEXT))
     tail: list[Block] = []
     if note is not None:
         tail.append(context(f"{escape(clip(note.what, 200))} by {fmt.user(note.actor)} · {fmt.slack_date(note.at)}",
@@ -122,71 +124,75 @@ def destroy_button(lab: LabView) -> dict[str, object]:
                   confirm_dialog=dialog)
 
 
-def _fields(lab: LabView, now: datetime) -> list[str]:
-    fields = [f"*Owner*\n{fmt.user(lab.owner)}", f"*State*\n{fmt.state_label(lab.state)}",
-              f"*Profile*\n`{escape(lab.profile)}`"]
+def _glance(lab: LabView, now: datetime) -> str:
+    """``:white_check_mark: *Ready* · <@owner> · until <date>``: state, whose, how long."""
+    parts = [f"{fmt.STATE_EMOJI.get(lab.state, '')} *{fmt.STATE_WORD.get(lab.state, lab.state)}*",
+             fmt.user(lab.owner)]
     if lab.state == "destroyed":
-        when = lab.destroyed_at or now
-        fields.append(f"*Destroyed*\n{fmt.slack_date(when)}")
+        parts.append(f"destroyed {fmt.slack_date(lab.destroyed_at or now)}")
     else:
-        extended = f" · extended {lab.ttl_extensions} times" if lab.ttl_extensions else ""
-        fields.append(f"*Expires*\n{fmt.countdown(lab.expires_at, now)}{extended}")
-    if lab.state in ("ready", "expiring") and lab.health != "unknown":
-        mark = ":large_green_circle:" if lab.health == "ok" else ":large_orange_circle:"
-        fields.append(f"*Health*\n{mark} {escape(lab.health)}")
-    return fields
+        extended = f" (extended {fmt.times(lab.ttl_extensions)})" if lab.ttl_extensions else ""
+        parts.append(fmt.countdown(lab.expires_at, now) + extended)
+    if lab.state in ("ready", "expiring") and lab.health == "degraded":
+        parts.append(":large_orange_circle: degraded")
+    return " · ".join(parts)
 
 
-def _steps_text(lab: LabView) -> str:
-    if not lab.steps:
-        return "*Steps*\n_Waiting for a worker to start the build…_"
-    done = sum(1 for s in lab.steps if s.state == "done")
-    lines = [fmt.step_line(s) for s in lab.steps[:MAX_STEP_LINES]]
-    if len(lab.steps) > MAX_STEP_LINES:
-        lines.append(f"_… and {len(lab.steps) - MAX_STEP_LINES} more steps_")
-    text = f"*Steps* ({done}/{len(lab.steps)} done)\n" + "\n".join(lines)
-    if len(text) > 2900:
-        # Keep each line whole: drop lines from the end of the list rather than cutting one in half.
-        kept: list[str] = []
-        budget = 2900 - 60
-        for line in lines:
-            if budget - len(line) - 1 < 0:
-                break
-            kept.append(line)
-            budget -= len(line) + 1
-        text = f"*Steps* ({done}/{len(lab.steps)} done)\n" + "\n".join(kept)
-        text += f"\n_… {len(lines) - len(kept)} more (see Logs)_"
-    return text
-
-
-def _progress(lab: LabView) -> list[Block]:
-    step = lab.current_step
-    if step is None or lab.state not in ("requested", "provisioning"):
-        return []
-    value = fmt.percent(step.progress)
-    if value is None:
-        return []
-    return [context(f"*{escape(clip(step.title, 80))}*  `{fmt.progress_bar(value)}`")]
-
-
-def _outcome(lab: LabView) -> list[Block]:
-    if lab.state in ("ready", "expiring"):
-        lines = summary_lines(lab)
-        text = "*The lab is ready.*"
-        if lines:
-            text += "\n" + "\n".join(f"• {line}" for line in lines)
-        text += "\n_Use *Access* for the SSH commands and the ZStack login (sent only to you)._"
-        blocks = [section(text)]
-        if lab.health == "degraded" and lab.health_failing:
-            failing = ", ".join(escape(c) for c in lab.health_failing[:10])
-            blocks.append(context(f":warning: Failing health checks: {clip(failing, 500)}"))
-        return blocks
+def _current(lab: LabView) -> list[Block]:
+    """While building, the step under way (with its progress); once failed, where and why, said once."""
+    total = len(lab.steps)
+    if lab.state in ("requested", "provisioning"):
+        step = lab.current_step
+        done = sum(1 for s in lab.steps if s.state == "done")
+        if step is None:
+            text = f"{done} of {total} steps done" if total else "_Waiting for a worker to start the build…_"
+            return [section(text, block_id=CardBlock.STEPS)]
+        text = f"Step {done + 1} of {total}: *{escape(clip(step.title, 80))}*"
+        if step.attempt > 1:
+            text += f" _(attempt {step.attempt})_"
+        value = fmt.percent(step.progress)
+        if value is not None:
+            text += f"\n`{fmt.progress_bar(value)}`"
+        elif step.progress:
+            text += " — " + escape(clip(step.progress, 120))
+        return [section(text, block_id=CardBlock.STEPS)]
     if lab.state == "failed":
-        where = f" at step `{escape(lab.failed_step)}`" if lab.failed_step else ""
-        error = escape(clip(lab.error or "no error recorded", 1500))
-        return [section(f":x: *Failed{where}*: {error}\n_The output tail is in this card's thread; "
-                        "*Retry* resumes from the failed step._")]
+        failed = next((s for s in lab.steps if s.name == lab.failed_step), None)
+        where = f" at *{escape(clip(failed.title, 80))}*" if failed else (
+            " while destroying" if lab.failed_step == "destroy" else "")
+        error = escape(clip((lab.error or "no error recorded").strip().splitlines()[0] if (lab.error or "").strip()
+                            else "no error recorded", 500))
+        return [section(f"Failed{where}: {error}", block_id=CardBlock.STEPS)]
+    if lab.state in ("ready", "expiring"):
+        facts = []
+        if lab.vm1_public_ip:
+            facts.append(f"VM1 `{lab.vm1_public_ip}`")
+        if lab.vm2_ip:
+            facts.append(f"VM2 `{lab.vm2_ip}` (through VM1)")
+        if lab.health == "degraded" and lab.health_failing:
+            failing = "; ".join(fmt.check_label(c) for c in lab.health_failing[:5])
+            facts.append(f"failing: {escape(clip(failing, 400))}")
+        return [section(" · ".join(facts), block_id=CardBlock.STEPS)] if facts else []
     return []
+
+
+def _next_action(lab: LabView) -> str:
+    """What someone looking at the card can do now (or what happens next)."""
+    match lab.state:
+        case "requested" | "provisioning":
+            return "Building; the build report lands in this thread. *Logs* shows each step so far."
+        case "ready" | "expiring":
+            return ("Ready. *Access* sends you the SSH commands and the ZStack login (only you see them); "
+                    "the build report is in this thread.")
+        case "failed" if lab.failed_step == "destroy":
+            return "*Retry destroy* tries again (labbot also retries on its own); the error is in this thread."
+        case "failed":
+            return "*Retry* resumes from the failed step; its output is in this thread. *Destroy* gives up."
+        case "destroying":
+            return "Deleting both VMs and the data volume; this card says when they are gone."
+        case "destroyed":
+            return "Everything this lab made is gone from the lab platform."
+    return " "
 
 
 def summary_lines(lab: LabView) -> list[str]:

@@ -41,7 +41,7 @@ def build_health(report: HealthReport, *, now: datetime) -> Message:
         mark = ":white_check_mark:" if check.ok else ":x:"
         latency = f" `{check.latency_ms:.0f} ms`" if check.latency_ms is not None else ""
         detail = f" — {escape(clip(check.detail, 200))}" if check.detail else ""
-        lines.append(f"{mark} {escape(clip(check.name, 60))}{latency}{detail}")
+        lines.append(f"{mark} {escape(clip(fmt.check_label(check.name), 80))}{latency}{detail}")
     body = f"*Health of lab `{escape(lab.name)}`*: {verdict}\n" + ("\n".join(lines) or "_no checks ran_")
     blocks = [section(body), context(f"checked {fmt.slack_date(now)}")]
     return Message(text=fallback(f"Lab {lab.name}: {'healthy' if report.healthy else 'degraded'}"),

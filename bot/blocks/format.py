@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bot.blocks.kit import clip, escape
 from services.labs.views import LabView, StepView
@@ -67,17 +67,52 @@ def short_duration(delta: timedelta) -> str:
     return " ".join(p for p in parts if p) or "0m"
 
 
-def slack_date(when: datetime, pattern: str = "{date_short_pretty} {time}") -> str:
-    """A Slack date token: shown in each reader's own time zone, with a UTC fallback."""
+def slack_date(when: datetime, pattern: str = "{date_short_pretty} at {time}") -> str:
+    """A Slack date token: shown in each reader's own time zone ("today at 15:50"), with a UTC fallback for
+    clients that cannot render it (docs.slack.dev/messaging/formatting-message-text, Date formatting)."""
     return f"<!date^{int(when.timestamp())}^{pattern}|{when:%Y-%m-%d %H:%M} UTC>"
 
 
 def countdown(expires_at: datetime, now: datetime) -> str:
-    """``3h 59m left (until <date>)`` or ``expired 5m ago``; the card is re-rendered as time passes."""
-    left = (expires_at - now).total_seconds()
-    if left < 0:
-        return f"expired {duration(-left)} ago"
-    return f"{duration(left)} left (until {slack_date(expires_at)})"
+    """``until <date>`` or ``expired <date>``.
+
+    An absolute time, rendered by Slack in each reader's zone: a card is re-rendered only when its lab changes,
+    so a relative figure ("3h 59m left") would stay on it, wrong, for hours.
+    """
+    return f"{'until' if expires_at > now else 'expired'} {slack_date(expires_at)}"
+
+
+_UTC_TIME = re.compile(r"\b(\d{4}-\d{2}-\d{2} \d{2}:\d{2}) UTC\b")
+
+
+def dates_to_tokens(text: str) -> str:
+    """Every ``YYYY-MM-DD HH:MM UTC`` the domain wrote into ``text`` as a Slack date token (apply after escaping)."""
+    return _UTC_TIME.sub(lambda m: slack_date(datetime.strptime(m.group(1), "%Y-%m-%d %H:%M").replace(
+        tzinfo=UTC)), text)
+
+
+def times(count: int) -> str:
+    """``once``, ``twice``, ``3 times``."""
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
+
+
+# What each health check (services.labs.build.health) looks at, in the words of someone running a course.
+CHECK_LABELS = {
+    "outer_vms": "VM1 and VM2 running on the lab platform",
+    "ssh_vm1": "SSH to VM1",
+    "ssh_vm2": "SSH to VM2 through VM1",
+    "iscsi_portal": "VM1's iSCSI portal reachable from VM2",
+    "iscsi_lun": "VM1's disk visible on VM2 over iSCSI",
+    "nested_api": "nested ZStack API answering",
+    "kvm_host": "VM2 connected as the nested KVM host",
+    "shared_block": "SharedBlock storage connected, with free space",
+    "nested_vm": "nested VM running",
+}
+
+
+def check_label(name: str) -> str:
+    """A health check as people read it (an unknown check keeps its id)."""
+    return CHECK_LABELS.get(name, name.replace("_", " "))
 
 
 def percent(progress: str | None) -> float | None:

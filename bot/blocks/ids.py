@@ -37,7 +37,8 @@ class CardBlock(enum.StrEnum):
 
     HEADER = "lab_header"
     FIELDS = "lab_fields"
-    STEPS = "lab_steps"
+    STEPS = "lab_steps"  # the current step (or the failure, or a ready lab's addresses)
+    NEXT = "lab_next"
     ACTIONS = "lab_actions"
     LAST_ACTION = "lab_last_action"
 

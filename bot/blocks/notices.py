@@ -17,31 +17,64 @@ from services.labs.views import LabView
 
 log = logging.getLogger(__name__)
 
+WARNING_BLOCK = "lab_expiry_warning"
+
 
 def build_health_changed(lab: LabView, *, now: datetime, detail: str = "") -> Message:
-    """A ready lab became degraded, or recovered."""
+    """A ready lab became degraded, failed differently, or recovered: what fails, in words, not check ids."""
     if lab.health == "ok":
         text = f":large_green_circle: Lab `{lab.name}` of {fmt.user(lab.owner)} is healthy again."
     else:
-        failing = ", ".join(escape(c) for c in lab.health_failing[:10]) or "unknown checks"
-        text = f":large_orange_circle: Lab `{lab.name}` of {fmt.user(lab.owner)} is *{escape(lab.health)}*: " \
-               f"failing {clip(failing, 500)}."
+        failing = "\n".join(f"• {escape(fmt.check_label(c))}" for c in lab.health_failing[:10]) or "• unknown checks"
+        text = f":large_orange_circle: Lab `{lab.name}` of {fmt.user(lab.owner)} is *{escape(lab.health)}*; " \
+               f"failing:\n{clip(failing, 1500)}"
     if detail:
-        text += "\n" + escape(clip(detail, 1000))
+        text += "\n" + fmt.dates_to_tokens(escape(clip(detail, 1000)))
     ref = encode(LabRef(lab_id=lab.id, name=lab.name))
     blocks = [section(text), actions([button("Health", LabAction.HEALTH, ref), button("Logs", LabAction.LOGS, ref)]),
               context(f"checked {fmt.slack_date(now)}")]
     return Message(text=fallback(f"Lab {lab.name} health: {lab.health}"), blocks=blocks)
 
 
-def build_expiry_warning(lab: LabView, *, now: datetime, detail: str = "") -> Message:
-    """A lab expires soon: tell the owner, with Extend right there."""
-    text = (f":alarm_clock: {fmt.user(lab.owner)}, lab `{lab.name}` expires in "
-            f"{fmt.countdown(lab.expires_at, now)}; it is destroyed then unless extended.")
+def build_expiry_warning(lab: LabView, *, now: datetime, max_expires_at: datetime | None = None,
+                         extendable: bool = True, detail: str = "") -> Message:
+    """A lab expires soon: tell the owner, with what they can do about it right there.
+
+    A live lab offers Extend (when its profile allows more time); a failed lab offers Destroy instead (and
+    Retry): extending a lab that does not work only keeps its resources longer.
+    """
+    when = fmt.slack_date(lab.expires_at)
+    ref = encode(LabRef(lab_id=lab.id, name=lab.name))
+    if lab.state == "failed":
+        text = (f":alarm_clock: {fmt.user(lab.owner)}, lab `{lab.name}` failed and is destroyed {when}. "
+                "*Destroy* frees its resources now; *Retry* tries to finish it.")
+        elements = [button("Retry", LabAction.RETRY, ref), destroy_button(lab)]
+    else:
+        text = f":alarm_clock: {fmt.user(lab.owner)}, lab `{lab.name}` expires {when} and is destroyed then"
+        if extendable:
+            text += " unless extended."
+            if max_expires_at is not None:
+                text += f" It can run until {fmt.slack_date(max_expires_at)} at most (its profile's limit)."
+            elements = [extend_menu(lab)]
+        else:
+            text += "; it is at its profile's maximum lifetime and cannot be extended."
+            elements = [button("Access", LabAction.ACCESS, ref)]
     if detail:
-        text += "\n" + escape(clip(detail, 1000))
-    blocks = [section(text), actions([extend_menu(lab)])]
+        text += "\n" + fmt.dates_to_tokens(escape(clip(detail, 1000)))
+    blocks = [section(text, block_id=WARNING_BLOCK), actions(elements)]
     return Message(text=fallback(f"Lab {lab.name} expires soon"), blocks=blocks)
+
+
+def build_warning_retired(lab: LabView, *, outcome: str, actor: str | None = None) -> Message:
+    """What an earlier expiry warning becomes once it no longer holds: what happened instead, and no buttons
+    (its Extend menu would otherwise keep offering a choice made already)."""
+    by = f" by {fmt.user(actor)}" if actor else ""
+    if outcome == "extended":
+        now_text = f"extended{by}; it now runs until {fmt.slack_date(lab.expires_at)}"
+    else:
+        now_text = f"{escape(outcome)}{by}"
+    text = f"~:alarm_clock: Lab `{lab.name}` expires soon~ Lab `{lab.name}` was {now_text}."
+    return Message(text=fallback(f"Lab {lab.name}: {outcome}"), blocks=[context(text, block_id=WARNING_BLOCK)])
 
 
 def build_owner_ready(lab: LabView, *, card_in: str) -> Message:
@@ -75,15 +108,16 @@ def where(channel: str) -> str:
 
 def build_expired(lab: LabView) -> Message:
     """A lab reached its expiry and labbot is destroying it: the short channel summary (details in its thread)."""
-    text = (f":hourglass: Lab `{escape(clip(lab.name, 80))}` of {fmt.user(lab.owner)} expired at "
-            f"{lab.expires_at:%Y-%m-%d %H:%M} UTC; labbot is destroying it (its card and thread show the result).")
+    text = (f":hourglass: Lab `{escape(clip(lab.name, 80))}` of {fmt.user(lab.owner)} expired "
+            f"{fmt.slack_date(lab.expires_at)}; labbot is destroying it (its card and thread show the result).")
     return Message(text=fallback(f"Lab {lab.name} expired"), blocks=[section(text)])
 
 
 def build_orphans_found(text: str, details: Mapping[str, object]) -> Message:
     """Platform resources labbot made that no live lab owns (for admins)."""
-    lines = [f"• `{escape(clip(str(k), 80))}`: {escape(clip(str(v), 200))}" for k, v in list(details.items())[:40]]
-    body = f":mag: *Orphaned resources*: {escape(clip(text, 500)) or 'found on the lab platform'}"
+    lines = [f"• `{escape(clip(str(k), 80))}`: {fmt.dates_to_tokens(escape(clip(str(v), 200)))}"
+             for k, v in list(details.items())[:40]]
+    body = f":mag: *Orphaned resources*: {fmt.dates_to_tokens(escape(clip(text, 500))) or 'found on the lab platform'}"
     if lines:
         body += "\n" + "\n".join(lines)
     return Message(text=fallback("Orphaned lab resources found"), blocks=fit_blocks([section(body)]))

@@ -70,6 +70,12 @@ def build_created(name: str, *, card_in: str | None = None, text: str = "") -> M
     return Message(text=fallback(f"Creating lab {name}"), blocks=[section(text)])
 
 
+def build_extended(lab: LabView) -> Message:
+    """``Lab demo now runs until <date>`` (a date token: the reader's own time zone)."""
+    text = f"Lab `{escape(lab.name)}` now runs until {fmt.slack_date(lab.expires_at)}."
+    return Message(text=fallback(f"Lab {lab.name} extended"), blocks=[section(text)])
+
+
 def build_help(text: str) -> Message:
     """Usage of the ``/lab`` commands (the grammar's own help text, one command per line)."""
     return Message(text=fallback("labbot help"), blocks=[section("*labbot commands*\n" + clip(text, 2800))])
@@ -139,7 +145,7 @@ _BUILDERS: dict[ReplyKind, Callable[[Reply, datetime], Message]] = {
     ReplyKind.DESTROYING: _short,
     ReplyKind.RETRYING: _short,
     ReplyKind.DOCTOR: _short,
-    ReplyKind.EXTENDED: _short,
+    ReplyKind.EXTENDED: lambda r, now: build_extended(_require_lab(r)),
     ReplyKind.LAB: lambda r, now: build_lab_card(_require_lab(r), now=now),
     ReplyKind.LABS: lambda r, now: build_lab_list(r.labs, everyone=bool(r.data.get("all")), now=now),
     ReplyKind.LOGS: lambda r, now: build_logs(str(r.data.get("name", "")), r.steps),

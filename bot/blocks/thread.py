@@ -9,6 +9,7 @@ import logging
 from datetime import datetime
 
 from bot.blocks import format as fmt
+from bot.blocks.card import summary_lines
 from bot.blocks.kit import Message, clip, code_block, context, escape, fallback, fit_blocks, section
 from services.labs.views import LabView, StepView
 
@@ -34,6 +35,8 @@ def build_build_report(lab: LabView) -> Message:
     outcome = "built" if lab.state in ("ready", "expiring") else f"stopped ({fmt.STATE_WORD.get(lab.state, lab.state)})"
     head = f"*Build report*: lab `{lab.name}` {outcome}" + (f" in {fmt.duration(total)}" if total else "")
     blocks = [section(head + "\n" + "\n".join(lines[:40]) if lines else head + "\n_No step ran._")]
+    if lab.state in ("ready", "expiring") and (facts := summary_lines(lab)):
+        blocks.append(section("*What it is made of*\n" + "\n".join(f"• {line}" for line in facts)))
     return Message(text=fallback(f"Build report for lab {lab.name}"), blocks=fit_blocks(blocks))
 
 
@@ -56,7 +59,7 @@ def build_lab_error(lab: LabView) -> Message:
 
 def build_audit_note(lab: LabView, *, actor: str, what: str, at: datetime) -> Message:
     """One line of the audit trail: who did what, and when."""
-    text = f"{fmt.user(actor)} {escape(clip(what, 500))} · {fmt.slack_date(at)}"
+    text = f"{fmt.user(actor)} {fmt.dates_to_tokens(escape(clip(what, 500)))} · {fmt.slack_date(at)}"
     return Message(text=fallback(f"Lab {lab.name}: {what}"), blocks=[context(text)])
 
 

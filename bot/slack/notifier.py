@@ -27,6 +27,7 @@ from bot.blocks.notices import (
     build_orphans_found,
     build_owner_failed,
     build_owner_ready,
+    build_warning_retired,
 )
 from bot.blocks.thread import build_audit_note, build_build_report, build_lab_error, build_step_failure
 from bot.slack.outbox import NETWORK_BACKOFF, CardOutbox, LabReader
@@ -43,6 +44,7 @@ _AUDITED = {
     NoticeKind.RETRYING: "asked to retry the lab",
     NoticeKind.DESTROYING: "asked to destroy the lab",
 }
+_WARNING = "expiry_warning"  # the outbox keeps the lab's expiry warnings under this name, to retire them
 _NOTE = {
     NoticeKind.EXTENDED: "Extended",
     NoticeKind.RETRYING: "Retry requested",
@@ -112,11 +114,21 @@ class SlackNotifier:
         return outbox
 
     @staticmethod
-    def _tell_owner(outbox: CardOutbox, lab: LabView, message: Message) -> None:
+    def _warning(lab: LabView, notice: Notice, at: datetime) -> Message:
+        """The expiry warning from the notice's details (its text is the console's, with UTC times)."""
+        details = notice.details
+        if "extendable" in details:
+            limit = details.get("max_expires_at")
+            return build_expiry_warning(lab, now=at, extendable=bool(details["extendable"]),
+                                        max_expires_at=limit if isinstance(limit, datetime) else None)
+        return build_expiry_warning(lab, now=at, detail=notice.text)
+
+    @staticmethod
+    def _tell_owner(outbox: CardOutbox, lab: LabView, message: Message, keep: str | None = None) -> None:
         """Send the owner ``message`` in their DM with the app, unless the card already lives there."""
         if outbox.channel.startswith("D") or outbox.channel == lab.owner or lab.owner == "labbot":
             return
-        outbox.post_to_channel(message, channel=lab.owner)
+        outbox.post_to_channel(message, channel=lab.owner, keep=keep)
 
     def _accept(self, notice: Notice) -> None:
         lab = notice.lab
@@ -140,11 +152,12 @@ class SlackNotifier:
             case NoticeKind.DESTROY_FAILED:
                 outbox.post_in_thread(build_lab_error(lab))
             case NoticeKind.HEALTH_CHANGED:
-                outbox.post_to_channel(build_health_changed(lab, now=at, detail=notice.text))
+                # The notice's text names the failing checks by id; the message says what they check.
+                outbox.post_to_channel(build_health_changed(lab, now=at))
             case NoticeKind.EXPIRY_WARNING:
-                warning = build_expiry_warning(lab, now=at, detail=notice.text)
-                outbox.post_to_channel(warning)
-                self._tell_owner(outbox, lab, warning)
+                warning = self._warning(lab, notice, at)
+                outbox.post_to_channel(warning, keep=_WARNING)
+                self._tell_owner(outbox, lab, warning, keep=_WARNING)
             case kind if kind in _AUDITED:
                 actor = notice.actor or "labbot"
                 what = _AUDITED[kind]
@@ -152,9 +165,12 @@ class SlackNotifier:
                     what += " because it expired"
                     outbox.post_to_channel(build_expired(lab))
                 if kind == NoticeKind.EXTENDED:
-                    what += f" until {lab.expires_at:%Y-%m-%d %H:%M} UTC"
+                    what += f" until {lab.expires_at:%Y-%m-%d %H:%M} UTC"  # a date token in the thread
                     if notice.text:
                         what += f" {notice.text}"
+                    outbox.replace_kept(_WARNING, build_warning_retired(lab, outcome="extended", actor=actor))
+                elif kind == NoticeKind.DESTROYING:
+                    outbox.replace_kept(_WARNING, build_warning_retired(lab, outcome="destroyed", actor=actor))
                 outbox.note(CardNote(actor=actor, what=_NOTE[kind], at=at))
                 outbox.post_in_thread(build_audit_note(lab, actor=actor, what=what, at=at))
         if notice.kind == NoticeKind.FAILED:

@@ -97,7 +97,9 @@ class CardOutbox:
         self._dirty = False
         self._note: CardNote | None = None
         self._thread: deque[Message] = deque()
-        self._channel_posts: deque[tuple[Message, str | None]] = deque()
+        self._channel_posts: deque[tuple[Message, str | None, str | None]] = deque()
+        self._kept: dict[str, list[tuple[str, str]]] = {}  # tag → (channel, ts) of messages to edit later
+        self._edits: deque[tuple[str, str, Message]] = deque()
         self._last_update = float("-inf")
         self._reposted = False
         self._last_error: str | None = None
@@ -125,9 +127,18 @@ class CardOutbox:
         self._thread.append(message)
         self._kick()
 
-    def post_to_channel(self, message: Message, *, channel: str | None = None) -> None:
-        """Queue a message in the lab's channel (wherever the card is by then), or in another one."""
-        self._channel_posts.append((message, channel))
+    def post_to_channel(self, message: Message, *, channel: str | None = None, keep: str | None = None) -> None:
+        """Queue a message in the lab's channel (wherever the card is by then), or in another one; ``keep`` names
+        it so ``replace_kept`` can edit it later (expiry warnings, once they no longer hold)."""
+        self._channel_posts.append((message, channel, keep))
+        self._kick()
+
+    def replace_kept(self, keep: str, message: Message) -> None:
+        """Edit every message posted so far under ``keep`` into ``message`` (and forget them)."""
+        for channel, ts in self._kept.pop(keep, []):
+            self._edits.append((channel, ts, message))
+        # Those still queued are sent already replaced: nobody needs to see a warning that no longer holds.
+        self._channel_posts = deque((message if tag == keep else m, c, tag) for m, c, tag in self._channel_posts)
         self._kick()
 
     async def idle(self) -> None:
@@ -160,9 +171,10 @@ class CardOutbox:
             log.exception("Slack outbox of lab %s crashed; its pending messages are dropped", self.name)
             self._thread.clear()
             self._channel_posts.clear()
+            self._edits.clear()
             self._dirty = False
         finally:
-            if not (self._dirty or self._thread or self._channel_posts):
+            if not (self._dirty or self._thread or self._channel_posts or self._edits):
                 self._idle.set()
 
     async def _step(self) -> bool:
@@ -177,8 +189,14 @@ class CardOutbox:
                 await self._send("chat.postMessage", self.channel, thread_ts=self.ts, **message.as_kwargs())
             return True
         if self._channel_posts:
-            message, channel = self._channel_posts.popleft()
-            await self._send("chat.postMessage", channel or self.channel, **message.as_kwargs())
+            message, channel, keep = self._channel_posts.popleft()
+            data = await self._send("chat.postMessage", channel or self.channel, **message.as_kwargs())
+            if keep and data and data.get("ts"):
+                self._kept.setdefault(keep, []).append((str(data["channel"]), str(data["ts"])))
+            return True
+        if self._edits:
+            channel, ts, message = self._edits.popleft()
+            await self._send("chat.update", channel, ts=ts, **message.as_kwargs())
             return True
         if self._dirty:
             wait = self._last_update + self._min_interval - time.monotonic()

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from slack_sdk.models.blocks import Block
 
+from bot.blocks import format as fmt
 from bot.blocks.card import CardNote, build_lab_card
 from bot.blocks.home import build_home
-from bot.blocks.ids import CreateField, CreateModalMeta, ExtendChoice, LabAction, LabRef, parse_value
+from bot.blocks.ids import CardBlock, CreateField, CreateModalMeta, ExtendChoice, LabAction, LabRef, parse_value
 from bot.blocks.modal import build_create_modal, parse_create_form
-from bot.blocks.notices import build_expiry_warning, build_health_changed
+from bot.blocks.notices import (
+    build_expired,
+    build_expiry_warning,
+    build_health_changed,
+    build_orphans_found,
+    build_warning_retired,
+)
 from bot.blocks.replies import build_error, build_reply
 from bot.blocks.thread import build_audit_note, build_build_report, build_step_failure
 from config.profiles import load_profiles
@@ -78,13 +87,55 @@ def test_button_values_round_trip_and_destroy_asks_first() -> None:
 
 def test_card_content_per_state() -> None:
     provisioning = all_text(build_lab_card(in_state("provisioning"), now=NOW).blocks)
-    assert "45%" in provisioning and "▓" in provisioning and "3/7 done" in provisioning
-    assert "3h 50m left" in provisioning
-    ready = all_text(build_lab_card(in_state("ready"), now=NOW).blocks)
-    assert "198.18.0.10" in ready and "iqn.2026-11.io.labbot:demo" in ready and "ps-sharedblock" in ready
+    assert "45%" in provisioning and "▓" in provisioning and "Step 4 of 7: *Install ZStack on VM2*" in provisioning
+    ready_lab = in_state("ready")
+    ready = all_text(build_lab_card(ready_lab, now=NOW).blocks)
+    assert "198.18.0.10" in ready and "*Access*" in ready
     assert "must-not-show" not in ready  # secret-looking summary keys never reach the channel
+    report = all_text(build_build_report(ready_lab).blocks)  # the details moved to the thread
+    assert "iqn.2026-11.io.labbot:demo" in report and "ps-sharedblock" in report and "must-not-show" not in report
     failed = all_text(build_lab_card(in_state("failed"), now=NOW).blocks)
-    assert "install_zstack" in failed and "status 3" in failed and "attempt 2" in failed
+    assert "Failed at *Install ZStack on VM2*" in failed and failed.count("installer exited with status 3") == 1
+    assert "*Retry* resumes" in failed
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_a_card_is_a_glance(state: str) -> None:
+    lab = replace(in_state(state), ttl_extensions=1)
+    blocks = build_lab_card(lab, now=NOW).blocks
+    text = all_text(blocks)
+    assert len(blocks) <= 6
+    assert text.count(fmt.STATE_EMOJI[state]) == 1  # the state's mark once, not in the header and a field too
+    assert len(re.findall(r":[a-z_]+:", text)) <= 2
+    assert not any(mark in text for mark in fmt.STEP_EMOJI.values())  # no step list: it is in the thread
+    assert "<@U_ALICE>" in text
+    if state != "destroyed":
+        assert "until <!date^" in text or "expired <!date^" in text
+        assert "(extended once)" in text and "1 times" not in text
+    assert next(b for b in blocks if b.get("block_id") == CardBlock.NEXT)  # what to do next
+    assert_no_stale_times(text)
+
+
+def assert_no_stale_times(text: str) -> None:
+    """Times are Slack date tokens (the reader's zone, never stale), not "… UTC" or "3h 59m left"."""
+    outside_tokens = re.sub(r"<!date\^\d+\^[^|>]*\|[^>]*>", "<date>", text)
+    assert "UTC" not in outside_tokens, outside_tokens
+    assert not re.search(r"\d+[smhd]( \d+[smhd])? (left|ago)", outside_tokens), outside_tokens
+
+
+def test_card_blocks_are_valid_slack_sdk_models() -> None:
+    for state in STATES:
+        for message in (build_lab_card(in_state(state), now=NOW, note=CardNote("U_BOB", "Extended", NOW)),
+                        build_expiry_warning(in_state(state), now=NOW), build_build_report(in_state(state))):
+            assert_valid_models(message.blocks)
+
+
+def assert_valid_models(blocks: list[dict]) -> None:
+    """Every block parses as slack_sdk's model and passes its validation (``to_dict`` raises otherwise)."""
+    for raw in blocks:
+        model = Block.parse(raw)
+        assert model is not None, raw
+        assert model.to_dict()["type"] == raw["type"]
 
 
 def test_card_says_who_did_what_and_when() -> None:
@@ -107,13 +158,59 @@ def test_thread_messages() -> None:
 
 
 def test_channel_notices_mention_the_owner() -> None:
-    degraded = replace(in_state("ready"), health="degraded", health_failing=("iscsi_session", "zstack_api"))
+    degraded = replace(in_state("ready"), health="degraded", health_failing=("iscsi_lun", "nested_api"))
     health = build_health_changed(degraded, now=NOW)
-    assert "<@U_ALICE>" in all_text(health.blocks) and "iscsi_session" in all_text(health.blocks)
-    warning = build_expiry_warning(in_state("expiring"), now=NOW)
+    text = all_text(health.blocks)
+    assert "<@U_ALICE>" in text and "VM1's disk visible on VM2 over iSCSI" in text
+    assert "nested ZStack API answering" in text and "iscsi_lun" not in text  # words, not check ids
+    warning = build_expiry_warning(in_state("expiring"), now=NOW, max_expires_at=NOW + timedelta(days=1))
     assert action_ids(warning.blocks) == [LabAction.EXTEND]
+    assert "expires <!date^" in all_text(warning.blocks) and " left" not in all_text(warning.blocks)
     for message in (health, warning):
         assert message_problem({"text": message.text, "blocks": message.blocks}) is None
+        assert_valid_models(message.blocks)
+        assert_no_stale_times(all_text(message.blocks))
+
+
+def test_a_failed_labs_warning_offers_destroy_not_extend() -> None:
+    warning = build_expiry_warning(in_state("failed"), now=NOW)
+    assert action_ids(warning.blocks) == [LabAction.RETRY, LabAction.DESTROY]
+    assert "failed" in all_text(warning.blocks)
+    at_the_limit = build_expiry_warning(in_state("expiring"), now=NOW, extendable=False)
+    assert LabAction.EXTEND not in action_ids(at_the_limit.blocks)
+    assert "cannot be extended" in all_text(at_the_limit.blocks)
+
+
+def test_retired_warning_has_no_buttons_and_says_what_happened() -> None:
+    retired = build_warning_retired(in_state("ready"), outcome="extended", actor="U_BOB")
+    assert not action_ids(retired.blocks)
+    assert "extended by <@U_BOB>" in all_text(retired.blocks) and "until <!date^" in all_text(retired.blocks)
+    assert_valid_models(retired.blocks)
+
+
+def test_every_time_is_a_date_token() -> None:
+    extended = build_reply(Reply(ReplyKind.EXTENDED, text="Lab `demo` now expires 2026-11-25 16:00 UTC",
+                                 lab=in_state("ready")), now=NOW)
+    audit = build_audit_note(in_state("ready"), actor="U_BOB", what="extended the lab until 2026-11-25 16:00 UTC",
+                             at=NOW)
+    expired = build_expired(in_state("destroying"))
+    orphans = build_orphans_found("2 resources", {"labbot-x-vm1": "uuid; first seen 2026-11-25 10:00 UTC; kept"})
+    listing = build_reply(Reply(ReplyKind.LABS, labs=(in_state("ready"), in_state("expiring"))), now=NOW)
+    for message in (extended, audit, expired, orphans, listing):
+        text = all_text(message.blocks)
+        assert "<!date^" in text, text
+        assert_no_stale_times(text)
+        assert_valid_models(message.blocks)
+
+
+def test_health_report_says_what_each_check_looks_at() -> None:
+    from services.labs.build.health import CheckResult, HealthReport
+
+    report = HealthReport(lab=in_state("ready"), checks=(CheckResult("outer_vms", True, 30),
+                                                          CheckResult("ssh_vm2", False, 900, "timed out")))
+    text = all_text(build_reply(Reply(ReplyKind.HEALTH, lab=report.lab, data={"report": report}), now=NOW).blocks)
+    assert "VM1 and VM2 running on the lab platform" in text and "SSH to VM2 through VM1" in text
+    assert "outer_vms" not in text and "ssh_vm2" not in text
 
 
 def test_unknown_errors_show_only_an_id() -> None:

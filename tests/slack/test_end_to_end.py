@@ -36,14 +36,14 @@ async def test_lab_lifecycle_from_slack(sessions: Sessions) -> None:
         assert lab.progress_ref == f"C_LABS:{card.ts}"
         states = [v for v in card.versions if "Building" in card_text(v)]
         assert states, "the card showed the build in progress"
-        assert ":white_check_mark: Ready" in card_text(card.blocks)
+        assert ":white_check_mark: *Ready*" in card_text(card.blocks)
 
         click = payloads.block_action(LabAction.DESTROY, value=encode(LabRef(lab_id=lab.id, name="e2e")),
                                       message_ts=card.ts)
         assert (await h.send(click, payloads.FORM)).status_code == 200
         await h.settle(timeout=60)
         assert (await h.world.service.status("e2e")).state == "destroyed"
-        assert ":wastebasket: Destroyed" in card_text(card.blocks)
+        assert ":wastebasket: *Destroyed*" in card_text(card.blocks)
         assert len(h.fake.top_level("C_LABS")) == 1
 
         assert not h.fake.rate_limited and h.fake.violations == 0

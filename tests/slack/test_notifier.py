@@ -59,7 +59,7 @@ async def test_one_card_coalesced_updates_final_state_lands(sessions: Sessions, 
     assert len(cards) == 1  # posted once, whatever the number of events
     card = cards[0]
     assert world.jobs.notices > 7 * 60
-    assert ":white_check_mark: Lab demo" in text_of(card.blocks) and "7/7 done" in text_of(card.blocks)
+    assert "Lab demo" in text_of(card.blocks) and ":white_check_mark: *Ready*" in text_of(card.blocks)
     updates = fake.calls_to("chat.update")
     # Bounded by time (one per 0.3 s interval here), not by the hundreds of events.
     assert 1 <= len(updates) <= elapsed / 0.3 + 1, (len(updates), elapsed)
@@ -81,7 +81,7 @@ async def test_failure_goes_to_the_thread_with_its_output(sessions: Sessions, fa
     finally:
         await world.engine.stop()
     card = fake.top_level("C_LABS")[0]
-    assert "Failed at step `install_zstack`" in text_of(card.blocks)
+    assert "Failed at *install zstack*: installer exited with status 3" in text_of(card.blocks)
     assert [e["action_id"] for b in card.blocks if b["type"] == "actions" for e in b["elements"]] == [
         "lab_retry", "lab_logs", "lab_destroy"]
     thread = fake.thread("C_LABS", card.ts)
@@ -125,7 +125,7 @@ async def test_429_is_waited_out_and_the_last_update_lands(sessions: Sessions) -
         assert fake.rate_limited  # Slack did push back
         assert fake.violations == 0  # and every Retry-After was honoured
         card = fake.top_level("C_LABS")[0]
-        assert "7/7 done" in text_of(card.blocks) and "Ready" in text_of(card.blocks)
+        assert ":white_check_mark: *Ready*" in text_of(card.blocks)
 
 
 async def test_slack_down_never_reaches_the_engine(sessions: Sessions, caplog: pytest.LogCaptureFixture) -> None:
@@ -208,3 +208,48 @@ async def test_pacer_spaces_posts_per_channel_and_meters_updates() -> None:
     pacer.rate_limited("chat.update", 30)
     await pacer.update_slot()
     assert now[0] >= 33.0
+
+
+async def test_health_changes_reach_the_cards_channel_in_words(sessions: Sessions, fake: FakeSlack) -> None:
+    world, notifier = await wire(sessions, fake, progress_events=1)
+    try:
+        lab = await world.service.create(ALICE, name="sick", channel="C_COURSE")
+        await world.engine.wait_idle(lab.id, timeout=30)
+        await notifier.flush(timeout=30)
+        view = await world.service.status("sick")
+        degraded = replace(view, health="degraded", health_failing=("iscsi_lun", "ssh_vm2"))
+        await notifier.notify(Notice(NoticeKind.HEALTH_CHANGED, degraded, text="degraded: iscsi_lun, ssh_vm2"))
+        await notifier.notify(Notice(NoticeKind.HEALTH_CHANGED, replace(view, health="ok"), text="recovered"))
+        await notifier.flush(timeout=30)
+    finally:
+        await world.engine.stop()
+    notices = [m for m in fake.top_level("C_COURSE") if "health" in m.text]
+    assert [m.text for m in notices] == ["Lab sick health: degraded", "Lab sick health: ok"]
+    first = text_of(notices[0].blocks)
+    assert "VM1's disk visible on VM2 over iSCSI" in first and "SSH to VM2 through VM1" in first
+    assert "iscsi_lun" not in first and "<@U_ALICE>" in first
+    assert [e["action_id"] for b in notices[0].blocks if b["type"] == "actions" for e in b["elements"]] == [
+        "lab_health", "lab_logs"]
+    assert "healthy again" in text_of(notices[1].blocks)
+    assert not fake.top_level("C_LABS")  # not the labs channel: the lab's own
+
+
+async def test_orphan_reports_go_to_the_labs_channel_with_date_tokens(sessions: Sessions, fake: FakeSlack) -> None:
+    from services.db import utcnow
+    from services.scheduler.orphans import platform_view
+
+    world, notifier = await wire(sessions, fake, progress_events=1)
+    try:
+        view = platform_view(world.settings, utcnow())
+        details = {"labbot-old-vm1 (VM)": "3f2a; tagged for a destroyed lab; first seen 2026-11-25 10:00 UTC; "
+                                          "deleted from 2026-11-25 12:00 UTC on"}
+        await notifier.notify(Notice(NoticeKind.ORPHANS_FOUND, view, actor="labbot", details=details,
+                                     text="1 resource(s) on the lab platform that no live lab owns"))
+        await notifier.flush(timeout=30)
+    finally:
+        await world.engine.stop()
+    [report] = fake.top_level("C_LABS")
+    text = text_of(report.blocks)
+    assert "Orphaned resources" in text and "labbot-old-vm1" in text
+    assert text.count("<!date^") == 2 and "10:00 UTC>" in text  # tokens, with the UTC time as their fallback
+    assert "first seen 2026" not in text

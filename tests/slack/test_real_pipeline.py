@@ -198,7 +198,7 @@ async def run_the_lab(fake: FakeSlack, sim: RunningSimulator, send: Any, lab: An
     assert ready.state == "ready", (ready.failed_step, ready.error)
 
     # One card, updated in place until it says ready; the steps' details are in its thread.
-    await fake.wait_until(lambda: len(fake.top_level("C_LABS")) == 1 and ":white_check_mark: Ready" in text_of(
+    await fake.wait_until(lambda: len(fake.top_level("C_LABS")) == 1 and ":white_check_mark: *Ready*" in text_of(
         fake.top_level("C_LABS")[0].blocks), timeout=15)
     cards = fake.top_level("C_LABS")
     assert len(cards) == 1
@@ -253,7 +253,7 @@ async def run_the_lab(fake: FakeSlack, sim: RunningSimulator, send: Any, lab: An
     assert (await send(click)).status_code == 200
     await wait_for(lambda: _state(lab, "destroyed", "failed"), 60, "the lab was destroyed")
     assert (await lab()).state == "destroyed"
-    await fake.wait_until(lambda: ":wastebasket: Destroyed" in text_of(card.blocks), timeout=15)
+    await fake.wait_until(lambda: ":wastebasket: *Destroyed*" in text_of(card.blocks), timeout=15)
     assert len([m for m in fake.top_level("C_LABS") if m.ts == card.ts]) == 1
     assert not fake.rate_limited
 

@@ -171,7 +171,7 @@ async def test_an_old_lab_whose_channel_labbot_cannot_reach_moves_to_the_labs_ch
         assert any("expires" in m.text for m in fake.top_level("C_LABS"))  # the warning followed the card
         # And the owner got the failure and the warning privately.
         private = text_of([m.blocks for m in fake.top_level("D_ALICE")])
-        assert "failed" in private and "install_zstack" in private and "expires" in private
+        assert "failed at step `install_zstack`" in private and "is destroyed <!date^" in private
 
 
 async def test_a_refusal_after_the_form_closed_reaches_the_person_by_dm(sessions: Sessions) -> None:
