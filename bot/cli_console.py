@@ -16,8 +16,9 @@ from bot.console.app import ConsoleFrontEnd, stdin_is_terminal
 from bot.console.notifier import ConsoleNotifier
 from bot.logs import configure_logging
 from config.profiles import PoolSpec, load_profiles
-from config.settings import Settings, load_settings, require_strong_secret_key
+from config.settings import Settings, load_settings
 from services import db
+from services.crypto import require_strong_secret_key
 from services.labs.runtime import Runtime
 
 log = logging.getLogger(__name__)

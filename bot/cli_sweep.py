@@ -16,8 +16,9 @@ from enum import StrEnum
 import typer
 
 from bot.cli_worker import LogNotifier, attach_slack, configure_logging
-from config.settings import Settings, load_settings, require_strong_secret_key
+from config.settings import Settings, load_settings
 from services import db
+from services.crypto import require_strong_secret_key
 from services.errors import LabbotError
 from services.labs.runtime import Runtime
 from services.scheduler.context import SweepContext

@@ -19,7 +19,8 @@ from typing import Any
 import typer
 
 from bot.logs import configure_logging as safe_logging
-from config.settings import Settings, load_settings, require_strong_secret_key
+from config.settings import Settings, load_settings
+from services.crypto import require_strong_secret_key
 from services.errors import ConfigError
 from services.labs.engine import Job, LabEngine
 from services.labs.notifier import Notice, NoticeKind

@@ -189,17 +189,6 @@ def _check_token(value: SecretStr | None, prefix: str, name: str) -> SecretStr |
     return value
 
 
-def require_strong_secret_key(settings: Settings) -> None:
-    """Refuse a weak or placeholder LABBOT_SECRET_KEY: every command that opens a database holding lab secrets
-    calls this (the demo, on its own throw-away database, does not)."""
-    from services.crypto import secret_key_problem
-
-    problem = secret_key_problem(settings.secret_key.get_secret_value())
-    if problem is not None:
-        raise ConfigError(f"LABBOT_SECRET_KEY {problem}: it encrypts every lab's SSH key and passwords; "
-                          "`labbot secret-key new` prints a good one")
-
-
 def load_settings(**overrides: object) -> Settings:
     """Build Settings, turning validation errors into one ConfigError that names each variable."""
     try:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import SecretStr
 
+from config.settings import Settings
 from services.errors import ConfigError
 
 V2 = "v2$"
@@ -61,6 +62,15 @@ def secret_key_problem(key: str) -> str | None:
     if len(counts) < 10 or per_char * len(key) < MIN_BITS:
         return "has too little variety to be random (use `labbot secret-key new`)"
     return None
+
+
+def require_strong_secret_key(settings: Settings) -> None:
+    """Refuse a weak or placeholder LABBOT_SECRET_KEY: every command that opens a database holding lab secrets
+    calls this (the demo, on its own throw-away database, does not)."""
+    problem = secret_key_problem(settings.secret_key.get_secret_value())
+    if problem is not None:
+        raise ConfigError(f"LABBOT_SECRET_KEY {problem}: it encrypts every lab's SSH key and passwords; "
+                          "`labbot secret-key new` prints a good one")
 
 
 class SecretBox:

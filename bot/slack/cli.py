@@ -8,7 +8,8 @@ import logging
 import typer
 
 from bot.logs import configure_logging
-from config.settings import load_settings, require_strong_secret_key
+from config.settings import load_settings
+from services.crypto import require_strong_secret_key
 
 log = logging.getLogger(__name__)
 
