@@ -151,22 +151,61 @@ class IscsiSpec(_Strict):
         return value
 
 
-class InstallSpec(_Strict):
-    """How ZStack is installed on VM2 (detached; the log is streamed as progress)."""
+_INSTALLER_PATTERN = re.compile(r"/[A-Za-z0-9._/*?\[\]-]+")
+_INSTALL_ROOT = re.compile(r"/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+")
 
-    installer: str  # path on VM2, or a local file (uploaded) when ``upload`` is true
+
+class InstallSpec(_Strict):
+    """How ZStack is installed on VM2 (detached; the log is streamed as progress).
+
+    ``installer`` is where the installer is on VM2: an absolute path or shell glob, or several tried in order
+    (on a ZStack ISO OS it is ``/opt/zstack-dvd/<arch>/<release>/zstack-installer.bin``). With ``upload`` it is
+    a local file instead, copied to VM2. After a failed install labbot does what the installer asks of a person:
+    ``zstack-ctl stop``, removes ``install_root``, and runs ``retry_command`` (``-D`` drops the half-made
+    database, which the installer otherwise refuses).
+    """
+
+    installer: str | list[str]
     upload: bool = False
     command: str = "bash {installer} -E"
+    retry_command: str = "bash {installer} -E -D"
+    install_root: str = "/usr/local/zstack"
     timeout_minutes: int = Field(60, ge=1, le=600)
     api_port: int = Field(8080, ge=1, le=65535)
     ui_port: int = Field(5000, ge=1, le=65535)
 
-    @field_validator("command")
+    @field_validator("command", "retry_command")
     @classmethod
     def _has_installer(cls, value: str) -> str:
         if "{installer}" not in value:
             raise ValueError("must contain {installer}")
         return value
+
+    @field_validator("install_root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        if not _INSTALL_ROOT.fullmatch(value) or ".." in value.split("/"):
+            raise ValueError("must be an absolute directory path below / such as /usr/local/zstack")
+        return value
+
+    @model_validator(mode="after")
+    def _installer_paths(self) -> InstallSpec:
+        patterns = self.installer_patterns
+        if not patterns:
+            raise ValueError("installer: give at least one path")
+        if self.upload and (len(patterns) != 1 or any(c in patterns[0] for c in "*?[")):
+            raise ValueError("installer: with upload, one local file (no glob)")
+        if not self.upload:
+            for pattern in patterns:
+                if not _INSTALLER_PATTERN.fullmatch(pattern) or ".." in pattern.split("/"):
+                    raise ValueError(f"installer: {pattern!r} must be an absolute path or glob on VM2 "
+                                     "(letters, digits, . _ - / * ? [ ])")
+        return self
+
+    @property
+    def installer_patterns(self) -> list[str]:
+        """Where to look for the installer, in order."""
+        return [self.installer] if isinstance(self.installer, str) else list(self.installer)
 
 
 class NestedImageSpec(_Strict):

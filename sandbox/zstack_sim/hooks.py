@@ -43,6 +43,7 @@ class VmPlan:
     user_data: str | None = None  # from the ``userdata::`` system tag (base64 in ZStack)
     # The CPU mode (kvm/vm.cpuMode) passes vmx/svm to the guest: host-model or host-passthrough.
     nested_virtualization: bool = False
+    image_name: str = ""  # the image it boots: what is on its disk (a ZStack ISO OS has the installer)
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,13 @@ import pytest
 from pydantic import SecretStr
 
 from sandbox import system
+from sandbox.vm import INSTALLER_IN_VM
 from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
 from services.iscsi.initiator import ensure_initiator_name
 from services.iscsi.naming import target_iqn
 from services.iscsi.tgt import TgtBackend
+from services.labs.build.installer import InstallerNotFoundError, clean_failed_install, find_installer
 from services.ssh import LabSSH
 from services.ssh.detached import follow, reset_job, start_detached
 from services.zstack.client import ZStackClient
@@ -32,8 +34,7 @@ from tests.sandbox.labbox import PROJECT, VM2_ROOT_PASSWORD, Lab, LabBox, drop_c
 pytestmark = pytest.mark.sandbox
 
 INSTALLER = PROJECT / "sandbox" / "assets" / "zstack-installer.bin"
-REMOTE = "/root/labbot/zstack-installer.bin"
-COMMAND = f"bash {REMOTE} -E"
+COMMAND = f"bash {INSTALLER_IN_VM} -E"
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +52,16 @@ def lab(box: LabBox) -> Lab:
     return box.run(box.make_lab("instlab", volume_size=256 * 1024**2))
 
 
-async def install(ssh: LabSSH, job: str, on_line: object = None) -> int:
-    await ssh.upload("vm2", INSTALLER, REMOTE, 0o755)
-    await start_detached(ssh, "vm2", job, COMMAND)
+async def install(ssh: LabSSH, job: str, on_line: object = None, command: str = COMMAND) -> int:
+    """Run the installer VM2's image has, as the engine runs it (detached, followed)."""
+    await start_detached(ssh, "vm2", job, command)
     return await follow(ssh, "vm2", job, on_line=on_line, poll_interval=0.2, timeout=120)  # type: ignore[arg-type]
+
+
+async def installed(ssh: LabSSH, job: str) -> None:
+    """The management node is up on VM2 (installed now, or by an earlier test of this module's lab)."""
+    if (await ssh.run("vm2", "test -d /usr/local/zstack", timeout=10, check=False)).exit_status != 0:
+        assert await install(ssh, job) == 0
 
 
 async def test_installer_survives_a_drop_and_leaves_a_ready_management_node(box: LabBox, lab: Lab) -> None:
@@ -77,22 +84,42 @@ async def test_installer_survives_a_drop_and_leaves_a_ready_management_node(box:
             ready = await http.get(f"http://127.0.0.1:{port}/zstack/v1/management-nodes/ready")
         assert ready.status_code == 200
 
-        # Idempotent: run again (as a retried step would) with the management node already up.
+        # Like the real installer: a second run refuses the installed host, and stops ZStack on its way out.
         await reset_job(ssh, "vm2", "install_zstack")
         again: list[str] = []
 
         async def collect(line: str) -> None:
             again.append(line)
 
-        assert await install(ssh, "install_zstack", collect) == 0
-        assert any("already running" in line for line in again)
+        assert await install(ssh, "install_zstack", collect) == 1
+        assert any("/usr/local/zstack is existing. Please delete it manually" in line for line in again), again
+        assert (await ssh.run("vm2", "zstack-ctl status", timeout=10)).stdout.strip() == "MN status: Stopped"
+        # The cleanup it asks for is not enough: the database is left, and only -D (or -k) gets past it.
+        assert await clean_failed_install(ssh, "/usr/local/zstack") == "removed /usr/local/zstack"
+        await reset_job(ssh, "vm2", "install_zstack")
+        again.clear()
+        assert await install(ssh, "install_zstack", collect) == 1
+        assert any("detected existing zstack database" in line for line in again), again
+        await clean_failed_install(ssh, "/usr/local/zstack")
+        await reset_job(ssh, "vm2", "install_zstack")
+        assert await install(ssh, "install_zstack", command=f"bash {INSTALLER_IN_VM} -E -D") == 0
         count = await ssh.run("vm2", "pgrep -c -f 'bot.cli sim zstack --role nested'", timeout=10)
         assert count.stdout.strip() == "1"  # one management node, not two
 
 
+async def test_the_installer_is_found_where_a_zstack_iso_keeps_it_and_its_absence_is_named(lab: Lab) -> None:
+    async with lab.ssh() as ssh:
+        assert await find_installer(ssh, ["/opt/zstack-installer.bin", "/opt/zstack-dvd/*/*/zstack-installer.bin"]) \
+            == INSTALLER_IN_VM
+        with pytest.raises(InstallerNotFoundError) as missing:
+            await find_installer(ssh, ["/opt/zstack-installer.bin", "/opt/zstack-dvd/*/c76/zstack-installer.bin"])
+    assert "tried /opt/zstack-installer.bin (no such file); /opt/zstack-dvd/*/c76/zstack-installer.bin (no such " \
+        "file)" in str(missing.value)
+
+
 async def test_nested_zstack_offers_the_lab_lun_by_the_wwid_labbot_recorded(lab: Lab) -> None:
     async with lab.ssh() as ssh:
-        assert await install(ssh, "install_nested") == 0
+        await installed(ssh, "install_nested")
         device = await find_data_disk(ssh.runner("vm1"), lab.volume_uuid, None)
         spec = TargetSpec(iqn=target_iqn("iqn.2026-11.io.labbot", lab.name), device=device,
                           initiator_iqn=await ensure_initiator_name(ssh.runner("vm2"), "iqn.2026-11.io.labbot:t.vm2"),
@@ -138,7 +165,7 @@ async def test_the_kvm_host_deploy_makes_the_initiator_name_when_labbot_did_not(
 
 async def test_expunging_vm2_stops_the_management_node(box: LabBox, lab: Lab) -> None:
     async with lab.ssh() as ssh:
-        assert await install(ssh, "install_expunge") == 0
+        await installed(ssh, "install_expunge")
     inode = system.netns_inode(box.config.vm_netns(lab.vm2.vm_uuid))
     assert inode is not None
     simulators = [

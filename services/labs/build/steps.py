@@ -30,10 +30,11 @@ from services.iscsi.initiator import ensure_initiator_name, lab_initiator_name
 from services.iscsi.naming import target_iqn
 from services.labs.build.context import LabContext
 from services.labs.build.dag import Step
+from services.labs.build.installer import clean_failed_install, find_installer
 from services.labs.build.interfaces import interface_carrying
 from services.labs.preflight import check_platform
 from services.shell import quote
-from services.ssh.detached import follow, start_detached
+from services.ssh.detached import JobStatus, follow, job_status, reset_job, start_detached
 from services.ssh.errors import SSHAuthError
 from services.ssh.keys import generate_keypair
 from services.ssh.session import LabSSH
@@ -312,17 +313,29 @@ class _Steps:
     # --- VM2: ZStack ---------------------------------------------------------------------------------
 
     async def install_zstack(self) -> None:
-        """Run the installer detached on VM2, stream its log as progress, wait for the management node."""
+        """Run the installer detached on VM2, stream its log as progress, wait for the management node.
+
+        A run already started (this step resumed after a crash) is followed, not started again. A run that
+        failed is not re-read forever: VM2 is cleaned up as the installer asks (see ``build.installer``) and
+        the installer runs again with ``retry_command``, and the lab's thread says why.
+        """
         ssh = await self.ssh()
         install = self.ctx.profile.install
-        installer = install.installer
-        if install.upload:
-            local = Path(installer) if Path(installer).is_absolute() else PROJECT_ROOT / installer
-            installer = f"/root/labbot/{Path(installer).name}"
-            await ssh.run("vm2", "mkdir -p /root/labbot", timeout=30)
-            await ssh.upload("vm2", local, installer, 0o755)
-        command = install.command.format(installer=quote(installer))
-        await start_detached(ssh, "vm2", INSTALL_JOB, command)
+        status = await job_status(ssh, "vm2", INSTALL_JOB)
+        template = install.command
+        if status.state == "lost" or (status.state == "finished" and status.exit_code != 0):
+            lost = status.state == "lost"
+            what = "stopped without an exit code" if lost else f"exited with status {status.exit_code}"
+            done = await clean_failed_install(ssh, install.install_root) or "removed nothing"
+            await reset_job(ssh, "vm2", INSTALL_JOB)
+            await self.ctx.note("install_zstack", (
+                f"the previous ZStack install on VM2 {what}; the installer refuses a half-installed host "
+                f"(`{install.install_root} is existing`), so labbot ran `zstack-ctl stop`, {done}, and runs the "
+                f"installer again with `{install.retry_command.format(installer='…')}`"))
+            template, status = install.retry_command, JobStatus("absent")
+        if status.state == "absent":
+            installer = await self._installer(ssh)
+            await start_detached(ssh, "vm2", INSTALL_JOB, template.format(installer=quote(installer)))
 
         code = await follow(ssh, "vm2", INSTALL_JOB, offset=0, on_lines=self._install_log, poll_interval=1.0,
                             timeout=install.timeout_minutes * 60.0)
@@ -367,6 +380,20 @@ class _Steps:
         if line:
             match = _PERCENT.search(line)
             await self.ctx.progress("install_zstack", f"{match.group(1)}% — {line[:120]}" if match else line[:160])
+
+    async def _installer(self, ssh: LabSSH) -> str:
+        """The installer's path on VM2: uploaded there (``upload``), or found where the profile says it is."""
+        install = self.ctx.profile.install
+        if not install.upload:
+            installer = await find_installer(ssh, install.installer_patterns)
+            await self.ctx.output("install_zstack", f"installer: {installer}\n")
+            return installer
+        source = install.installer_patterns[0]
+        local = Path(source) if Path(source).is_absolute() else PROJECT_ROOT / source
+        remote = f"/root/labbot/{Path(source).name}"
+        await ssh.run("vm2", "mkdir -p /root/labbot", timeout=30)
+        await ssh.upload("vm2", local, remote, 0o755)
+        return remote
 
     # --- nested ZStack -------------------------------------------------------------------------------
 
