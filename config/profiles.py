@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from config.errors import ConfigError
 from config.settings import parse_duration
 
+PROJECT_DIR = Path(__file__).resolve().parents[1]  # relative files in profiles are from here
 _PROFILE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 _IQN = re.compile(r"^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[a-z0-9.:-]+)?$")
 # A Linux interface name (IFNAMSIZ 16 with the NUL), as the nested L2 network's physicalInterface.
@@ -209,8 +210,14 @@ class InstallSpec(_Strict):
 
 
 class NestedImageSpec(_Strict):
+    """The image the nested VM boots. The lab platform has no internet, so labbot brings it: ``file`` is a local
+    qcow2/raw file that labbot uploads to VM1 and serves there on the VPC (``serve_port``); the nested ZStack
+    downloads it from ``url`` (default ``http://{vm1_vpc_ip}:<serve_port>/<file name>``)."""
+
     name: str
-    url: str
+    file: str | None = None  # local path; relative paths are from the project directory
+    url: str | None = None
+    serve_port: int = Field(8000, ge=1024, le=65535)
     # The nested VM boots from this image as its root disk: a root-volume template (qcow2 or raw). An ISO
     # would be registered with mediaType ISO and need a root disk offering, which labbot does not make.
     format: Literal["qcow2", "raw"] = "qcow2"
@@ -223,6 +230,66 @@ class NestedImageSpec(_Strict):
             raise ValueError("an ISO cannot be the nested VM's root disk (it is added with mediaType ISO and "
                              "needs a root disk offering); give a qcow2 or raw cloud image")
         return value
+
+    @field_validator("file")
+    @classmethod
+    def _file_name(cls, value: str | None) -> str | None:
+        if value is not None and (not re.fullmatch(r"[A-Za-z0-9._/-]+", value) or value.endswith("/")):
+            raise ValueError("must be a file path of plain characters (letters, digits, . _ - /)")
+        return value
+
+    @model_validator(mode="after")
+    def _source(self) -> NestedImageSpec:
+        if self.file is None and self.url is None:
+            raise ValueError("give file (a local image labbot serves from VM1) or url")
+        return self
+
+    @property
+    def file_name(self) -> str:
+        """The name the image is uploaded and served under."""
+        return Path(self.file or "").name
+
+    def local_path(self, project_root: Path) -> Path | None:
+        """The local image file, or None when the profile gives only a URL."""
+        if self.file is None:
+            return None
+        path = Path(self.file)
+        return path if path.is_absolute() else project_root / path
+
+    def download_url(self, vm1_vpc_ip: str) -> str:
+        """The URL the nested ZStack's AddImage gets."""
+        template = self.url or f"http://{{vm1_vpc_ip}}:{self.serve_port}/{self.file_name}"
+        return template.format(vm1_vpc_ip=vm1_vpc_ip)
+
+
+_IMAGE_MAGIC = {"qcow2": b"QFI\xfb"}
+
+
+def nested_image_problem(profile: LabProfile, project_root: Path = PROJECT_DIR) -> str | None:
+    """What is wrong with the profile's local nested image file, or None (also when it serves none).
+
+    For ``labbot doctor`` and the build's first step: the file must exist, be a readable regular file and
+    have the declared format (a qcow2 starts with ``QFI\\xfb``; a raw image must not).
+    """
+    spec = profile.nested.image
+    path = spec.local_path(project_root)
+    if path is None:
+        return None
+    where = f"profile {profile.name}, nested.image.file"
+    if not path.exists():
+        return f"the nested image file {path} does not exist ({where}); put a {spec.format} image (e.g. CirrOS) there"
+    if not path.is_file():
+        return f"the nested image file {path} is not a regular file ({where})"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError as err:
+        return f"the nested image file {path} cannot be read: {err.strerror} ({where})"
+    is_qcow2 = head == _IMAGE_MAGIC["qcow2"]
+    if (spec.format == "qcow2") != is_qcow2:
+        actual = "a qcow2 image" if is_qcow2 else "not a qcow2 image"
+        return f"the nested image file {path} is {actual}, but nested.image.format is {spec.format} ({where})"
+    return None
 
 
 class NestedOfferingSpec(_Strict):

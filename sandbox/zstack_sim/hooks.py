@@ -59,6 +59,16 @@ class LunFound:
 
 
 @dataclass(frozen=True)
+class ImageFetched:
+    """What a backup storage learned downloading an image: its format as ``qemu-img info`` reports it, its
+    virtual size and its file size (bytes)."""
+
+    format: str
+    size: int
+    actual_size: int
+
+
+@dataclass(frozen=True)
 class TargetFound:
     """One iSCSI target returned by discovery, with its LUNs."""
 
@@ -102,6 +112,9 @@ class NestedHooks(Protocol):
 
     async def check_login(self, ip: str, port: int, username: str, password: str) -> None:
         """Log in over SSH with a password, as ZStack does to deploy a backup storage agent."""
+
+    async def fetch_image(self, url: str) -> ImageFetched:
+        """Download the image at ``url`` from this host (the backup storage) and inspect it."""
 
     async def has_interface(self, name: str) -> bool:
         """Whether this host has network interface ``name`` (the KVM agent's physical interface check)."""
@@ -161,6 +174,13 @@ class NoHooks:
     async def hvm_cpu_flag(self, ip: str) -> str | None:
         """An in-memory host is a physical one with VT-x."""
         return "vmx"
+
+    async def fetch_image(self, url: str) -> ImageFetched:
+        """No download: sizes as a typical image of that name would have (CirrOS small, others 10 GiB)."""
+        if "cirros" in url.lower():
+            return ImageFetched("qcow2", 117_440_512, 21_233_664)
+        spread = int(hashlib.sha256(url.encode()).hexdigest()[:4], 16) % 512  # stable, so repeated runs agree
+        return ImageFetched("qcow2", 10 * 1024**3, 1024**3 + spread * 1024**2)
 
     async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
         """One target with one 50 GiB LUN whose IQN, wwid and serial derive from ``ip:port`` (stable across runs,

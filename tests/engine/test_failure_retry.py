@@ -25,6 +25,7 @@ from tests.engine.sandbox_lab import OWNER, SandboxBox, box_fixture, lab_world
 from tests.sandbox.labbox import drop_connections
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(240)]
+PROJECT = Path(__file__).resolve().parents[2]
 
 box = box_fixture("fail")
 
@@ -155,3 +156,18 @@ async def test_retry_after_a_failed_install_cleans_vm2_up_and_installs_again(box
         await world.service.destroy(OWNER, "halfway")
         await world.runtime.engine.wait_idle(view.id, timeout=60)
         assert world.outer_vms(lab.uuid) == [] and await world.machine_leftovers(lab) == []
+
+
+async def test_a_missing_nested_image_file_fails_prepare_naming_the_file(box: SandboxBox, database_url: str,
+                                                                         tmp_path: Path):
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    text = (PROJECT / "config" / "profiles" / "sandbox.yaml").read_text()
+    (profiles / "sandbox.yaml").write_text(text.replace("build/sandbox/nested-cirros.qcow2", "/nonexistent/cirros.img"))
+    async with lab_world(box, database_url, tmp_path, profiles_dir=profiles) as world:
+        view = await world.service.create(OWNER, name="noimage")
+        await world.runtime.engine.wait_idle(view.id, timeout=60)
+        lab = await world.lab_row("noimage")
+        assert (lab.state, lab.failed_step) == (LabState.FAILED, "prepare"), (lab.failed_step, lab.error)
+        assert "the nested image file /nonexistent/cirros.img does not exist" in (lab.error or "")
+        assert world.outer_vms(lab.uuid) == []  # nothing made on the platform for a lab that cannot finish

@@ -18,12 +18,15 @@ import pytest
 from pydantic import SecretStr
 
 from sandbox import system
+from sandbox.hooks import OuterSandboxHooks
+from sandbox.images import NESTED_IMAGE, ensure_nested_image
 from sandbox.vm import INSTALLER_IN_VM
 from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
 from services.iscsi.initiator import ensure_initiator_name
 from services.iscsi.naming import target_iqn
 from services.iscsi.tgt import TgtBackend
+from services.labs.build.image import IMAGE_DIR, serve_image, stop_image_server, upload_image
 from services.labs.build.installer import InstallerNotFoundError, clean_failed_install, find_installer
 from services.ssh import LabSSH
 from services.ssh.detached import follow, reset_job, start_detached
@@ -49,6 +52,7 @@ def box() -> Iterator[LabBox]:
 
 @pytest.fixture(scope="module")
 def lab(box: LabBox) -> Lab:
+    ensure_nested_image()
     return box.run(box.make_lab("instlab", volume_size=256 * 1024**2))
 
 
@@ -146,6 +150,7 @@ async def test_nested_zstack_offers_the_lab_lun_by_the_wwid_labbot_recorded(lab:
 
 
 async def test_the_kvm_host_deploy_makes_the_initiator_name_when_labbot_did_not(box: LabBox) -> None:
+    box.hooks = OuterSandboxHooks(box.config)  # its segment lock must belong to this test's event loop
     lab = await box.make_lab("deploylab", volume_size=64 * 1024**2)
     async with lab.ssh() as ssh:
         absent = await ssh.run("vm2", "test -e /etc/iscsi/initiatorname.iscsi", timeout=10, check=False)
@@ -163,14 +168,54 @@ async def test_the_kvm_host_deploy_makes_the_initiator_name_when_labbot_did_not(
     await box.hooks.vm_expunged(lab.vm2.vm_uuid)
 
 
+async def test_the_image_served_from_vm1_is_really_downloaded_and_checked_by_the_nested_add_image(
+    lab: Lab, tmp_path: Path
+) -> None:
+    page = tmp_path / "error-page.qcow2"
+    page.write_text("<html><body>503 Service Unavailable</body></html>\n")  # what a proxy might hand out
+
+    def url(name: str) -> str:
+        return f"http://{lab.vm1_vpc_ip}:8000/{name}"
+
+    async with lab.ssh() as ssh:
+        await installed(ssh, "install_image")
+        assert await upload_image(ssh, NESTED_IMAGE) == f"{IMAGE_DIR}/{NESTED_IMAGE.name}"
+        assert not await ssh.upload("vm1", NESTED_IMAGE, f"{IMAGE_DIR}/{NESTED_IMAGE.name}")  # there: not sent again
+        await upload_image(ssh, page)
+        assert (await serve_image(ssh, address=lab.vm1_vpc_ip, port=8000, url=url(NESTED_IMAGE.name))).startswith(
+            "server started")
+    async with lab.ssh() as ssh:  # a new session: the server outlived the one that started it
+        assert (await serve_image(ssh, address=lab.vm1_vpc_ip, port=8000, url=url(NESTED_IMAGE.name))).startswith(
+            "server already running")
+        port = await ssh.forward_local("vm2", 8080)
+        async with ZStackClient(f"http://127.0.0.1:{port}/zstack/v1", "admin", SecretStr("password")) as nested:
+            bs = await nested.add_image_store_backup_storage("bs-image-test", lab.vm2_ip, username="root",
+                                                             password=SecretStr(VM2_ROOT_PASSWORD), url="/zstack_bs")
+            image = await nested.add_image("cirros", url(NESTED_IMAGE.name), [bs.uuid], format="qcow2")
+            assert (image.status, image.actual_size, image.size) == ("Ready", NESTED_IMAGE.stat().st_size,
+                                                                     117_440_512)
+            with pytest.raises(ZStackError, match="is raw, not the qcow2 image declared"):
+                await nested.add_image("page", url(page.name), [bs.uuid], format="qcow2")
+            with pytest.raises(ZStackError, match=r"download failed.*HTTP 404"):
+                await nested.add_image("gone", url("no-such-image.qcow2"), [bs.uuid], format="qcow2")
+            assert [i["name"] for i in await nested.query("QueryImage")] == ["cirros"]  # failed adds leave nothing
+        await stop_image_server(ssh)
+        listening = await ssh.run("vm1", "ss -ltn 'sport = :8000' | grep -c :8000", timeout=15, check=False)
+        assert listening.stdout.strip() == "0"
+
+
 async def test_expunging_vm2_stops_the_management_node(box: LabBox, lab: Lab) -> None:
     async with lab.ssh() as ssh:
         await installed(ssh, "install_expunge")
     inode = system.netns_inode(box.config.vm_netns(lab.vm2.vm_uuid))
     assert inode is not None
-    simulators = [
-        p for p in system.pids_in_netns({inode}) if b"--role\0nested" in Path(f"/proc/{p}/cmdline").read_bytes()
-    ]
+    def cmdline(pid: int) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:  # a short-lived process (an SSH session ending) went meanwhile
+            return b""
+
+    simulators = [p for p in system.pids_in_netns({inode}) if b"--role\0nested" in cmdline(p)]
     assert len(simulators) == 1
     await box.hooks.vm_expunged(lab.vm2.vm_uuid)
     assert not system.pid_alive(simulators[0]) and not system.pids_in_netns({inode})

@@ -2,8 +2,9 @@
 
     prepare ─► create_vms ─┬─► attach_volume ───────────────┐
                            └─► wait_ssh ─┬─► iscsi_target ──┴─► nested_storage ─┐
-                                         └─► install_zstack ─► nested_compute ──┼─► nested_vm ─► first_health
-                                                               └─► nested_network_image ─┘
+                                         ├─► install_zstack ─► nested_compute ──┼─► nested_vm ─► first_health
+                                         │                     └─► nested_network_image ─┘
+                                         └─► serve_image (VM1) ───────────────────┘
 
 VM1's volume and iSCSI target are built while VM2 installs ZStack; the nested network, image and offering are
 built while the SharedBlock storage is. Every create passes a deterministic ``resourceUuid`` (see
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from config.profiles import PROJECT_DIR, nested_image_problem
 from services.db import PROJECT_ROOT
 from services.errors import ExternalError
 from services.iscsi.backends import backend_for
@@ -30,6 +32,8 @@ from services.iscsi.initiator import ensure_initiator_name, lab_initiator_name
 from services.iscsi.naming import target_iqn
 from services.labs.build.context import LabContext
 from services.labs.build.dag import Step
+from services.labs.build.image import local_image, upload_image
+from services.labs.build.image import serve_image as run_image_server
 from services.labs.build.installer import clean_failed_install, find_installer
 from services.labs.build.interfaces import interface_carrying
 from services.labs.preflight import check_platform
@@ -50,6 +54,7 @@ TITLES = {
     "attach_volume": "Attach the 50 GB data volume to VM1",
     "wait_ssh": "Reach VM1, and VM2 through it",
     "iscsi_target": "Export VM1's disk over iSCSI",
+    "serve_image": "Serve the nested image from VM1",
     "install_zstack": "Install ZStack on VM2",
     "nested_compute": "Zone, cluster and KVM host",
     "nested_storage": "SharedBlock storage on the iSCSI LUN",
@@ -80,12 +85,13 @@ def build_steps(ctx: LabContext, outer: ZStackClient, health: object) -> list[St
         Step("attach_volume", TITLES["attach_volume"], s.attach_volume, ("create_vms",), timeout=600),
         Step("wait_ssh", TITLES["wait_ssh"], s.wait_ssh, ("create_vms",), timeout=600),
         Step("iscsi_target", TITLES["iscsi_target"], s.iscsi_target, ("attach_volume", "wait_ssh"), timeout=300),
+        Step("serve_image", TITLES["serve_image"], s.serve_image, ("wait_ssh",), timeout=1800),
         Step("install_zstack", TITLES["install_zstack"], s.install_zstack, ("wait_ssh",), timeout=minutes + 300),
         Step("nested_compute", TITLES["nested_compute"], s.nested_compute, ("install_zstack",), timeout=900),
         Step("nested_storage", TITLES["nested_storage"], s.nested_storage, ("nested_compute", "iscsi_target"),
              timeout=900),
-        Step("nested_network_image", TITLES["nested_network_image"], s.nested_network_image, ("nested_compute",),
-             timeout=1800),
+        Step("nested_network_image", TITLES["nested_network_image"], s.nested_network_image,
+             ("nested_compute", "serve_image"), timeout=1800),
         Step("nested_vm", TITLES["nested_vm"], s.nested_vm, ("nested_storage", "nested_network_image"), timeout=900),
         Step("first_health", TITLES["first_health"], s.first_health, ("nested_vm",), timeout=300),
     ]
@@ -145,7 +151,14 @@ class _Steps:
             volume_uuid=self.ctx.resource_uuid("data-volume"),
         )
         await self.ctx.update(**changes)
+        self._local_image()  # a missing image file is named now, not after the hour-long install
         await self._resolve()  # fails early, with names, when the profile does not fit the platform
+
+    def _local_image(self) -> Path | None:
+        """The nested image file labbot serves (None when the profile gives only a URL); ConfigError if bad."""
+        profile = self.ctx.profile
+        path = profile.nested.image.local_path(PROJECT_DIR)
+        return None if path is None else local_image(path, nested_image_problem(profile))
 
     async def _resolve(self) -> dict[str, str]:
         profile = self.ctx.profile
@@ -310,6 +323,24 @@ class _Steps:
         await self.ctx.output("iscsi_target", f"target {info.iqn} LUN {info.lun} on {device}, wwid {info.wwid}\n")
         await self.ctx.update(iscsi_iqn=info.iqn, iscsi_wwid=info.wwid, iscsi_size_bytes=info.size_bytes)
 
+    # --- VM1: the nested image --------------------------------------------------------------------------
+
+    async def serve_image(self) -> None:
+        """Upload the nested image to VM1 (once, checksum verified) and serve it on VM1's VPC address."""
+        local = self._local_image()
+        if local is None:
+            await self.ctx.output("serve_image", "the profile gives an image URL; nothing to serve\n")
+            return
+        lab = await self.ctx.lab()
+        ssh = await self.ssh()
+        spec = self.ctx.profile.nested.image
+        address = _known(lab.vm1_vpc_ip, "VM1 VPC address")
+        await self.ctx.progress("serve_image", f"uploading {local.name} to VM1", min_interval=0)
+        remote = await upload_image(ssh, local)
+        url = spec.download_url(address)
+        done = await run_image_server(ssh, address=address, port=spec.serve_port, url=url)
+        await self.ctx.output("serve_image", f"{remote} served at {url} ({done})\n")
+
     # --- VM2: ZStack ---------------------------------------------------------------------------------
 
     async def install_zstack(self) -> None:
@@ -465,7 +496,8 @@ class _Steps:
                                                     resource_uuid=rid("nested-offering"))
         await self.ctx.set_nested(backup_storage=bs.uuid, l2=l2.uuid, l3=l3.uuid, offering=offering.uuid)
         await self.ctx.progress("nested_network_image", f"adding image {spec.image.name}", min_interval=0)
-        image = await n.add_image(spec.image.name, spec.image.url.format(vm1_vpc_ip=lab.vm1_vpc_ip), [bs.uuid],
+        url = spec.image.download_url(_known(lab.vm1_vpc_ip, "VM1 VPC address"))
+        image = await n.add_image(spec.image.name, url, [bs.uuid],
                                   format=spec.image.format, platform=spec.image.platform,
                                   resource_uuid=rid("nested-image"))
         await self.ctx.set_nested(image=image.uuid)
