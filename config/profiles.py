@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from config.errors import ConfigError
 from config.settings import parse_duration
 
+PROJECT_DIR = Path(__file__).resolve().parents[1]  # relative files in profiles are from here
 _PROFILE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 _IQN = re.compile(r"^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[a-z0-9.:-]+)?$")
 # A Linux interface name (IFNAMSIZ 16 with the NUL), as the nested L2 network's physicalInterface.
@@ -151,27 +152,72 @@ class IscsiSpec(_Strict):
         return value
 
 
-class InstallSpec(_Strict):
-    """How ZStack is installed on VM2 (detached; the log is streamed as progress)."""
+_INSTALLER_PATTERN = re.compile(r"/[A-Za-z0-9._/*?\[\]-]+")
+_INSTALL_ROOT = re.compile(r"/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+")
 
-    installer: str  # path on VM2, or a local file (uploaded) when ``upload`` is true
+
+class InstallSpec(_Strict):
+    """How ZStack is installed on VM2 (detached; the log is streamed as progress).
+
+    ``installer`` is where the installer is on VM2: an absolute path or shell glob, or several tried in order
+    (on a ZStack ISO OS it is ``/opt/zstack-dvd/<arch>/<release>/zstack-installer.bin``). With ``upload`` it is
+    a local file instead, copied to VM2. After a failed install labbot does what the installer asks of a person:
+    ``zstack-ctl stop``, removes ``install_root``, and runs ``retry_command`` (``-D`` drops the half-made
+    database, which the installer otherwise refuses).
+    """
+
+    installer: str | list[str]
     upload: bool = False
     command: str = "bash {installer} -E"
+    retry_command: str = "bash {installer} -E -D"
+    install_root: str = "/usr/local/zstack"
     timeout_minutes: int = Field(60, ge=1, le=600)
     api_port: int = Field(8080, ge=1, le=65535)
     ui_port: int = Field(5000, ge=1, le=65535)
 
-    @field_validator("command")
+    @field_validator("command", "retry_command")
     @classmethod
     def _has_installer(cls, value: str) -> str:
         if "{installer}" not in value:
             raise ValueError("must contain {installer}")
         return value
 
+    @field_validator("install_root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        if not _INSTALL_ROOT.fullmatch(value) or ".." in value.split("/"):
+            raise ValueError("must be an absolute directory path below / such as /usr/local/zstack")
+        return value
+
+    @model_validator(mode="after")
+    def _installer_paths(self) -> InstallSpec:
+        patterns = self.installer_patterns
+        if not patterns:
+            raise ValueError("installer: give at least one path")
+        if self.upload and (len(patterns) != 1 or any(c in patterns[0] for c in "*?[")):
+            raise ValueError("installer: with upload, one local file (no glob)")
+        if not self.upload:
+            for pattern in patterns:
+                if not _INSTALLER_PATTERN.fullmatch(pattern) or ".." in pattern.split("/"):
+                    raise ValueError(f"installer: {pattern!r} must be an absolute path or glob on VM2 "
+                                     "(letters, digits, . _ - / * ? [ ])")
+        return self
+
+    @property
+    def installer_patterns(self) -> list[str]:
+        """Where to look for the installer, in order."""
+        return [self.installer] if isinstance(self.installer, str) else list(self.installer)
+
 
 class NestedImageSpec(_Strict):
+    """The image the nested VM boots. The lab platform has no internet, so labbot brings it: ``file`` is a local
+    qcow2/raw file that labbot uploads to VM1 and serves there on the VPC (``serve_port``); the nested ZStack
+    downloads it from ``url`` (default ``http://{vm1_vpc_ip}:<serve_port>/<file name>``)."""
+
     name: str
-    url: str
+    file: str | None = None  # local path; relative paths are from the project directory
+    url: str | None = None
+    serve_port: int = Field(8000, ge=1024, le=65535)
     # The nested VM boots from this image as its root disk: a root-volume template (qcow2 or raw). An ISO
     # would be registered with mediaType ISO and need a root disk offering, which labbot does not make.
     format: Literal["qcow2", "raw"] = "qcow2"
@@ -184,6 +230,66 @@ class NestedImageSpec(_Strict):
             raise ValueError("an ISO cannot be the nested VM's root disk (it is added with mediaType ISO and "
                              "needs a root disk offering); give a qcow2 or raw cloud image")
         return value
+
+    @field_validator("file")
+    @classmethod
+    def _file_name(cls, value: str | None) -> str | None:
+        if value is not None and (not re.fullmatch(r"[A-Za-z0-9._/-]+", value) or value.endswith("/")):
+            raise ValueError("must be a file path of plain characters (letters, digits, . _ - /)")
+        return value
+
+    @model_validator(mode="after")
+    def _source(self) -> NestedImageSpec:
+        if self.file is None and self.url is None:
+            raise ValueError("give file (a local image labbot serves from VM1) or url")
+        return self
+
+    @property
+    def file_name(self) -> str:
+        """The name the image is uploaded and served under."""
+        return Path(self.file or "").name
+
+    def local_path(self, project_root: Path) -> Path | None:
+        """The local image file, or None when the profile gives only a URL."""
+        if self.file is None:
+            return None
+        path = Path(self.file)
+        return path if path.is_absolute() else project_root / path
+
+    def download_url(self, vm1_vpc_ip: str) -> str:
+        """The URL the nested ZStack's AddImage gets."""
+        template = self.url or f"http://{{vm1_vpc_ip}}:{self.serve_port}/{self.file_name}"
+        return template.format(vm1_vpc_ip=vm1_vpc_ip)
+
+
+_IMAGE_MAGIC = {"qcow2": b"QFI\xfb"}
+
+
+def nested_image_problem(profile: LabProfile, project_root: Path = PROJECT_DIR) -> str | None:
+    """What is wrong with the profile's local nested image file, or None (also when it serves none).
+
+    For ``labbot doctor`` and the build's first step: the file must exist, be a readable regular file and
+    have the declared format (a qcow2 starts with ``QFI\\xfb``; a raw image must not).
+    """
+    spec = profile.nested.image
+    path = spec.local_path(project_root)
+    if path is None:
+        return None
+    where = f"profile {profile.name}, nested.image.file"
+    if not path.exists():
+        return f"the nested image file {path} does not exist ({where}); put a {spec.format} image (e.g. CirrOS) there"
+    if not path.is_file():
+        return f"the nested image file {path} is not a regular file ({where})"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError as err:
+        return f"the nested image file {path} cannot be read: {err.strerror} ({where})"
+    is_qcow2 = head == _IMAGE_MAGIC["qcow2"]
+    if (spec.format == "qcow2") != is_qcow2:
+        actual = "a qcow2 image" if is_qcow2 else "not a qcow2 image"
+        return f"the nested image file {path} is {actual}, but nested.image.format is {spec.format} ({where})"
+    return None
 
 
 class NestedOfferingSpec(_Strict):

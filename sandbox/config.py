@@ -28,7 +28,9 @@ DEFAULT_PUBLIC_L3 = frozenset({"sandbox-public"})
 DEFAULT_PUBLIC_GATEWAY = "198.18.0.1/22"
 # Inside each VM these directories get a private overlay or mount, so the base dir must not be under them
 # (the VM would not see its own files any more).
-VM_PRIVATE_DIRS = ("/etc", "/dev", "/run", "/tmp", "/var/tmp", "/root", "/proc", "/sys")
+VM_PRIVATE_DIRS = ("/etc", "/dev", "/run", "/tmp", "/var/tmp", "/root", "/opt", "/usr/local", "/proc", "/sys")
+# Images that stand for a ZStack ISO OS: their VMs have the installer where that OS keeps it.
+DEFAULT_ZSTACK_IMAGES = frozenset({"sandbox-mn"})
 
 _PREFIX = re.compile(r"^[a-z]{2,4}$")
 SANDBOX_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")  # RFC 2544 benchmarking space: never routed anywhere
@@ -54,6 +56,7 @@ class SandboxConfig:
     # argv the fake installer runs on VM2 to start the nested simulator (tests may point it elsewhere).
     nested_sim: tuple[str, ...] = field(default_factory=lambda: tuple(nested_sim_command()))
     sshd_ready_timeout: float = 15.0
+    zstack_images: frozenset[str] = DEFAULT_ZSTACK_IMAGES
 
     def __post_init__(self) -> None:
         if not _PREFIX.match(self.prefix):

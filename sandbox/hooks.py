@@ -15,12 +15,12 @@ from pathlib import Path
 
 import asyncssh
 
-from sandbox import network, system, vm, volumes
+from sandbox import images, network, system, vm, volumes
 from sandbox.config import SandboxConfig
 from sandbox.discovery import discover, local_initiator_name
 from sandbox.lifecycle import write_runtime_files
 from sandbox.vm import CPUINFO_FILE
-from sandbox.zstack_sim.hooks import TargetFound, VmPlan
+from sandbox.zstack_sim.hooks import ImageFetched, TargetFound, VmPlan
 from services.iscsi.initiator import INITIATOR_FILE
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,10 @@ class NestedSandboxHooks:
     async def check_login(self, ip: str, port: int, username: str, password: str) -> None:
         """Log in with the password (the backup storage deploy)."""
         await self._ssh(ip, port, username, password, "true")
+
+    async def fetch_image(self, url: str) -> ImageFetched:
+        """Download the image for real, from VM2 (where this runs), and read its format as qemu-img would."""
+        return await asyncio.to_thread(images.download_and_inspect, url, timeout=self.timeout * 4)
 
     async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
         """SendTargets discovery plus INQUIRY of each disk LUN, as VM2's initiator."""

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox import network, system, vm
+from sandbox import images, network, system, vm
 from sandbox.config import SandboxConfig
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ async def up(config: SandboxConfig) -> Status:
     """Check this machine can run the sandbox, create the base dir and the public bridge (the VMs come later)."""
     system.require_sandbox()
     write_runtime_files(config)
+    await asyncio.to_thread(images.ensure_nested_image)
     gateway = ipaddress.IPv4Interface(config.public_gateway)
     await network.ensure_public_bridge(config, str(gateway.ip), str(gateway.netmask))
     return await status(config)

@@ -31,8 +31,9 @@ REQUIRED_TOOLS = {
     "iscsi-ls": "libiscsi-bin",
     "iscsi-inq": "libiscsi-bin",
     "iscsi-readcapacity16": "libiscsi-bin",
+    "qemu-img": "qemu-utils",  # makes the nested VM's image
 }
-INSTALL_HINT = "apt-get install -y openssh-server tgt libiscsi-bin iproute2 util-linux"
+INSTALL_HINT = "apt-get install -y openssh-server tgt libiscsi-bin iproute2 util-linux qemu-utils"
 
 
 class SandboxError(ExternalError):

@@ -2,9 +2,9 @@
 
 Boot (``start_vm``): make the namespace and its NICs, write what cloud-init would (host key, authorized keys,
 root password, hostname), then run ``boot.sh`` inside ``ip netns exec NS unshare --mount --uts``.
-boot.sh gives the VM private copies of ``/etc /dev /root /tmp /var/tmp`` (overlays whose upper layers live in
-the VM's directory, so writes stay in the VM and survive a stop/start like a disk) and a fresh ``/run``; it
-starts ``tgtd`` (restoring targets from ``/etc/tgt/conf.d`` as the tgt service does) and execs ``sshd``.
+boot.sh gives the VM private copies of ``/etc /dev /root /tmp /var/tmp /opt /usr/local`` (overlays whose upper
+layers live in the VM's directory, so writes stay in the VM and survive a stop/start like a disk) and a fresh
+``/run``; it starts ``tgtd`` (restoring targets from ``/etc/tgt/conf.d`` as the tgt service does) and execs ``sshd``.
 The VM runs until ``stop_vm`` kills every process in its namespace.
 
 ``/dev/disk/by-id`` inside the VM is a bind mount of the VM directory's ``by-id``: attaching a volume is making
@@ -36,7 +36,10 @@ from sandbox.zstack_sim.hooks import VmPlan
 
 log = logging.getLogger(__name__)
 
-OVERLAID = ("/etc", "/dev", "/root", "/tmp", "/var/tmp")
+OVERLAID = ("/etc", "/dev", "/root", "/tmp", "/var/tmp", "/opt", "/usr/local")
+INSTALLER = Path(__file__).resolve().parent / "assets" / "zstack-installer.bin"
+# Where a ZStack ISO OS keeps its installer: /opt/zstack-dvd/<arch>/<release>/ (h84r: Helix 8.4, ZStack 4.8+).
+INSTALLER_IN_VM = "/opt/zstack-dvd/x86_64/h84r/zstack-installer.bin"
 ENV_FILE = "labbot-sandbox.env"  # /etc/labbot-sandbox.env inside the VM
 
 
@@ -169,6 +172,10 @@ async def prepare_files(config: SandboxConfig, plan: VmPlan, netns: str) -> tupl
     etc_upper = _layer(vm_dir, "/etc") / "upper"
     if plan.root_password is not None:
         await _set_root_password(etc_upper, plan.root_password)
+    if plan.image_name in config.zstack_images:
+        placed = _layer(vm_dir, "/opt") / "upper" / INSTALLER_IN_VM.removeprefix("/opt/")
+        placed.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(INSTALLER, placed)
     hostname = _hostname(plan.name, plan.vm_uuid)
     (etc_upper / "hostname").write_text(hostname + "\n")
     env = {

@@ -64,6 +64,8 @@ class ConsoleNotifier:
                 return f"  … {step.title}: {text}"
             case NoticeKind.STEP_STARTED | NoticeKind.STEP_FINISHED | NoticeKind.STEP_FAILED if step is not None:
                 return f"  {step_line(step)}"
+            case NoticeKind.STEP_NOTE if step is not None:
+                return f"  … {step.title}: {notice.text}"
             case NoticeKind.CREATED:
                 return f"lab requested{by}: profile {lab.profile}, expires {lab.expires_at:%Y-%m-%d %H:%M} UTC"
             case NoticeKind.ORPHANS_FOUND:

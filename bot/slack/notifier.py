@@ -143,6 +143,8 @@ class SlackNotifier:
         match notice.kind:
             case NoticeKind.STEP_FAILED if notice.step is not None:
                 outbox.post_in_thread(build_step_failure(lab, notice.step))
+            case NoticeKind.STEP_NOTE:
+                outbox.post_in_thread(build_audit_note(lab, actor="labbot", what=notice.text, at=at))
             case NoticeKind.READY:
                 outbox.post_in_thread(build_build_report(lab))
                 self._tell_owner(outbox, lab, build_owner_ready(lab, card_in=outbox.channel))

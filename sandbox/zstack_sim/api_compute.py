@@ -80,15 +80,16 @@ def vm_plan(state: SimState, vm: dict[str, Any]) -> VmPlan:
         nics.append(NicPlan(nic["l3NetworkUuid"], l3.get("name", ""), nic["ip"], nic["netmask"], nic["gateway"],
                             nic["l3NetworkUuid"] == vm["defaultL3NetworkUuid"]))
     nested = effective_value(state, "kvm", "vm.cpuMode", vm) in NESTED_CPU_MODES
+    image = state.records["image"].get(vm.get("imageUuid") or "", {})
     if not serves_userdata(state, vm["defaultL3NetworkUuid"]):
         log.info("vm %s: its default L3 network has no Userdata service; no key, password or user data",
                  vm["uuid"])
-        return VmPlan(vm["uuid"], vm["name"], nics, nested_virtualization=nested)
+        return VmPlan(vm["uuid"], vm["name"], nics, nested_virtualization=nested, image_name=image.get("name", ""))
     tags = state.tags_of(vm["uuid"], "System")
     user_data = tag_values(tags, "userdata")
     return VmPlan(vm["uuid"], vm["name"], nics, ssh_public_keys=tag_values(tags, "sshkey"),
                   root_password=vm.get("_rootPassword"), user_data=user_data[0] if user_data else None,
-                  nested_virtualization=nested)
+                  nested_virtualization=nested, image_name=image.get("name", ""))
 
 
 def serves_userdata(state: SimState, l3_uuid: str | None) -> bool:

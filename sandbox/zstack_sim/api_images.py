@@ -9,6 +9,7 @@ from typing import Any
 from sandbox.zstack_sim.api_infra import ARCHITECTURES, check_address
 from sandbox.zstack_sim.context import Ctx, api, success_if_not_existing
 from sandbox.zstack_sim.errors import argerr, operr
+from sandbox.zstack_sim.hooks import ImageFetched
 from sandbox.zstack_sim.store import zstack_date
 from sandbox.zstack_sim.views import render
 
@@ -115,15 +116,30 @@ async def add_image(ctx: Ctx) -> dict[str, Any]:
     image = ctx.create("image", record)
     try:
         await ctx.work()
+        fetched = await _download(ctx, url, record["format"])
     except BaseException:
         ctx.state.remove("image", image["uuid"])
         raise
-    size, actual = image_sizes(url)
     refs = [{**ref, "status": "Ready", "lastOpDate": zstack_date()} for ref in image["backupStorageRefs"]]
-    ctx.state.touch(image, status="Ready", size=size, actualSize=actual, backupStorageRefs=refs)
+    ctx.state.touch(image, status="Ready", size=fetched.size, actualSize=fetched.actual_size, backupStorageRefs=refs)
     for storage in storages:
-        storage["availableCapacity"] -= actual
+        storage["availableCapacity"] -= fetched.actual_size
     return {"inventory": render(ctx.state, "image", image)}
+
+
+async def _download(ctx: Ctx, url: str, declared: str) -> ImageFetched:
+    """The backup storage downloads the image and reads its format (zstack-utility sftpbackupstorage's
+    download_image: wget, then ``qemu-img info``; a failed wget fails the download). What is not the declared
+    qcow2/raw image is refused: booting it would fail later and far from the cause."""
+    try:
+        fetched = await ctx.nested_hooks.fetch_image(url)
+    except Exception as err:  # the agent's failure is the API's failure
+        raise operr(f"http/https/ftp download failed, [wget -O {url.rsplit('/', 1)[-1]} {url}] returns value 8; "
+                    f"{err}") from err
+    if declared in ("qcow2", "raw") and fetched.format != declared:
+        raise operr(f"the image downloaded from {url} is {fetched.format}, not the {declared} image declared; "
+                    "only qcow2 and raw images can be added with format qcow2 or raw")
+    return fetched
 
 
 @api("DeleteImage")

@@ -43,6 +43,7 @@ class VmPlan:
     user_data: str | None = None  # from the ``userdata::`` system tag (base64 in ZStack)
     # The CPU mode (kvm/vm.cpuMode) passes vmx/svm to the guest: host-model or host-passthrough.
     nested_virtualization: bool = False
+    image_name: str = ""  # the image it boots: what is on its disk (a ZStack ISO OS has the installer)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,16 @@ class LunFound:
     vendor: str = ""
     model: str = ""
     serial: str = ""
+
+
+@dataclass(frozen=True)
+class ImageFetched:
+    """What a backup storage learned downloading an image: its format as ``qemu-img info`` reports it, its
+    virtual size and its file size (bytes)."""
+
+    format: str
+    size: int
+    actual_size: int
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,9 @@ class NestedHooks(Protocol):
 
     async def check_login(self, ip: str, port: int, username: str, password: str) -> None:
         """Log in over SSH with a password, as ZStack does to deploy a backup storage agent."""
+
+    async def fetch_image(self, url: str) -> ImageFetched:
+        """Download the image at ``url`` from this host (the backup storage) and inspect it."""
 
     async def has_interface(self, name: str) -> bool:
         """Whether this host has network interface ``name`` (the KVM agent's physical interface check)."""
@@ -160,6 +174,13 @@ class NoHooks:
     async def hvm_cpu_flag(self, ip: str) -> str | None:
         """An in-memory host is a physical one with VT-x."""
         return "vmx"
+
+    async def fetch_image(self, url: str) -> ImageFetched:
+        """No download: sizes as a typical image of that name would have (CirrOS small, others 10 GiB)."""
+        if "cirros" in url.lower():
+            return ImageFetched("qcow2", 117_440_512, 21_233_664)
+        spread = int(hashlib.sha256(url.encode()).hexdigest()[:4], 16) % 512  # stable, so repeated runs agree
+        return ImageFetched("qcow2", 10 * 1024**3, 1024**3 + spread * 1024**2)
 
     async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
         """One target with one 50 GiB LUN whose IQN, wwid and serial derive from ``ip:port`` (stable across runs,

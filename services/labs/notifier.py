@@ -26,6 +26,7 @@ class NoticeKind(enum.StrEnum):
     STEP_PROGRESS = "step_progress"
     STEP_FINISHED = "step_finished"
     STEP_FAILED = "step_failed"
+    STEP_NOTE = "step_note"  # a step explains something it does on its own (e.g. cleaning up before a re-run)
     READY = "ready"
     FAILED = "failed"
     RETRYING = "retrying"

@@ -34,7 +34,8 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
 
 box = box_fixture("crash")
 PROJECT = Path(__file__).resolve().parents[2]
-CONCURRENT = {"attach_volume", "wait_ssh", "iscsi_target", "install_zstack", "nested_storage", "nested_network_image"}
+CONCURRENT = {"attach_volume", "wait_ssh", "iscsi_target", "serve_image", "install_zstack", "nested_storage",
+              "nested_network_image"}
 
 
 class Workers:

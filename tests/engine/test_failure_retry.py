@@ -25,6 +25,7 @@ from tests.engine.sandbox_lab import OWNER, SandboxBox, box_fixture, lab_world
 from tests.sandbox.labbox import drop_connections
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(240)]
+PROJECT = Path(__file__).resolve().parents[2]
 
 box = box_fixture("fail")
 
@@ -119,3 +120,54 @@ async def test_vm2_refusing_root_password_fails_wait_ssh_with_what_to_change(
         await world.service.destroy(OWNER, "nopw")
         await world.runtime.engine.wait_idle(view.id, timeout=60)
         assert world.outer_vms(lab.uuid) == []
+
+
+async def test_retry_after_a_failed_install_cleans_vm2_up_and_installs_again(box: SandboxBox, database_url: str,
+                                                                             tmp_path: Path):
+    # The first install dies half-way (after /usr/local/zstack and the database exist), as a real one can. The
+    # installer then refuses the host; `/lab retry` must clean up as a person would and re-run, saying so.
+    async def fail_first_install(lab_id: int, step: str) -> None:
+        if step == "wait_ssh":
+            async with world.lab_ssh(await world.lab_row("halfway")) as ssh:
+                await ssh.run("vm2", "touch /etc/labbot-sandbox-install-fail", timeout=30)
+
+    async with lab_world(box, database_url, tmp_path, after_step=fail_first_install) as world:
+        view = await world.service.create(OWNER, name="halfway")
+        await world.runtime.engine.wait_idle(view.id, timeout=90)
+        lab = await world.lab_row("halfway")
+        assert (lab.state, lab.failed_step) == (LabState.FAILED, "install_zstack"), (lab.failed_step, lab.error)
+        assert "exited with status 1" in (lab.error or "")
+
+        await world.service.retry(OWNER, "halfway")
+        await world.runtime.engine.wait_idle(view.id, timeout=120)
+        lab = await world.lab_row("halfway")
+        assert lab.state == LabState.READY, (lab.failed_step, lab.error)
+        notes = [n.text for n in world.notices.notices if n.kind == NoticeKind.STEP_NOTE and n.lab.name == "halfway"]
+        assert len(notes) == 1 and "exited with status 1" in notes[0] and "removed /usr/local/zstack" in notes[0]
+        assert "-E -D" in notes[0]
+        assert any(e.kind == "step_note" for e in await world.events(lab.id))
+        steps = await world.steps(lab.id)
+        assert steps["install_zstack"].attempt == 2 and "Management node is running" in (
+            steps["install_zstack"].output_tail or "")
+        async with world.lab_ssh(lab) as ssh:
+            count = await ssh.run("vm2", "pgrep -c -f 'bot.cli sim zstack --role nested'", timeout=10)
+        assert count.stdout.strip() == "1"
+
+        await world.service.destroy(OWNER, "halfway")
+        await world.runtime.engine.wait_idle(view.id, timeout=60)
+        assert world.outer_vms(lab.uuid) == [] and await world.machine_leftovers(lab) == []
+
+
+async def test_a_missing_nested_image_file_fails_prepare_naming_the_file(box: SandboxBox, database_url: str,
+                                                                         tmp_path: Path):
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    text = (PROJECT / "config" / "profiles" / "sandbox.yaml").read_text()
+    (profiles / "sandbox.yaml").write_text(text.replace("build/sandbox/nested-cirros.qcow2", "/nonexistent/cirros.img"))
+    async with lab_world(box, database_url, tmp_path, profiles_dir=profiles) as world:
+        view = await world.service.create(OWNER, name="noimage")
+        await world.runtime.engine.wait_idle(view.id, timeout=60)
+        lab = await world.lab_row("noimage")
+        assert (lab.state, lab.failed_step) == (LabState.FAILED, "prepare"), (lab.failed_step, lab.error)
+        assert "the nested image file /nonexistent/cirros.img does not exist" in (lab.error or "")
+        assert world.outer_vms(lab.uuid) == []  # nothing made on the platform for a lab that cannot finish

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.images import NESTED_IMAGE
 from services.labs.build.steps import TITLES
 from services.labs.models import LabState, StepState
 from services.labs.notifier import NoticeKind
@@ -76,6 +77,14 @@ async def test_create_ready_verified_for_real_then_destroy_leaves_nothing(box, d
             assert [v["primaryStorageUuid"] for v in root] == [groups[0]["uuid"]]
             hosts = await nested.query("QueryHost")
             assert [(h["managementIp"], h["status"]) for h in hosts] == [(lab.vm2_ip, "Connected")]
+            # The image was really downloaded from VM1: the nested ZStack knows the served file's own sizes.
+            images = await nested.query("QueryImage")
+            assert [(i["url"], i["status"], i["format"], i["actualSize"], i["size"]) for i in images] == [
+                (f"http://{lab.vm1_vpc_ip}:8000/{NESTED_IMAGE.name}", "Ready", "qcow2", NESTED_IMAGE.stat().st_size,
+                 117_440_512)]
+        async with world.lab_ssh(lab) as ssh:  # served by a process that outlived labbot's SSH sessions
+            served = await ssh.run("vm1", f"ss -ltn 'sport = :8000' | grep -c {lab.vm1_vpc_ip}:8000", timeout=15)
+            assert served.stdout.strip() == "1"
         assert set(await world.host_keys(lab.uuid)) == {"vm1", "vm2"}
 
         # Health sees the LUN itself, not just the portal: with the LUN gone from the target, only that fails.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from config.errors import ConfigError
-from config.profiles import load_profile, load_profiles
+from config.profiles import load_profile, load_profiles, nested_image_problem
 from config.settings import load_settings
 
 PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
@@ -128,3 +128,25 @@ def test_an_iso_nested_image_is_refused_and_platform_settings_are_checked(tmp_pa
     profile = load_profile(PROFILES / "sandbox.yaml")
     assert (profile.vm2.cpu_mode, profile.vm1.cpu_mode, profile.vm2.architecture) == ("host-passthrough", None,
                                                                                      "x86_64")
+
+
+def test_the_nested_image_file_is_checked_with_what_is_wrong(tmp_path: Path) -> None:
+    profile = load_profile(PROFILES / "zcct.yaml")
+    spec = profile.nested.image
+    assert spec.file and spec.url is None and spec.download_url("198.19.0.5") == \
+        f"http://198.19.0.5:8000/{Path(spec.file).name}"
+    missing = nested_image_problem(profile, tmp_path)
+    assert missing is not None and "does not exist" in missing and "nested.image.file" in missing
+    image = tmp_path / spec.file
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"<html>404 Not Found</html>")
+    assert "is not a qcow2 image, but nested.image.format is qcow2" in (nested_image_problem(profile, tmp_path) or "")
+    image.write_bytes(b"QFI\xfb" + bytes(60))
+    assert nested_image_problem(profile, tmp_path) is None
+
+
+def test_a_nested_image_needs_a_file_or_a_url(tmp_path: Path) -> None:
+    text = (PROFILES / "sandbox.yaml").read_text().replace("    file: build/sandbox/nested-cirros.qcow2\n", "")
+    (tmp_path / "sandbox.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"nested\.image: Value error, give file"):
+        load_profile(tmp_path / "sandbox.yaml")

@@ -72,7 +72,7 @@ async def _free_identity() -> tuple[str, str]:
 
 # The build's steps in an order where each one can still be caught running after the previous kill (the DAG
 # re-runs whatever was interrupted, so a step that ran beside the killed one runs again after the restart).
-BUILD_STEPS = ("prepare", "create_vms", "attach_volume", "wait_ssh", "iscsi_target", "install_zstack",
+BUILD_STEPS = ("prepare", "create_vms", "attach_volume", "wait_ssh", "iscsi_target", "serve_image", "install_zstack",
                "nested_compute", "nested_storage", "nested_network_image", "nested_vm", "first_health")
 
 

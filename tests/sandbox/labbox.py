@@ -123,7 +123,8 @@ class LabBox:
         key = generate_keypair(f"labbot@{name}")
         vm1 = self.plan(f"{name}-vm1", key, public=True)
         vm2 = replace(self.plan(f"{name}-vm2", key, public=False), root_password=VM2_ROOT_PASSWORD,
-                      user_data=PASSWORD_USERDATA)  # as labbot creates VM2: the nested ZStack logs in with it
+                      user_data=PASSWORD_USERDATA,  # as labbot creates VM2: the nested ZStack logs in with it
+                      image_name=next(iter(self.config.zstack_images)))  # a ZStack ISO OS: the installer is in it
         await asyncio.gather(self.hooks.vm_started(vm1), self.hooks.vm_started(vm2))
         volume = uuid.uuid4().hex
         await self.hooks.volume_attached(volume, volume_size, vm1.vm_uuid)

@@ -126,6 +126,14 @@ class LabContext:
         await self._write_step(step, progress=text[:200])
         await self._announce(NoticeKind.STEP_PROGRESS, step, text)
 
+    async def note(self, step: str, text: str) -> None:
+        """Tell the lab's thread (and its audit trail and the step's output) what a step does on its own."""
+        async with self.sessions() as session, session.begin():
+            lab = await repo.get(session=session, lab_id=self.lab_id)
+            await repo.add_event(session=session, lab=lab, actor="labbot", kind="step_note", detail=text[:2000])
+        await self.output(step, text + "\n")
+        await self._announce(NoticeKind.STEP_NOTE, step, text)
+
     async def output(self, step: str, text: str) -> None:
         """Append to the step's kept output tail (for `/lab logs`): its last ``_TAIL_CHARS`` characters."""
         async with self.sessions() as session, session.begin():

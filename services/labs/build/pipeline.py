@@ -29,6 +29,7 @@ from services.labs.build.connections import LabConnections
 from services.labs.build.context import LabContext
 from services.labs.build.dag import StepFailed, describe_error, restrict, run_dag
 from services.labs.build.health import HealthReport, run_checks
+from services.labs.build.image import stop_image_server
 from services.labs.build.steps import TITLES, _Steps, build_steps
 from services.labs.lifecycle import Lifecycle, destroy_backoff
 from services.labs.models import HealthCheck, LabState, StepState
@@ -44,6 +45,7 @@ from services.zstack.errors import ZStackTimeoutError, ZStackUnreachableError
 log = logging.getLogger(__name__)
 
 MAX_DESTROY_ATTEMPTS = 5
+IMAGE_SERVER_STOP_SECONDS = 20.0
 # A hook for crash tests: called after each step is recorded done; raising there stops the build abruptly.
 StepHook = Callable[[int, str], Awaitable[None]]
 
@@ -384,12 +386,28 @@ class LabPipeline:
                     "chap_secret_enc": None, "error": None, "next_attempt_at": None, "lease_owner": None,
                     "lease_expires_at": None})
 
+    async def _stop_image_server(self, ctx: LabContext) -> None:
+        """Stop VM1's nested-image server and close its port before VM1 goes. Best effort, bounded: an
+        unreachable VM1 must not hold up the destroy, and the server ends with VM1 anyway."""
+        async with ctx.sessions() as session:
+            states = {s.name: s.state for s in await repo.list_steps(session=session, lab_id=ctx.lab_id)}
+        lab = await ctx.lab()
+        if states.get("serve_image", StepState.PENDING) == StepState.PENDING or not lab.ssh_private_key_enc:
+            return
+        try:
+            async with asyncio.timeout(IMAGE_SERVER_STOP_SECONDS):
+                await stop_image_server(await _Steps(ctx, self.outer, None).ssh())
+            await ctx.output("serve_image", "image server stopped (lab destroyed)\n")
+        except Exception as err:  # whatever went wrong, VM1 is expunged next
+            log.info("lab %s: image server not stopped (%s); it goes with VM1", ctx.lab_name, describe_error(err))
+
     async def _teardown(self, ctx: LabContext) -> None:
         """Reverse order: VM2, the data volume, VM1, the lab network (L3, then L2); then whatever else carries
         the lab's tag; then verify."""
         vm1, vm2 = ctx.resource_uuid("vm1"), ctx.resource_uuid("vm2")
         volume = ctx.resource_uuid("data-volume")
         l3, l2 = ctx.resource_uuid("lab-l3"), ctx.resource_uuid("lab-l2")
+        await self._stop_image_server(ctx)
         await self.outer.expunge_vm(vm2)
         await self.outer.expunge_data_volume(volume)
         await self.outer.expunge_vm(vm1)

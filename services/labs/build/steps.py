@@ -2,8 +2,9 @@
 
     prepare ─► create_vms ─┬─► attach_volume ───────────────┐
                            └─► wait_ssh ─┬─► iscsi_target ──┴─► nested_storage ─┐
-                                         └─► install_zstack ─► nested_compute ──┼─► nested_vm ─► first_health
-                                                               └─► nested_network_image ─┘
+                                         ├─► install_zstack ─► nested_compute ──┼─► nested_vm ─► first_health
+                                         │                     └─► nested_network_image ─┘
+                                         └─► serve_image (VM1) ───────────────────┘
 
 VM1's volume and iSCSI target are built while VM2 installs ZStack; the nested network, image and offering are
 built while the SharedBlock storage is. Every create passes a deterministic ``resourceUuid`` (see
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from config.profiles import PROJECT_DIR, nested_image_problem
 from services.db import PROJECT_ROOT
 from services.errors import ExternalError
 from services.iscsi.backends import backend_for
@@ -30,10 +32,13 @@ from services.iscsi.initiator import ensure_initiator_name, lab_initiator_name
 from services.iscsi.naming import target_iqn
 from services.labs.build.context import LabContext
 from services.labs.build.dag import Step
+from services.labs.build.image import local_image, upload_image
+from services.labs.build.image import serve_image as run_image_server
+from services.labs.build.installer import clean_failed_install, find_installer
 from services.labs.build.interfaces import interface_carrying
 from services.labs.preflight import check_platform
 from services.shell import quote
-from services.ssh.detached import follow, start_detached
+from services.ssh.detached import JobStatus, follow, job_status, reset_job, start_detached
 from services.ssh.errors import SSHAuthError
 from services.ssh.keys import generate_keypair
 from services.ssh.session import LabSSH
@@ -49,6 +54,7 @@ TITLES = {
     "attach_volume": "Attach the 50 GB data volume to VM1",
     "wait_ssh": "Reach VM1, and VM2 through it",
     "iscsi_target": "Export VM1's disk over iSCSI",
+    "serve_image": "Serve the nested image from VM1",
     "install_zstack": "Install ZStack on VM2",
     "nested_compute": "Zone, cluster and KVM host",
     "nested_storage": "SharedBlock storage on the iSCSI LUN",
@@ -79,12 +85,13 @@ def build_steps(ctx: LabContext, outer: ZStackClient, health: object) -> list[St
         Step("attach_volume", TITLES["attach_volume"], s.attach_volume, ("create_vms",), timeout=600),
         Step("wait_ssh", TITLES["wait_ssh"], s.wait_ssh, ("create_vms",), timeout=600),
         Step("iscsi_target", TITLES["iscsi_target"], s.iscsi_target, ("attach_volume", "wait_ssh"), timeout=300),
+        Step("serve_image", TITLES["serve_image"], s.serve_image, ("wait_ssh",), timeout=1800),
         Step("install_zstack", TITLES["install_zstack"], s.install_zstack, ("wait_ssh",), timeout=minutes + 300),
         Step("nested_compute", TITLES["nested_compute"], s.nested_compute, ("install_zstack",), timeout=900),
         Step("nested_storage", TITLES["nested_storage"], s.nested_storage, ("nested_compute", "iscsi_target"),
              timeout=900),
-        Step("nested_network_image", TITLES["nested_network_image"], s.nested_network_image, ("nested_compute",),
-             timeout=1800),
+        Step("nested_network_image", TITLES["nested_network_image"], s.nested_network_image,
+             ("nested_compute", "serve_image"), timeout=1800),
         Step("nested_vm", TITLES["nested_vm"], s.nested_vm, ("nested_storage", "nested_network_image"), timeout=900),
         Step("first_health", TITLES["first_health"], s.first_health, ("nested_vm",), timeout=300),
     ]
@@ -144,7 +151,14 @@ class _Steps:
             volume_uuid=self.ctx.resource_uuid("data-volume"),
         )
         await self.ctx.update(**changes)
+        self._local_image()  # a missing image file is named now, not after the hour-long install
         await self._resolve()  # fails early, with names, when the profile does not fit the platform
+
+    def _local_image(self) -> Path | None:
+        """The nested image file labbot serves (None when the profile gives only a URL); ConfigError if bad."""
+        profile = self.ctx.profile
+        path = profile.nested.image.local_path(PROJECT_DIR)
+        return None if path is None else local_image(path, nested_image_problem(profile))
 
     async def _resolve(self) -> dict[str, str]:
         profile = self.ctx.profile
@@ -309,20 +323,50 @@ class _Steps:
         await self.ctx.output("iscsi_target", f"target {info.iqn} LUN {info.lun} on {device}, wwid {info.wwid}\n")
         await self.ctx.update(iscsi_iqn=info.iqn, iscsi_wwid=info.wwid, iscsi_size_bytes=info.size_bytes)
 
+    # --- VM1: the nested image --------------------------------------------------------------------------
+
+    async def serve_image(self) -> None:
+        """Upload the nested image to VM1 (once, checksum verified) and serve it on VM1's VPC address."""
+        local = self._local_image()
+        if local is None:
+            await self.ctx.output("serve_image", "the profile gives an image URL; nothing to serve\n")
+            return
+        lab = await self.ctx.lab()
+        ssh = await self.ssh()
+        spec = self.ctx.profile.nested.image
+        address = _known(lab.vm1_vpc_ip, "VM1 VPC address")
+        await self.ctx.progress("serve_image", f"uploading {local.name} to VM1", min_interval=0)
+        remote = await upload_image(ssh, local)
+        url = spec.download_url(address)
+        done = await run_image_server(ssh, address=address, port=spec.serve_port, url=url)
+        await self.ctx.output("serve_image", f"{remote} served at {url} ({done})\n")
+
     # --- VM2: ZStack ---------------------------------------------------------------------------------
 
     async def install_zstack(self) -> None:
-        """Run the installer detached on VM2, stream its log as progress, wait for the management node."""
+        """Run the installer detached on VM2, stream its log as progress, wait for the management node.
+
+        A run already started (this step resumed after a crash) is followed, not started again. A run that
+        failed is not re-read forever: VM2 is cleaned up as the installer asks (see ``build.installer``) and
+        the installer runs again with ``retry_command``, and the lab's thread says why.
+        """
         ssh = await self.ssh()
         install = self.ctx.profile.install
-        installer = install.installer
-        if install.upload:
-            local = Path(installer) if Path(installer).is_absolute() else PROJECT_ROOT / installer
-            installer = f"/root/labbot/{Path(installer).name}"
-            await ssh.run("vm2", "mkdir -p /root/labbot", timeout=30)
-            await ssh.upload("vm2", local, installer, 0o755)
-        command = install.command.format(installer=quote(installer))
-        await start_detached(ssh, "vm2", INSTALL_JOB, command)
+        status = await job_status(ssh, "vm2", INSTALL_JOB)
+        template = install.command
+        if status.state == "lost" or (status.state == "finished" and status.exit_code != 0):
+            lost = status.state == "lost"
+            what = "stopped without an exit code" if lost else f"exited with status {status.exit_code}"
+            done = await clean_failed_install(ssh, install.install_root) or "removed nothing"
+            await reset_job(ssh, "vm2", INSTALL_JOB)
+            await self.ctx.note("install_zstack", (
+                f"the previous ZStack install on VM2 {what}; the installer refuses a half-installed host "
+                f"(`{install.install_root} is existing`), so labbot ran `zstack-ctl stop`, {done}, and runs the "
+                f"installer again with `{install.retry_command.format(installer='…')}`"))
+            template, status = install.retry_command, JobStatus("absent")
+        if status.state == "absent":
+            installer = await self._installer(ssh)
+            await start_detached(ssh, "vm2", INSTALL_JOB, template.format(installer=quote(installer)))
 
         code = await follow(ssh, "vm2", INSTALL_JOB, offset=0, on_lines=self._install_log, poll_interval=1.0,
                             timeout=install.timeout_minutes * 60.0)
@@ -367,6 +411,20 @@ class _Steps:
         if line:
             match = _PERCENT.search(line)
             await self.ctx.progress("install_zstack", f"{match.group(1)}% — {line[:120]}" if match else line[:160])
+
+    async def _installer(self, ssh: LabSSH) -> str:
+        """The installer's path on VM2: uploaded there (``upload``), or found where the profile says it is."""
+        install = self.ctx.profile.install
+        if not install.upload:
+            installer = await find_installer(ssh, install.installer_patterns)
+            await self.ctx.output("install_zstack", f"installer: {installer}\n")
+            return installer
+        source = install.installer_patterns[0]
+        local = Path(source) if Path(source).is_absolute() else PROJECT_ROOT / source
+        remote = f"/root/labbot/{Path(source).name}"
+        await ssh.run("vm2", "mkdir -p /root/labbot", timeout=30)
+        await ssh.upload("vm2", local, remote, 0o755)
+        return remote
 
     # --- nested ZStack -------------------------------------------------------------------------------
 
@@ -438,7 +496,8 @@ class _Steps:
                                                     resource_uuid=rid("nested-offering"))
         await self.ctx.set_nested(backup_storage=bs.uuid, l2=l2.uuid, l3=l3.uuid, offering=offering.uuid)
         await self.ctx.progress("nested_network_image", f"adding image {spec.image.name}", min_interval=0)
-        image = await n.add_image(spec.image.name, spec.image.url.format(vm1_vpc_ip=lab.vm1_vpc_ip), [bs.uuid],
+        url = spec.image.download_url(_known(lab.vm1_vpc_ip, "VM1 VPC address"))
+        image = await n.add_image(spec.image.name, url, [bs.uuid],
                                   format=spec.image.format, platform=spec.image.platform,
                                   resource_uuid=rid("nested-image"))
         await self.ctx.set_nested(image=image.uuid)

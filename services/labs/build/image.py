@@ -1,0 +1,101 @@
+"""The nested VM's image, brought by labbot: uploaded to VM1 and served there on the lab's VPC.
+
+The lab platform has no internet, so the nested ZStack's AddImage cannot fetch CirrOS from its home. labbot
+copies the profile's local image file to VM1 over SFTP (once: an identical file is not sent again, and the
+copy's SHA-256 is checked), serves its directory with Python's ``http.server`` bound to VM1's VPC address
+as a detached job (its own session, so it outlives the SSH connection that started it, like any detached job
+here), opens the port in firewalld where it runs, and stops the server when the lab is destroyed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from pathlib import Path
+
+from services import shell
+from services.errors import ConfigError, ExternalError
+from services.iscsi.firewall import close_ports, open_port
+from services.ssh.detached import cancel_job, job_status, reset_job, start_detached
+from services.ssh.session import LabSSH
+
+log = logging.getLogger(__name__)
+
+IMAGE_DIR = "/root/labbot/images"  # on VM1; survives reboots, private to root
+SERVE_JOB = "serve-image"
+FIREWALL_OWNER = "labbot-image-server"
+_READY_SECONDS = 60.0
+
+# $1 address, $2 port. Rocky 8 may lack python3 but always has platform-python; --bind exists since 3.4.
+_SERVE = r"""cd {directory} && exec "$(command -v python3 || echo /usr/libexec/platform-python)" \
+  -m http.server --bind {address} {port}"""
+
+# $1 address, $2 port: exit 0 once something listens there (bash's /dev/tcp; cheaper than starting Python,
+# which takes seconds on a loaded host). The file itself was checked by its SHA-256 when uploaded.
+_PROBE = r"""timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null"""
+
+
+class ImageServeError(ExternalError):
+    """The nested image could not be put on VM1 or served there."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def upload_image(ssh: LabSSH, local: Path) -> str:
+    """Put ``local`` in VM1's image directory (skipped when already identical); verify its SHA-256 there."""
+    name = shell.safe_path(local.name)
+    remote = f"{IMAGE_DIR}/{name}"
+    sent = await ssh.upload("vm1", local, remote, 0o644)
+    expected = await asyncio.to_thread(_sha256, local)
+    check = await ssh.run("vm1", f"sha256sum {shell.quote(remote)}", timeout=300, check=False)
+    found = check.stdout.split()[:1]
+    if not check.ok or found != [expected]:
+        raise ImageServeError(f"the nested image on VM1 ({remote}) does not match {local.name}: SHA-256 "
+                              f"{found[0] if found else 'unreadable'}, expected {expected}")
+    log.info("nested image %s on vm1 lab=%s (%s)", name, ssh.lab, "sent" if sent else "already there")
+    return remote
+
+
+async def serve_image(ssh: LabSSH, *, address: str, port: int, url: str) -> str:
+    """Serve VM1's image directory on ``address:port`` (started once, restarted if it died); wait until ``url``
+    answers. Returns what was done, for the step's log."""
+    status = await job_status(ssh, "vm1", SERVE_JOB)
+    done = "server already running"
+    if status.state != "running":
+        if status.state != "absent":
+            await reset_job(ssh, "vm1", SERVE_JOB)  # it stopped (VM1 rebooted, killed): start it again
+        command = _SERVE.format(directory=shell.quote(IMAGE_DIR), address=shell.quote(shell.ipv4(address)),
+                                port=shell.port(port))
+        await start_detached(ssh, "vm1", SERVE_JOB, command)
+        done = "server started"
+    firewall = await open_port(ssh.runner("vm1"), port, FIREWALL_OWNER)
+    probe = f"sh -c {shell.quote(_PROBE)} labbot {shell.quote(address)} {shell.port(port)}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _READY_SECONDS
+    while (await ssh.run("vm1", probe, timeout=60, check=False)).exit_status != 0:
+        state = await job_status(ssh, "vm1", SERVE_JOB)
+        if state.state != "running" or loop.time() > deadline:
+            raise ImageServeError(f"the image server for {url} does not listen on VM1 ({state.state}); "
+                                  "`/lab logs` shows its output")
+        await asyncio.sleep(0.5)
+    return f"{done}, firewall: {firewall}"
+
+
+async def stop_image_server(ssh: LabSSH) -> None:
+    """Stop the image server and close the port labbot opened for it (used when the lab is destroyed)."""
+    await cancel_job(ssh, "vm1", SERVE_JOB)
+    await close_ports(ssh.runner("vm1"), FIREWALL_OWNER)
+
+
+def local_image(path: Path | None, problem: str | None) -> Path:
+    """The local image file, or a configuration error that says what is wrong with it."""
+    if problem is not None or path is None:
+        raise ConfigError(problem or "the profile names no local nested image file")
+    return path
