@@ -5,7 +5,7 @@ Pure data and small rules (no I/O), shared by the build (what labbot seeds), the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +63,15 @@ def student_steps(start: str) -> tuple[str, ...]:
     return TASK_STEPS[TASK_STEPS.index(validate_start(start)):]
 
 
-def seed_steps(all_steps: Sequence[str], start: str) -> list[str]:
-    """The build steps labbot runs before handing an exercise lab out (everything but the student's tasks)."""
+def seed_steps(after: Mapping[str, Sequence[str]], start: str) -> list[str]:
+    """The build steps labbot runs before handing an exercise lab out: every step that is not a student's task
+    and does not build on one (``after``: each step's dependencies), so the seed never does the student's work."""
     tasks = set(student_steps(start))
-    return [s for s in all_steps if s not in tasks and s != "first_health"]
+    blocked: dict[str, bool] = {}
+
+    def builds_on_task(step: str) -> bool:
+        if step not in blocked:
+            blocked[step] = step in tasks or any(builds_on_task(dep) for dep in after.get(step, ()))
+        return blocked[step]
+
+    return [step for step in after if not builds_on_task(step)]

@@ -21,7 +21,7 @@ from services.labs.tasks import TASK_STEPS
 from services.shell import join
 from tests.engine.sandbox_lab import OWNER, box_fixture, lab_world
 
-pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
 
 box = box_fixture("exercise")
 STUDENT_IQN = "iqn.2026-12.edu.student:disk1"
@@ -34,7 +34,7 @@ def verdicts(view) -> dict[str, tuple[bool, str]]:  # type: ignore[no-untyped-de
 async def test_exercise_checked_by_hand_and_solved(box, database_url: str, tmp_path: Path) -> None:
     async with lab_world(box, database_url, tmp_path) as world:
         view = await world.service.create(OWNER, name="ex", exercise=True)
-        await world.runtime.engine.wait_idle(view.id, timeout=120)
+        await world.runtime.engine.wait_idle(view.id, timeout=300)
         lab = await world.lab_row("ex")
         assert lab.state == LabState.READY, (lab.failed_step, lab.error)
         steps = await world.steps(lab.id)
@@ -86,7 +86,7 @@ async def test_exercise_checked_by_hand_and_solved(box, database_url: str, tmp_p
         with pytest.raises(ConflictError, match="already done"):
             await world.service.solve(OWNER, "ex", "iscsi_target")
         await world.service.solve(OWNER, "ex", "install_zstack")
-        await world.runtime.engine.wait_idle(lab.id, timeout=120)
+        await world.runtime.engine.wait_idle(lab.id, timeout=300)
         lab = await world.wait_state("ex", {LabState.READY, LabState.FAILED})
         assert lab.state == LabState.READY, (lab.failed_step, lab.error)
         events = await world.events(lab.id)
@@ -105,7 +105,7 @@ async def test_exercise_checked_by_hand_and_solved(box, database_url: str, tmp_p
 
         # labbot does the rest on the student's own target and cluster; then every check passes.
         await world.service.solve(OWNER, "ex", "nested_vm")
-        await world.runtime.engine.wait_idle(lab.id, timeout=180)
+        await world.runtime.engine.wait_idle(lab.id, timeout=300)
         lab = await world.wait_state("ex", {LabState.READY, LabState.FAILED})
         assert lab.state == LabState.READY, (lab.failed_step, lab.error)
         final = await world.service.check(OWNER, "ex")
@@ -117,7 +117,7 @@ async def test_exercise_checked_by_hand_and_solved(box, database_url: str, tmp_p
         assert counts["primary_storage"] == 1 and counts["vm"] == 1
 
         await world.service.destroy(OWNER, "ex")
-        await world.runtime.engine.wait_idle(lab.id, timeout=120)
+        await world.runtime.engine.wait_idle(lab.id, timeout=300)
         lab = await world.lab_row("ex")
         assert lab.state == LabState.DESTROYED
         assert await world.machine_leftovers(lab) == []

@@ -15,7 +15,7 @@ from services.labs.models import LabState
 from services.labs.notifier import NoticeKind
 from tests.engine.sandbox_lab import OWNER, box_fixture, lab_world
 
-pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
 
 box = box_fixture("pool")
 
@@ -40,7 +40,7 @@ async def test_a_pool_lab_is_handed_over_with_fresh_credentials(box, database_ur
         service.profiles["sandbox"] = service.profiles["sandbox"].model_copy(update={"pool": PoolSpec(size=1)})
         created = (await service.pool.refill()).created
         assert len(created) == 1
-        pool_lab = await world.wait_state(created[0], {LabState.READY, LabState.FAILED}, timeout=120)
+        pool_lab = await world.wait_state(created[0], {LabState.READY, LabState.FAILED}, timeout=300)
         assert pool_lab.state == LabState.READY and pool_lab.pool, (pool_lab.failed_step, pool_lab.error)
         old_password = world.runtime.box.decrypt(pool_lab.host_password_enc or "").get_secret_value()
         async with world.lab_ssh(pool_lab) as ssh:
@@ -77,5 +77,5 @@ async def test_a_pool_lab_is_handed_over_with_fresh_credentials(box, database_ur
         assert [r.split()[0] for r in retired.retired] == refill.created and "profile changed" in retired.retired[0]
 
         await service.destroy(OWNER, "fast")
-        await world.runtime.engine.wait_idle(timeout=180)
+        await world.runtime.engine.wait_idle(timeout=300)
         assert await world.machine_leftovers(await world.lab_row("fast")) == []

@@ -187,7 +187,8 @@ class LabPipeline:
         if lab.exercise_start is not None:
             # An exercise lab builds only its start (labbot's seed), or, for `/lab solve`, up to one task; what
             # the student did and a check saw is recorded done, so a solve carries on from the student's work.
-            steps = restrict(steps, {solving} if solving else set(seed_steps(names, lab.exercise_start)))
+            seed = seed_steps({s.name: s.after for s in steps}, lab.exercise_start)
+            steps = restrict(steps, {solving} if solving else set(seed))
         async with self.sessions() as session, session.begin():
             rows = await repo.ensure_steps(session=session, lab_id=lab_id, names=names)
             done = {r.name for r in rows if r.state == StepState.DONE}
