@@ -48,7 +48,7 @@ def build_reply(reply: Reply, *, now: datetime) -> Message:
 
 def build_error(text: str, *, error_id: str | None = None) -> Message:
     """An error shown only to the person who asked; unknown errors carry an id that is also in the log."""
-    body = f":warning: {escape(clip(text, 2500))}" if error_id is None else (
+    body = f":warning: {fmt.dates_to_tokens(escape(clip(text, 2500)))}" if error_id is None else (
         f":warning: Something went wrong on labbot's side. If it keeps happening, tell an admin the error id "
         f"`{error_id}`."
     )
@@ -56,8 +56,8 @@ def build_error(text: str, *, error_id: str | None = None) -> Message:
 
 
 def build_notice(text: str) -> Message:
-    """A short plain answer (``Creating lab demo…``)."""
-    return Message(text=fallback(text), blocks=[section(escape(clip(text, 2900)))])
+    """A short plain answer (``Creating lab demo…``); a ``… UTC`` time the domain wrote becomes a date token."""
+    return Message(text=fallback(text), blocks=[section(fmt.dates_to_tokens(escape(clip(text, 2900))))])
 
 
 def build_created(name: str, *, card_in: str | None = None, text: str = "") -> Message:
