@@ -173,16 +173,23 @@ class IscsiSession:
         return response, data
 
     async def _chap(self) -> int:
-        """The security stage with one-way CHAP (RFC 7143 12.1.3): offer CHAP, take MD5 (CHAP_A=5), answer the
-        target's challenge; returns the TSIH. The operational stage follows as without authentication."""
+        """The security stage with one-way CHAP (RFC 7143 12.1.3): offer CHAP (or None), take MD5 (CHAP_A=5), answer
+        the target's challenge; returns the TSIH. The operational stage follows as without authentication."""
         assert self.chap is not None
         user, secret = self.chap
+        # Offered as open-iscsi offers it with credentials set: CHAP, or none if the target requires nothing.
         first = _keys({"InitiatorName": self.initiator, "TargetName": self.target, "SessionType": "Normal",
-                       "AuthMethod": "CHAP"})
+                       "AuthMethod": "CHAP,None"})
         response, data = await self._login_request(self._next_itt(), 0, _OPERATIONAL, 0, first, transit=False)
         tsih = int.from_bytes(response[14:16], "big")
-        if _parse_keys(data).get("AuthMethod") != "CHAP":
-            raise ProbeError(f"{self.target} did not accept CHAP (AuthMethod={_parse_keys(data).get('AuthMethod')})")
+        method = _parse_keys(data).get("AuthMethod")
+        if method == "None":
+            response, _ = await self._login_request(self._next_itt(), 0, _OPERATIONAL, tsih, b"")
+            if not (response[1] & _FINAL and response[1] & 0x03 == _OPERATIONAL):
+                raise ProbeError(f"{self.target} did not leave the security stage")
+            return int.from_bytes(response[14:16], "big")
+        if method != "CHAP":
+            raise ProbeError(f"{self.target} accepted neither CHAP nor no authentication (AuthMethod={method})")
         response, data = await self._login_request(self._next_itt(), 0, _OPERATIONAL, tsih, _keys({"CHAP_A": "5"}),
                                                    transit=False)
         keys = _parse_keys(data)
