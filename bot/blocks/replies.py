@@ -146,6 +146,8 @@ _BUILDERS: dict[ReplyKind, Callable[[Reply, datetime], Message]] = {
     ReplyKind.RETRYING: _short,
     ReplyKind.DOCTOR: _short,
     ReplyKind.EXTENDED: lambda r, now: build_extended(_require_lab(r)),
+    ReplyKind.PICTURE: lambda r, now: build_notice(r.text),
+    ReplyKind.CAPTURED: lambda r, now: build_notice(r.text),
     ReplyKind.LAB: lambda r, now: build_lab_card(_require_lab(r), now=now),
     ReplyKind.LABS: lambda r, now: build_lab_list(r.labs, everyone=bool(r.data.get("all")), now=now),
     ReplyKind.LOGS: lambda r, now: build_logs(str(r.data.get("name", "")), r.steps),

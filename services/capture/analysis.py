@@ -16,6 +16,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FLOW_KEYS = ("iscsi", "ui", "api")
+MAX_RECORD = 262_144  # tcpdump's default snap length: whole segments (GSO on a veth makes them up to 64 KiB)
 
 
 @dataclass
@@ -94,6 +95,7 @@ def analyse_pcap(path: Path, *, vm1_ip: str, vm2_ip: str, iscsi_port: int, ui_po
     followed: set[tuple[str, int, str, int]] = set()
     unfollowed: set[tuple[str, int, str, int]] = set()
     session = TCPSession()
+    seen_segments: set[tuple[str, int, int, int]] = set()
     try:
         reader = PcapReader(str(path))
     except (Scapy_Exception, OSError, EOFError) as err:
@@ -101,15 +103,23 @@ def analyse_pcap(path: Path, *, vm1_ip: str, vm2_ip: str, iscsi_port: int, ui_po
     with reader:
         while True:
             try:
-                pkt = reader.read_packet()
+                # The raw record with its header (PcapReader.read_packet hides a record cut short, and cuts
+                # records at 64 KiB): scapy's own reader, one level down.
+                record = reader._read_packet(size=MAX_RECORD)
             except EOFError:
                 break
-            except (Scapy_Exception, ValueError, struct_error()) as err:  # a record cut by the byte limit
+            except (Scapy_Exception, ValueError, struct_error()) as err:
                 log.info("capture %s ends in an unreadable record: %s", path.name, err)
                 truncated = True
                 break
-            if pkt is None:
+            if record is None:
                 break
+            data, meta = record
+            if len(data) < min(meta.caplen, MAX_RECORD):  # the last record, cut by the byte limit
+                truncated = True
+                break
+            pkt = reader.LLcls(data)
+            pkt.time = meta.sec + meta.usec / (1e9 if reader.nano else 1e6)
             packets += 1
             if IP not in pkt or TCP not in pkt:
                 continue
@@ -130,6 +140,8 @@ def analyse_pcap(path: Path, *, vm1_ip: str, vm2_ip: str, iscsi_port: int, ui_po
             if conn not in followed:
                 unfollowed.add(conn)
                 continue
+            if _retransmitted(seen_segments, ip, tcp):
+                continue
             out = session.process(pkt)
             layer = out.getlayer(ISCSI) if out is not None else None
             while isinstance(layer, ISCSI):
@@ -142,6 +154,20 @@ def analyse_pcap(path: Path, *, vm1_ip: str, vm2_ip: str, iscsi_port: int, ui_po
                 layer = layer.payload
     stats.undecoded_connections = len(unfollowed)
     return CaptureSummary(packets=packets, flows=flows, iscsi=stats, truncated=truncated)
+
+
+def _retransmitted(seen: set[tuple[str, int, int, int]], ip: object, tcp: object) -> bool:
+    """Whether this exact segment was seen before (scapy's TCPSession forgets what it returned once a stream's
+    buffer empties, so a retransmission would otherwise be decoded twice). Segments merely out of order are new
+    data and go through: TCPSession orders them by sequence number."""
+    size = len(bytes(tcp.payload))  # type: ignore[attr-defined]
+    if not size:
+        return False
+    key = (ip.src, tcp.sport, tcp.seq, size)  # type: ignore[attr-defined]
+    if key in seen:
+        return True
+    seen.add(key)
+    return False
 
 
 def struct_error() -> type[Exception]:

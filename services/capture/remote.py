@@ -154,6 +154,7 @@ async def _fetch(ssh: LabSSH, path: str, limit: int) -> bytes:
     try:
         async with asyncio.timeout(FETCH_TIMEOUT), conn.start_sftp_client() as sftp, \
                 sftp.open(path, "rb") as remote:
-            return bytes(await remote.read(limit))
+            data: bytes | str = await remote.read(limit)  # "rb": bytes
+            return data if isinstance(data, bytes) else data.encode()
     except (asyncssh.SFTPError, OSError, TimeoutError) as err:
         raise CaptureRemoteError(f"could not fetch the capture from VM1: {err}") from None

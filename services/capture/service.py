@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,13 +22,14 @@ from config.profiles import LabProfile
 from config.settings import Settings
 from services import shell
 from services.capture.analysis import CaptureFormatError, CaptureSummary, analyse_pcap
-from services.capture.remote import CaptureRemoteError, bpf_filter, capture_on_vm1
+from services.capture.remote import CaptureRemoteError, RemoteCapture, bpf_filter, capture_on_vm1
 from services.capture.spec import KEEP_PER_LAB, CaptureSpec
 from services.crypto import SecretBox
 from services.db import utcnow
 from services.errors import ConflictError
 from services.labs import repository as repo
 from services.labs.build.connections import LabConnections
+from services.labs.models import Lab
 from services.labs.notifier import Notice, NoticeKind, Notifier
 from services.labs.picture import build_picture
 from services.labs.views import LabView, lab_view
@@ -44,6 +45,10 @@ TEXT = {
     "empty": "the capture of lab `{name}` came back empty: {reason}",
 }
 _DEFAULT_LUN = {"tgt": 1, "targetcli": 0}
+
+# The lab's VMs as a capture sees them: (lab record, profile, spec, job name, BPF filter, exercise) → the pcap.
+RemoteRunner = Callable[[Lab, LabProfile, CaptureSpec, str, str, "tuple[str, str, int] | None"],
+                        Awaitable[RemoteCapture]]
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,8 @@ class CaptureService:
 
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], settings: Settings,
                  profiles: dict[str, LabProfile], box: SecretBox, host_keys: HostKeyStore, notifier: Notifier,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 remote: RemoteRunner | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+        """``remote`` replaces the SSH side (tests of the front ends); everything else stays real."""
         self.sessions = sessions
         self.settings = settings
         self.profiles = profiles
@@ -78,6 +84,7 @@ class CaptureService:
         self.host_keys = host_keys
         self.notifier = notifier
         self.clock = clock
+        self.remote = remote or self._over_ssh
         self._running: set[int] = set()
 
     @property
@@ -106,8 +113,7 @@ class CaptureService:
             row = await repo.get(session=session, lab_id=lab.id)
             steps = await repo.list_steps(session=session, lab_id=lab.id)
             picture = build_picture(row, profile, steps)
-            key = row.ssh_private_key_enc
-        if not (row.vm1_public_ip and row.vm2_ip and row.vm1_vpc_ip and key):
+        if not (row.vm1_public_ip and row.vm2_ip and row.vm1_vpc_ip):
             raise ConflictError(TEXT["not_ready"].format(name=lab.name, state=lab.state))
         exercise = None
         if spec.exercise_io:
@@ -119,13 +125,7 @@ class CaptureService:
         job = f"capture-{started:%Y%m%d-%H%M%S}"
         bpf = bpf_filter(spec, vm2_ip=row.vm2_ip, iscsi_port=profile.iscsi.port, ui_port=profile.install.ui_port,
                          api_port=profile.install.api_port)
-        connections = LabConnections(lab_uuid=row.uuid, settings=self.settings, host_keys=self.host_keys)
-        try:
-            ssh = await connections.ssh(vm1=row.vm1_public_ip, vm1_port=profile.vm1.ssh_port, vm2=row.vm2_ip,
-                                        vm2_port=profile.vm2.ssh_port, private_key=self.box.decrypt(key))
-            remote = await capture_on_vm1(ssh, spec, job=job, bpf=bpf, exercise=exercise)
-        finally:
-            await connections.close()
+        remote = await self.remote(row, profile, spec, job, bpf, exercise)
         path = self._store(row.uuid, lab.name, spec, started, remote.data)
         try:
             summary = await asyncio.to_thread(
@@ -136,6 +136,20 @@ class CaptureService:
             raise CaptureRemoteError(TEXT["empty"].format(name=lab.name, reason=err)) from None
         return CaptureReport(lab=lab_view(row), spec=spec, path=path, size=len(remote.data), started_at=started,
                              summary=summary, exercised=remote.exercised, hit_byte_limit=remote.hit_byte_limit)
+
+    async def _over_ssh(self, row: Lab, profile: LabProfile, spec: CaptureSpec, job: str, bpf: str,
+                        exercise: tuple[str, str, int] | None) -> RemoteCapture:
+        """The capture on the lab's VM1 (and traffic from VM2), over the lab's own SSH key."""
+        if not (row.ssh_private_key_enc and row.vm1_public_ip):
+            raise ConflictError(TEXT["not_ready"].format(name=row.name, state=row.state))
+        connections = LabConnections(lab_uuid=row.uuid, settings=self.settings, host_keys=self.host_keys)
+        try:
+            ssh = await connections.ssh(vm1=row.vm1_public_ip, vm1_port=profile.vm1.ssh_port, vm2=row.vm2_ip,
+                                        vm2_port=profile.vm2.ssh_port,
+                                        private_key=self.box.decrypt(row.ssh_private_key_enc))
+            return await capture_on_vm1(ssh, spec, job=job, bpf=bpf, exercise=exercise)
+        finally:
+            await connections.close()
 
     def _store(self, lab_uuid: str, name: str, spec: CaptureSpec, started: datetime, data: bytes) -> Path:
         """Keep the pcap with the lab's others, dropping the oldest beyond ``KEEP_PER_LAB``."""
