@@ -6,11 +6,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := openssh-server tgt libiscsi-bin iproute2 util-linux qemu-utils docker-compose
+APT_PACKAGES := openssh-server tgt libiscsi-bin iproute2 util-linux qemu-utils docker-compose graphviz tcpdump
 
-.PHONY: setup system-packages test lint demo bench soak clean
+.PHONY: setup system-packages nested-image test lint demo bench soak clean
 
-setup: $(STAMP) system-packages
+setup: $(STAMP) system-packages nested-image
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ system-packages:
 	  fi; \
 	  mkdir -p /run/sshd; \
 	else echo "not root on Debian: skipping apt packages (sandbox tests will skip)"; fi
+
+# The lab-in-a-box's nested VM image (config/profiles/sandbox.yaml): a tiny qcow2 made with qemu-img, no download.
+nested-image: $(STAMP) system-packages
+	@if command -v qemu-img >/dev/null; then \
+	  $(BIN)/python -c "from sandbox.images import ensure_nested_image; ensure_nested_image()"; \
+	else echo "qemu-img missing: the sandbox's nested image is made later, by labbot sandbox up"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

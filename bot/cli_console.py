@@ -35,13 +35,16 @@ DEMO_SCRIPT = [
 ]
 
 
-async def _run_front_end(settings: Settings, console: Console, script: list[str] | None, *, pool: int = 0) -> int:
+async def _run_front_end(settings: Settings, console: Console, script: list[str] | None, *, pool: int = 0,
+                         files_dir: Path | None = None) -> int:
     profiles = None
     if pool:
         # The demo's warm pool: the default profile asks for ``pool`` labs, built before the script runs.
         profiles = {name: p.model_copy(update={"pool": PoolSpec(size=pool)}) if name == settings.default_profile
                     else p for name, p in load_profiles(settings.profiles_dir).items()}
-    runtime = Runtime(settings, profiles=profiles, notifiers=[ConsoleNotifier(console)], engine_poll_interval=2.0)
+    notifier = ConsoleNotifier(console, files_dir=files_dir)
+    runtime = Runtime(settings, profiles=profiles, notifiers=[notifier], engine_poll_interval=2.0)
+    notifier.pictures = runtime.service.picture_of
     await runtime.start()
     try:
         front = ConsoleFrontEnd(runtime, console)
@@ -69,19 +72,24 @@ def _script(commands: list[str] | None, script: bool) -> list[str] | None:
     return list(commands) if script else None
 
 
+FILES_HELP = "Where lab pictures and packet captures are written."
+
+
 def console_command(
     commands: list[str] = typer.Argument(None, help="With --script: the commands to run, each one quoted."),
     script: bool = typer.Option(False, "--script", help="Run COMMANDS and exit (non-zero on any failure)."),
+    files: Path = typer.Option(Path("labbot-files"), "--files", help=FILES_HELP),
 ) -> None:
     """Chat with labbot in the terminal, against the configured lab platform and database."""
     settings = load_settings()
     require_strong_secret_key(settings)
     configure_logging(logging.WARNING)  # the console shows what happens; the log only what went wrong
-    code = asyncio.run(_run_front_end(settings, Console(), _script(commands, script)))
+    code = asyncio.run(_run_front_end(settings, Console(), _script(commands, script), files_dir=files))
     raise typer.Exit(code)
 
 
-async def _demo(script: list[str] | None, latency_scale: float, keep: bool, console: Console, pool: int = 0) -> int:
+async def _demo(script: list[str] | None, latency_scale: float, keep: bool, console: Console, pool: int = 0,
+                files_dir: Path | None = None) -> int:
     from sandbox import lifecycle
     from sandbox.config import SandboxConfig
     from sandbox.hooks import OuterSandboxHooks
@@ -105,7 +113,7 @@ async def _demo(script: list[str] | None, latency_scale: float, keep: bool, cons
                 default_profile="sandbox",
             )
             await db.upgrade(settings.database_url)
-            return await _run_front_end(settings, console, script, pool=pool)
+            return await _run_front_end(settings, console, script, pool=pool, files_dir=files_dir)
     finally:
         if keep:
             console.print(f"--keep: sandbox and {workdir} left in place (`labbot sandbox down` removes it)")
@@ -120,6 +128,7 @@ def demo_command(
     script: bool = typer.Option(False, "--script", help="Run COMMANDS instead of the interactive console, then exit."),
     latency_scale: float = typer.Option(0.02, help="Scale of the simulator's realistic API durations."),
     keep: bool = typer.Option(False, help="Leave the sandbox up afterwards."),
+    files: Path = typer.Option(Path("labbot-files"), "--files", help=FILES_HELP),
     pool: int = typer.Option(0, "--pool", min=0, max=5,
                              help="Keep this many labs of the default profile built first (a warm pool)."),
 ) -> None:
@@ -132,5 +141,5 @@ def demo_command(
     lines = _script(commands, script)
     if lines is None and not stdin_is_terminal():
         lines = DEMO_SCRIPT
-    code = asyncio.run(_demo(lines, latency_scale, keep, console, pool))
+    code = asyncio.run(_demo(lines, latency_scale, keep, console, pool, files))
     raise typer.Exit(code)

@@ -142,6 +142,9 @@ class IscsiSpec(_Strict):
 
     backend: Literal["targetcli", "tgt"]
     port: int = Field(3260, ge=1, le=65535)
+    # One-way CHAP with a random secret per lab, on the target and in the nested AddIscsiServer (which takes
+    # chapUserName/chapUserPassword), so only the lab's own VM2 can log in even from a spoofed initiator name.
+    chap: bool = True
     iqn_prefix: str = "iqn.2026-11.io.labbot"
 
     @field_validator("iqn_prefix")

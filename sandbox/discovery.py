@@ -18,6 +18,7 @@ from sandbox.system import SandboxError
 from sandbox.zstack_sim.hooks import LunFound, TargetFound
 from services import shell
 from services.iscsi import vpd
+from services.iscsi.base import CHAP_SECRET, CHAP_USER
 from services.iscsi.initiator import INITIATOR_FILE, parse_initiator_name
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,26 @@ def local_initiator_name(path: Path = Path(INITIATOR_FILE)) -> str:
         raise SandboxError(f"cannot read {path}: {err.strerror}; is this running inside a sandbox VM?") from None
 
 
-async def discover(ip: str, port: int, *, initiator: str, timeout: float = 15) -> list[TargetFound]:  # noqa: ASYNC109
-    """Discover the targets ``initiator`` may see on ``ip:port`` and identify their disk LUNs."""
-    portal = f"iscsi://{shell.ipv4(ip)}:{shell.port(port)}"
+async def discover(ip: str, port: int, *, initiator: str, timeout: float = 15,  # noqa: ASYNC109
+                   chap: tuple[str, str] | None = None) -> list[TargetFound]:
+    """Discover the targets ``initiator`` may see on ``ip:port`` and identify their disk LUNs; with ``chap``
+    (user, secret) every login authenticates with CHAP (libiscsi's ``iscsi://user%secret@host`` form)."""
+    credentials = ""
+    if chap is not None:
+        user, secret = chap
+        if not CHAP_USER.fullmatch(user) or not CHAP_SECRET.fullmatch(secret):
+            raise SandboxError("CHAP credentials must be a plain user name and a 12-16 character alphanumeric secret")
+        credentials = f"{user}%{secret}@"
+    portal = f"iscsi://{credentials}{shell.ipv4(ip)}:{shell.port(port)}"
     result = await system.run("iscsi-ls", "-s", "-i", shell.iqn(initiator), portal, check=False, timeout=timeout)
     if result.returncode != 0 and _NOTHING_TO_DISCOVER in result.stderr + result.stdout:
         log.info("iSCSI discovery of %s:%d: the portal has no targets at all", ip, port)
         return []
     if result.returncode != 0:
-        raise SandboxError(f"iSCSI discovery of {ip}:{port} failed: {(result.stderr or result.stdout).strip()[-300:]}")
+        output = (result.stderr or result.stdout).strip()[-300:]
+        if chap is not None:
+            output = output.replace(chap[1], "***")
+        raise SandboxError(f"iSCSI discovery of {ip}:{port} failed: {output}")
     found = []
     for iqn, luns in parse_iscsi_ls(result.stdout):
         identified = []
@@ -69,7 +81,7 @@ async def discover(ip: str, port: int, *, initiator: str, timeout: float = 15) -
             if kind != "DIRECT_ACCESS":
                 continue  # tgt's LUN 0 is a controller, not a disk
             try:
-                probe = await probe_lun(ip, port, iqn, lun, initiator, timeout)
+                probe = await probe_lun(ip, port, iqn, lun, initiator, timeout, chap=chap)
             except (ProbeError, OSError, TimeoutError) as err:
                 raise SandboxError(f"cannot identify LUN {lun} of {iqn} on {ip}:{port}: {err}") from None
             wwid = vpd.wwid_from_page83(probe.page83)

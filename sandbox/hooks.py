@@ -118,10 +118,10 @@ class NestedSandboxHooks:
         """Download the image for real, from VM2 (where this runs), and read its format as qemu-img would."""
         return await asyncio.to_thread(images.download_and_inspect, url, timeout=self.timeout * 4)
 
-    async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
-        """SendTargets discovery plus INQUIRY of each disk LUN, as VM2's initiator."""
+    async def discover_iscsi(self, ip: str, port: int, *, chap: tuple[str, str] | None = None) -> list[TargetFound]:
+        """SendTargets discovery plus INQUIRY of each disk LUN, as VM2's initiator (with CHAP when given)."""
         initiator = local_initiator_name(self.initiator_file)
-        return await discover(ip, port, initiator=initiator, timeout=self.timeout)
+        return await discover(ip, port, initiator=initiator, timeout=self.timeout, chap=chap)
 
     async def has_interface(self, name: str) -> bool:
         """Whether VM2 (whose network namespace this simulator runs in) has interface ``name``."""

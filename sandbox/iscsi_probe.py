@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import struct
@@ -63,6 +64,12 @@ def _keys(pairs: dict[str, str]) -> bytes:
     return b"".join(f"{k}={v}".encode() + b"\0" for k, v in pairs.items())
 
 
+def _parse_keys(data: bytes) -> dict[str, str]:
+    """``key=value`` text pairs of a login PDU's data segment."""
+    pairs = (item.decode("utf-8", errors="replace").partition("=") for item in data.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
 def _pad(data: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 4)
 
@@ -70,8 +77,10 @@ def _pad(data: bytes) -> bytes:
 class IscsiSession:
     """One iSCSI session to one target (use ``async with``)."""
 
-    def __init__(self, host: str, port: int, target: str, initiator: str, timeout: float = 10) -> None:
+    def __init__(self, host: str, port: int, target: str, initiator: str, timeout: float = 10,
+                 chap: tuple[str, str] | None = None) -> None:
         self.host, self.port, self.target, self.initiator, self.timeout = host, port, target, initiator, timeout
+        self.chap = chap
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._isid = b"\x80" + os.urandom(5)  # "random" ISID format
@@ -142,7 +151,60 @@ class IscsiSession:
         bhs[28:32] = self._exp_stat_sn.to_bytes(4, "big")
         await self._send(bhs)
 
+    async def _login_request(self, itt: int, current: int, following: int, tsih: int, payload: bytes,
+                             *, transit: bool = True) -> tuple[bytes, bytes]:
+        bhs = bytearray(48)
+        bhs[0] = _LOGIN_REQ | _IMMEDIATE
+        bhs[1] = (_FINAL if transit else 0) | (current << 2) | (following if transit else 0)
+        bhs[8:14] = self._isid
+        bhs[14:16] = tsih.to_bytes(2, "big")
+        bhs[16:20] = itt.to_bytes(4, "big")
+        bhs[24:28] = self._cmd_sn.to_bytes(4, "big")
+        bhs[28:32] = self._exp_stat_sn.to_bytes(4, "big")
+        await self._send(bhs, payload)
+        response, data = await self._receive_for(itt)
+        if response[0] & 0x3F != _LOGIN_RSP:
+            raise ProbeError(f"unexpected PDU 0x{response[0]:02x} during login")
+        if response[36] != 0:
+            hint = f": {_LOGIN_ERRORS[response[36:38]]}" if response[36:38] in _LOGIN_ERRORS else ""
+            raise ProbeError(f"login to {self.target} refused (status 0x{response[36]:02x}{response[37]:02x}{hint})")
+        self._exp_stat_sn = (int.from_bytes(response[24:28], "big") + 1) & 0xFFFFFFFF
+        self._cmd_sn = int.from_bytes(response[28:32], "big")
+        return response, data
+
+    async def _chap(self) -> int:
+        """The security stage with one-way CHAP (RFC 7143 12.1.3): offer CHAP (or None), take MD5 (CHAP_A=5), answer
+        the target's challenge; returns the TSIH. The operational stage follows as without authentication."""
+        assert self.chap is not None
+        user, secret = self.chap
+        # Offered as open-iscsi offers it with credentials set: CHAP, or none if the target requires nothing.
+        first = _keys({"InitiatorName": self.initiator, "TargetName": self.target, "SessionType": "Normal",
+                       "AuthMethod": "CHAP,None"})
+        response, data = await self._login_request(self._next_itt(), 0, _OPERATIONAL, 0, first, transit=False)
+        tsih = int.from_bytes(response[14:16], "big")
+        method = _parse_keys(data).get("AuthMethod")
+        if method == "None":
+            response, _ = await self._login_request(self._next_itt(), 0, _OPERATIONAL, tsih, b"")
+            if not (response[1] & _FINAL and response[1] & 0x03 == _OPERATIONAL):
+                raise ProbeError(f"{self.target} did not leave the security stage")
+            return int.from_bytes(response[14:16], "big")
+        if method != "CHAP":
+            raise ProbeError(f"{self.target} accepted neither CHAP nor no authentication (AuthMethod={method})")
+        response, data = await self._login_request(self._next_itt(), 0, _OPERATIONAL, tsih, _keys({"CHAP_A": "5"}),
+                                                   transit=False)
+        keys = _parse_keys(data)
+        if keys.get("CHAP_A") != "5" or "CHAP_I" not in keys or not keys.get("CHAP_C", "").lower().startswith("0x"):
+            raise ProbeError(f"{self.target} sent no usable CHAP challenge")
+        challenge = bytes.fromhex(keys["CHAP_C"][2:])
+        digest = hashlib.md5(bytes([int(keys["CHAP_I"]) & 0xFF]) + secret.encode() + challenge).hexdigest()  # noqa: S324 - CHAP is MD5
+        response, _ = await self._login_request(self._next_itt(), 0, _OPERATIONAL, tsih,
+                                                _keys({"CHAP_N": user, "CHAP_R": "0x" + digest}))
+        if not (response[1] & _FINAL and response[1] & 0x03 == _OPERATIONAL):
+            raise ProbeError(f"{self.target} did not finish the CHAP stage")
+        return int.from_bytes(response[14:16], "big")
+
     async def _login(self) -> None:
+        tsih = await self._chap() if self.chap is not None else 0
         stages = [
             (0, _OPERATIONAL, {"InitiatorName": self.initiator, "TargetName": self.target,
                                "SessionType": "Normal", "AuthMethod": "None"}),
@@ -154,7 +216,8 @@ class IscsiSession:
                 "DefaultTime2Retain": "0", "MaxOutstandingR2T": "1", "IFMarker": "No", "OFMarker": "No",
             }),
         ]
-        tsih = 0
+        if self.chap is not None:
+            stages = stages[1:]
         for current, following, keys in stages:
             payload = _keys(keys)
             for _ in range(4):  # a target may ask for another round in the same stage
@@ -262,10 +325,12 @@ class IscsiSession:
 
 
 async def probe_lun(
-    host: str, port: int, target: str, lun: int, initiator: str, timeout: float = 10  # noqa: ASYNC109 - per I/O step
+    host: str, port: int, target: str, lun: int, initiator: str, timeout: float = 10,  # noqa: ASYNC109 - per I/O step
+    *, chap: tuple[str, str] | None = None,
 ) -> LunProbe:
-    """Log in to ``target`` as ``initiator`` and read what identifies ``lun``: INQUIRY, VPD 0x80 and 0x83, size."""
-    async with IscsiSession(host, port, target, initiator, timeout) as session:
+    """Log in to ``target`` as ``initiator`` (with CHAP ``(user, secret)`` when given) and read what identifies
+    ``lun``: INQUIRY, VPD 0x80 and 0x83, size."""
+    async with IscsiSession(host, port, target, initiator, timeout, chap=chap) as session:
         standard = await session.inquiry(lun)
         page80 = await session.inquiry(lun, 0x80)
         page83 = await session.inquiry(lun, 0x83)

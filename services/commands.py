@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from config.settings import parse_duration
+from services.capture.spec import CHOICES, DEFAULT_PACKETS, DEFAULT_SECONDS, MAX_PACKETS, MAX_SECONDS, CaptureSpec
 from services.errors import CommandError
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}[a-z0-9]$")
@@ -33,6 +34,8 @@ USAGE: dict[str, str] = {
     "class": "/lab class create|status|claim|extend|destroy CLASS ...",
     "pool": "/lab pool status",
     "doctor": "/lab doctor [--profile NAME]",
+    "picture": "/lab picture NAME",
+    "capture": "/lab capture NAME [iscsi|ui|api|all] [--seconds S] [--packets N] [--exercise-io]",
     "help": "/lab help [COMMAND]",
 }
 
@@ -60,6 +63,8 @@ HELP: dict[str, str] = {
     "class": "trainers: labs for a whole class (create, status, extend, destroy); students: claim one",
     "pool": "admins: the warm pools (labs kept ready for `/lab create`): target, ready, building, failed",
     "doctor": "admins: check the lab platform and a profile before building labs",
+    "picture": "the lab's diagram (VMs, iSCSI target, nested ZStack, flows), posted in its thread",
+    "capture": "a short packet capture on VM1 (owner or admin), posted with a summary in the lab's thread",
     "help": "this help",
 }
 
@@ -171,6 +176,17 @@ class PoolStatusCommand:
 
 
 @dataclass(frozen=True)
+class PictureCommand:
+    name: str
+
+
+@dataclass(frozen=True)
+class CaptureCommand:
+    name: str
+    spec: CaptureSpec = field(default_factory=CaptureSpec)
+
+
+@dataclass(frozen=True)
 class HelpCommand:
     topic: str | None = None
 
@@ -194,6 +210,8 @@ Command = (
     | ClassDestroyCommand
     | PoolStatusCommand
     | DoctorCommand
+    | PictureCommand
+    | CaptureCommand
     | HelpCommand
 )
 
@@ -476,6 +494,29 @@ def _parse_doctor(args: list[str]) -> Command:
     return DoctorCommand(profile=profile)
 
 
+def _bounded_int(text: str, option: str, low: int, high: int) -> int:
+    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+        raise CommandError(f"`--{option}` takes a whole number from {low} to {high}, not `{text[:30]}`",
+                           USAGE["capture"])
+    return int(text)
+
+
+def _parse_capture(args: list[str]) -> Command:
+    positionals, options = _options(args, "capture", flags={"exercise-io"}, valued={"seconds", "packets"})
+    if not positionals:
+        raise CommandError("`capture` needs the lab's name", USAGE["capture"])
+    if len(positionals) > 2:
+        raise CommandError("`capture` takes a lab name and optionally one of iscsi, ui, api, all", USAGE["capture"])
+    name = validate_lab_name(positionals[0], USAGE["capture"])
+    flows = positionals[1].lower() if len(positionals) == 2 else "iscsi"
+    if flows not in CHOICES:
+        raise CommandError(f"`{positionals[1][:30]}` is not a flow: use one of {', '.join(CHOICES)}", USAGE["capture"])
+    seconds = _bounded_int(options["seconds"], "seconds", 1, MAX_SECONDS) if "seconds" in options else DEFAULT_SECONDS
+    packets = _bounded_int(options["packets"], "packets", 1, MAX_PACKETS) if "packets" in options else DEFAULT_PACKETS
+    return CaptureCommand(name, CaptureSpec(flows=flows, seconds=seconds, packets=packets,
+                                            exercise_io="exercise-io" in options))
+
+
 def _parse_help(args: list[str]) -> Command:
     if len(args) > 1:
         raise CommandError("`help` takes at most one command name", USAGE["help"])
@@ -502,5 +543,7 @@ _PARSERS = {
     "class": _parse_class,
     "pool": lambda a: _parse_pool(a),
     "doctor": _parse_doctor,
+    "picture": lambda a: PictureCommand(_exactly_name(a, "picture")[0]),
+    "capture": _parse_capture,
     "help": _parse_help,
 }

@@ -12,6 +12,7 @@ from typing import Any
 
 from services.commands import (
     AccessCommand,
+    CaptureCommand,
     CheckCommand,
     ClassClaimCommand,
     ClassCreateCommand,
@@ -27,6 +28,7 @@ from services.commands import (
     HelpCommand,
     ListCommand,
     LogsCommand,
+    PictureCommand,
     PoolStatusCommand,
     RetryCommand,
     SolveCommand,
@@ -54,6 +56,8 @@ class ReplyKind(enum.StrEnum):
     DESTROYING = "destroying"
     EXTENDED = "extended"
     RETRYING = "retrying"
+    PICTURE = "picture"
+    CAPTURED = "captured"
     CHECKED = "checked"
     SOLVING = "solving"
     CLASS = "class"
@@ -128,6 +132,14 @@ async def execute(command: Command, *, actor: Actor, service: LabService, channe
             text = "\n".join([*render_checks(checks), f"{len(checks)} checks, {problems} problem"
                                                       f"{'s' if problems != 1 else ''}"])
             return Reply(ReplyKind.DOCTOR, text=text, data={"checks": tuple(checks)})
+        case PictureCommand(name=name):
+            picture = await service.picture(actor, name)
+            return Reply(ReplyKind.PICTURE, text=f"The picture of lab `{name}` is in its thread.",
+                         data={"picture": picture})
+        case CaptureCommand(name=name, spec=spec):
+            capture = await service.capture(actor, name, spec)
+            return Reply(ReplyKind.CAPTURED, lab=capture.lab, data={"capture": capture},
+                         text=f"The capture of lab `{name}` and its summary are in the lab's thread.")
         case HealthCommand(name=name):
             report = await service.health(actor, name)
             return Reply(ReplyKind.HEALTH, lab=report.lab, data={"report": report})

@@ -48,7 +48,7 @@ def build_reply(reply: Reply, *, now: datetime) -> Message:
 
 def build_error(text: str, *, error_id: str | None = None) -> Message:
     """An error shown only to the person who asked; unknown errors carry an id that is also in the log."""
-    body = f":warning: {escape(clip(text, 2500))}" if error_id is None else (
+    body = f":warning: {fmt.dates_to_tokens(escape(clip(text, 2500)))}" if error_id is None else (
         f":warning: Something went wrong on labbot's side. If it keeps happening, tell an admin the error id "
         f"`{error_id}`."
     )
@@ -56,8 +56,8 @@ def build_error(text: str, *, error_id: str | None = None) -> Message:
 
 
 def build_notice(text: str) -> Message:
-    """A short plain answer (``Creating lab demo…``)."""
-    return Message(text=fallback(text), blocks=[section(escape(clip(text, 2900)))])
+    """A short plain answer (``Creating lab demo…``); a ``… UTC`` time the domain wrote becomes a date token."""
+    return Message(text=fallback(text), blocks=[section(fmt.dates_to_tokens(escape(clip(text, 2900))))])
 
 
 def build_created(name: str, *, card_in: str | None = None, text: str = "") -> Message:
@@ -146,6 +146,8 @@ _BUILDERS: dict[ReplyKind, Callable[[Reply, datetime], Message]] = {
     ReplyKind.RETRYING: _short,
     ReplyKind.DOCTOR: _short,
     ReplyKind.EXTENDED: lambda r, now: build_extended(_require_lab(r)),
+    ReplyKind.PICTURE: lambda r, now: build_notice(r.text),
+    ReplyKind.CAPTURED: lambda r, now: build_notice(r.text),
     ReplyKind.LAB: lambda r, now: build_lab_card(_require_lab(r), now=now),
     ReplyKind.LABS: lambda r, now: build_lab_list(r.labs, everyone=bool(r.data.get("all")), now=now),
     ReplyKind.LOGS: lambda r, now: build_logs(str(r.data.get("name", "")), r.steps),

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import shutil
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
+from bot.capture_text import summary_lines
 from bot.classroom import progress_line
+from bot.picture import TEXT as PICTURE_TEXT
+from bot.picture import PictureUnavailable, render_png, text_tree
 from bot.text import lab_headline, printable, ready_summary, step_line
 from services.labs.notifier import Notice, NoticeKind
+from services.labs.picture import LabPicture
+
+log = logging.getLogger(__name__)
+
+# Every user-facing string of this module's files output (one place, for the message catalogue).
+TEXT = {
+    "picture_file": "picture of lab {lab} written to {path}",
+    "capture_file": "capture of lab {lab} written to {path}",
+}
 
 _STYLE = {
     NoticeKind.STEP_FAILED: "red",
@@ -27,9 +44,14 @@ _STYLE = {
 class ConsoleNotifier:
     """Prints notices as they come, like the Slack card's thread would show them."""
 
-    def __init__(self, console: Console, progress_interval: float = 1.0) -> None:
+    def __init__(self, console: Console, progress_interval: float = 1.0, *, files_dir: Path | None = None,
+                 pictures: Callable[[int], Awaitable[LabPicture]] | None = None) -> None:
+        """``files_dir``: where pictures and captures are written (the console's thread); ``pictures``: the
+        service's ``picture_of``, for the picture shown when a lab is ready."""
         self.console = console
         self.progress_interval = progress_interval
+        self.files_dir = files_dir or Path("labbot-files")
+        self.pictures = pictures
         self._last_progress: dict[tuple[str, str], tuple[float, str]] = {}
 
     async def notify(self, notice: Notice) -> None:
@@ -44,10 +66,42 @@ class ConsoleNotifier:
         if notice.kind == NoticeKind.READY:
             for fact in ready_summary(notice.lab):
                 self.console.print(Text(f"    {printable(fact)}"))
+            if self.pictures is not None:
+                await self._picture(await self.pictures(notice.lab.id))
+        if notice.kind == NoticeKind.PICTURE:
+            await self._picture(notice.details["picture"])  # type: ignore[arg-type]
+        if notice.kind == NoticeKind.CAPTURED:
+            report = notice.details["capture"]
+            for text in summary_lines(report):  # type: ignore[arg-type]
+                self.console.print(Text(f"    {printable(text)}"))
+            path = self.files_dir / report.filename  # type: ignore[attr-defined]
+            await asyncio.to_thread(self._copy, report.path, path)  # type: ignore[attr-defined]
+            self.console.print(Text(f"    {TEXT['capture_file'].format(lab=notice.lab.name, path=path)}"))
         if notice.kind == NoticeKind.ORPHANS_FOUND:
             # One line per resource, as the admins' Slack message lists them: label, then uuid, why and fate.
             for label, detail in notice.details.items():
                 self.console.print(Text(printable(f"    {label}: {detail}")))
+
+    async def _picture(self, picture: LabPicture) -> None:
+        """Write the PNG (when Graphviz can draw it) and print the text tree."""
+        try:
+            png = await asyncio.to_thread(render_png, picture)
+        except PictureUnavailable as err:
+            self.console.print(Text(f"    {PICTURE_TEXT['no_graphviz'].format(reason=err)}", style="yellow"))
+        else:
+            path = self.files_dir / f"{picture.lab}-picture.png"
+            await asyncio.to_thread(self._write, path, png)
+            self.console.print(Text(f"    {TEXT['picture_file'].format(lab=picture.lab, path=path)}"))
+        for text in text_tree(picture):
+            self.console.print(Text(f"    {printable(text)}"))
+
+    def _write(self, path: Path, data: bytes) -> None:
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def _copy(self, source: Path, target: Path) -> None:
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
 
     def _line(self, notice: Notice) -> str | None:
         lab, step = notice.lab, notice.step
@@ -75,6 +129,8 @@ class ConsoleNotifier:
                     if lab.exercise is not None:
                 done = " — every task done: exercise complete" if notice.kind == NoticeKind.EXERCISE_COMPLETE else ""
                 return f"{progress_line(lab.exercise)}{by}{done}"
+            case NoticeKind.PICTURE | NoticeKind.CAPTURED:
+                return f"{'lab picture' if notice.kind == NoticeKind.PICTURE else 'packet capture'}{by}:"
             case NoticeKind.FAILED:
                 return f"FAILED at {lab.failed_step}: {lab.error} — `/lab retry {lab.name}` to try again"
             case _:

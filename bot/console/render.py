@@ -91,6 +91,8 @@ def render_reply(console: Console, reply: Reply) -> None:
             for check in report.checks:
                 mark = "✓" if check.ok else "✗"
                 say(console, f"  {mark} {check.name} ({check.latency_ms} ms) {check.detail}")
+        case ReplyKind.PICTURE | ReplyKind.CAPTURED:
+            pass  # the notice printed it, as the lab's thread shows it in Slack
         case ReplyKind.CONFIRM_DESTROY:
             say(console, f"{reply.text} Repeat with --yes to confirm.")
         case _:

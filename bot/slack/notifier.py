@@ -20,6 +20,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.card import CardNote
 from bot.blocks.kit import Message
+from bot.blocks.lab_files import (
+    FileShare,
+    build_capture_share,
+    build_capture_summary,
+    build_picture_share,
+    build_picture_text,
+)
 from bot.blocks.notices import (
     build_expired,
     build_expiry_warning,
@@ -30,10 +37,13 @@ from bot.blocks.notices import (
     build_warning_retired,
 )
 from bot.blocks.thread import build_audit_note, build_build_report, build_lab_error, build_step_failure
-from bot.slack.outbox import NETWORK_BACKOFF, CardOutbox, LabReader
+from bot.picture import PictureUnavailable, render_png
+from bot.slack.outbox import NETWORK_BACKOFF, CardOutbox, Deferred, LabReader
 from bot.slack.pacing import SlackPacer
+from services.capture.service import CaptureReport
 from services.db import utcnow
 from services.labs.notifier import Notice, NoticeKind
+from services.labs.picture import LabPicture
 from services.labs.views import LabView
 
 log = logging.getLogger(__name__)
@@ -130,6 +140,19 @@ class SlackNotifier:
             return
         outbox.post_to_channel(message, channel=lab.owner, keep=keep)
 
+    def _picture(self, lab_id: int, picture: LabPicture | None = None) -> Deferred:
+        """The lab's picture for its thread, drawn when its turn comes (the text tree if Graphviz cannot)."""
+
+        async def make() -> Message | FileShare:
+            facts = picture if picture is not None else await self.labs.picture_of(lab_id)
+            try:
+                png = await asyncio.to_thread(render_png, facts)
+            except PictureUnavailable as err:
+                return build_picture_text(facts, str(err))
+            return build_picture_share(facts, png)
+
+        return make
+
     def _accept(self, notice: Notice) -> None:
         lab = notice.lab
         if notice.kind == NoticeKind.ORPHANS_FOUND:
@@ -147,7 +170,14 @@ class SlackNotifier:
                 outbox.post_in_thread(build_audit_note(lab, actor="labbot", what=notice.text, at=at))
             case NoticeKind.READY:
                 outbox.post_in_thread(build_build_report(lab))
+                outbox.post_in_thread(self._picture(lab.id))
                 self._tell_owner(outbox, lab, build_owner_ready(lab, card_in=outbox.channel))
+            case NoticeKind.PICTURE:
+                outbox.post_in_thread(self._picture(lab.id, notice.details.get("picture")))  # type: ignore[arg-type]
+            case NoticeKind.CAPTURED:
+                report: CaptureReport = notice.details["capture"]  # type: ignore[assignment]
+                outbox.post_in_thread(build_capture_summary(report, actor=notice.actor or "labbot"))
+                outbox.post_in_thread(_read_capture(report))
             case NoticeKind.FAILED if not outbox.failure_posted:
                 # A failure with no step failure before it (the platform refused the lab, say).
                 outbox.post_in_thread(build_lab_error(lab))
@@ -181,3 +211,17 @@ class SlackNotifier:
             outbox.failure_posted = True
         elif notice.kind in (NoticeKind.RETRYING, NoticeKind.STEP_STARTED):
             outbox.failure_posted = False
+
+
+def _read_capture(report: CaptureReport) -> Deferred:
+    """The pcap for the thread, read when its turn comes (None if the lab's captures were removed meanwhile)."""
+
+    async def make() -> FileShare | None:
+        try:
+            data = await asyncio.to_thread(report.path.read_bytes)
+        except FileNotFoundError:
+            log.warning("capture %s of lab %s is gone before it was posted", report.filename, report.lab.name)
+            return None
+        return build_capture_share(report, data[: report.spec.max_bytes])
+
+    return make

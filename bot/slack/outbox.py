@@ -34,9 +34,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks.card import CardNote, build_lab_card
 from bot.blocks.kit import Message
+from bot.blocks.lab_files import FileShare
 from bot.slack.pacing import SlackPacer
 from services.errors import StaleWriteError
+from services.labs.picture import LabPicture
 from services.labs.views import LabView
+
+# A thread item made only when its turn comes (a picture drawn, a pcap read), so the notifier never waits.
+Deferred = Callable[[], Awaitable[Message | FileShare | None]]
+ThreadItem = Message | FileShare | Deferred
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,9 @@ class LabReader(Protocol):
 
     async def set_progress_ref(self, lab_id: int, ref: str) -> None:
         """Remember the card's ``channel:ts``."""
+
+    async def picture_of(self, lab_id: int) -> LabPicture:
+        """The lab's picture facts (posted in its thread when it is ready)."""
 
 
 class CardOutbox:
@@ -96,7 +105,7 @@ class CardOutbox:
         self._backoff = network_backoff
         self._dirty = False
         self._note: CardNote | None = None
-        self._thread: deque[Message] = deque()
+        self._thread: deque[ThreadItem] = deque()
         self._channel_posts: deque[tuple[Message, str | None, str | None]] = deque()
         self._kept: dict[str, list[tuple[str, str]]] = {}  # tag → (channel, ts) of messages to edit later
         self._edits: deque[tuple[str, str, Message]] = deque()
@@ -122,7 +131,7 @@ class CardOutbox:
         self._dirty = True
         self._kick()
 
-    def post_in_thread(self, message: Message) -> None:
+    def post_in_thread(self, message: ThreadItem) -> None:
         """Queue a reply in the card's thread."""
         self._thread.append(message)
         self._kick()
@@ -184,9 +193,9 @@ class CardOutbox:
             await self._post_card()
             return True
         if self._thread:
-            message = self._thread.popleft()
+            item = self._thread.popleft()
             if self.ts is not None:
-                await self._send("chat.postMessage", self.channel, thread_ts=self.ts, **message.as_kwargs())
+                await self._thread_item(item)
             return True
         if self._channel_posts:
             message, channel, keep = self._channel_posts.popleft()
@@ -208,6 +217,45 @@ class CardOutbox:
             await self._update_card()
             return True
         return False
+
+    async def _thread_item(self, item: ThreadItem) -> None:
+        if callable(item):
+            try:
+                made = await item()
+            except Exception:
+                log.exception("could not make a thread item for lab %s; skipped", self.name)
+                return
+            if made is None:
+                return
+            item = made
+        if isinstance(item, FileShare):
+            await self._upload(item)
+        else:
+            await self._send("chat.postMessage", self.channel, thread_ts=self.ts, **item.as_kwargs())
+
+    async def _upload(self, share: FileShare) -> None:
+        """Share a file in the card's thread with Slack's upload flow (files.getUploadURLExternal, a POST of the
+        bytes to the URL it gives, files.completeUploadExternal); waits out 429s like messages do."""
+        for _ in range(MAX_ATTEMPTS):
+            await self._pacer.post_slot(self.channel)
+            try:
+                await self._client.files_upload_v2(
+                    filename=share.filename, content=share.data, title=share.title, alt_txt=share.alt_txt,
+                    snippet_type=share.snippet_type, channel=self.channel, thread_ts=self.ts,
+                    initial_comment=share.comment)
+                return
+            except SlackApiError as err:
+                if err.response.status_code == 429:
+                    await asyncio.sleep(retry_after(err))  # files.* have their own limits; the pacer is for chat.*
+                    continue
+                log.warning("Slack refused the file %s for lab %s: %s", share.filename, self.name,
+                            err.response.get("error", "unknown"))
+                return
+            except Exception as err:  # the upload URL's POST (SlackRequestError), the network
+                # Not retried: the file may already be shared, and a thread with the same file twice is worse.
+                log.warning("could not upload %s for lab %s: %s", share.filename, self.name, err)
+                return
+        log.error("gave up uploading %s for lab %s", share.filename, self.name)
 
     async def _post_card(self) -> None:
         lab = await self._fresh()

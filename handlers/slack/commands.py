@@ -102,4 +102,4 @@ def _verb(text: str) -> str:
 
 
 _KNOWN_VERBS = {"create", "list", "ls", "status", "destroy", "delete", "extend", "health", "retry", "logs", "access",
-                "check", "solve", "class", "pool", "help"}
+                "check", "solve", "class", "pool", "picture", "capture", "help"}

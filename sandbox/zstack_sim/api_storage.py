@@ -47,8 +47,10 @@ def _targets(server_uuid: str, ip: str, port: int, found: list[TargetFound],
     return targets
 
 
-async def _discover(ctx: Ctx, ip: str, port: int) -> list[TargetFound]:
+async def _discover(ctx: Ctx, ip: str, port: int, chap: tuple[str, str] | None) -> list[TargetFound]:
     try:
+        if chap is not None:  # the agent logs in with the server's CHAP credentials (iscsiadm node.session.auth.*)
+            return await ctx.nested_hooks.discover_iscsi(ip, port, chap=chap)
         return await ctx.nested_hooks.discover_iscsi(ip, port)
     except Exception as err:  # the hook's failure is the agent's failure, reported in the job's error
         raise operr(f"failed to discover iSCSI targets on {ip}:{port}: {err}") from err
@@ -69,12 +71,12 @@ async def add_iscsi_server(ctx: Ctx) -> dict[str, Any]:
     if ctx.state.where("iscsi_server", ip=ip, port=port):
         raise argerr(f"iscsi server[ip:{ip}, port:{port}] has been added")
     uuid = ctx.resource_uuid()
+    chap_user, chap = ctx.text("chapUserName", max_len=128), ctx.text("chapUserPassword", max_len=128)
     await ctx.work()
-    found = await _discover(ctx, ip, port)
+    found = await _discover(ctx, ip, port, (chap_user, chap) if chap_user and chap else None)
     record = {"uuid": uuid, "name": ctx.text("name", max_len=256) or f"iscsi-{ip}", "description": None, "ip": ip,
               "port": port, "chapUserName": ctx.text("chapUserName", max_len=128), "state": "Enabled",
               "iscsiTargets": _targets(uuid, ip, port, found, []), "iscsiClusterRefs": []}
-    chap = ctx.text("chapUserPassword", max_len=128)
     server = ctx.create("iscsi_server", record)
     if chap:
         server["_chapUserPassword"] = chap  # kept out of every answer, as ZStack keeps it
@@ -89,7 +91,8 @@ async def attach_iscsi_server_to_cluster(ctx: Ctx) -> dict[str, Any]:
     if any(ref["clusterUuid"] == cluster["uuid"] for ref in server["iscsiClusterRefs"]):
         raise argerr(f"iscsi server[uuid:{server['uuid']}] has been attached to cluster[uuid:{cluster['uuid']}]")
     await ctx.work()
-    found = await _discover(ctx, server["ip"], server["port"])
+    chap = (server["chapUserName"], server["_chapUserPassword"]) if server.get("_chapUserPassword") else None
+    found = await _discover(ctx, server["ip"], server["port"], chap)
     targets = _targets(server["uuid"], server["ip"], server["port"], found, server["iscsiTargets"])
     hosts = ctx.state.where("host", clusterUuid=cluster["uuid"], status="Connected")
     for lun in (lun for t in targets for lun in t["iscsiLuns"]):

@@ -104,8 +104,9 @@ class OuterHooks(Protocol):
 class NestedHooks(Protocol):
     """Called by the ``nested`` simulator (the ZStack installed on VM2)."""
 
-    async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
-        """Run a real sendtargets discovery plus INQUIRY against ``ip:port`` from this host."""
+    async def discover_iscsi(self, ip: str, port: int, *, chap: tuple[str, str] | None = None) -> list[TargetFound]:
+        """Run a real sendtargets discovery plus INQUIRY against ``ip:port`` from this host, logging in with the
+        CHAP ``(user, secret)`` when given."""
 
     async def deploy_host(self, ip: str, port: int, username: str, password: str) -> None:
         """Log in to a KVM host over SSH with its password and deploy the agent (ZStack's AddKVMHost)."""
@@ -182,7 +183,7 @@ class NoHooks:
         spread = int(hashlib.sha256(url.encode()).hexdigest()[:4], 16) % 512  # stable, so repeated runs agree
         return ImageFetched("qcow2", 10 * 1024**3, 1024**3 + spread * 1024**2)
 
-    async def discover_iscsi(self, ip: str, port: int) -> list[TargetFound]:
+    async def discover_iscsi(self, ip: str, port: int, *, chap: tuple[str, str] | None = None) -> list[TargetFound]:
         """One target with one 50 GiB LUN whose IQN, wwid and serial derive from ``ip:port`` (stable across runs,
         distinct per portal). The wwid has the shape Linux gives LIO LUNs: ``36001405`` + 25 hex digits."""
         digest = hashlib.sha256(f"{ip}:{port}".encode()).hexdigest()

@@ -13,14 +13,21 @@ transcript in tests.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from pydantic import SecretStr
 
 from services import shell
 from services.errors import ExternalError
 from services.ssh.result import CommandResult, Runner
 
 log = logging.getLogger(__name__)
+
+CHAP_USER = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# RFC 7143 wants at least 12 bytes; Microsoft's initiator at most 16. Alphanumerics need no quoting anywhere.
+CHAP_SECRET = re.compile(r"[A-Za-z0-9]{12,16}")
 
 
 class IscsiError(ExternalError):
@@ -38,6 +45,9 @@ class TargetSpec:
     initiator_iqn: str
     portal_ip: str
     port: int = 3260
+    # One-way CHAP: the initiator must also log in with this user name and secret (None: the ACL alone).
+    chap_user: str | None = None
+    chap_secret: SecretStr | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         shell.iqn(self.iqn)
@@ -45,6 +55,12 @@ class TargetSpec:
         shell.iqn(self.initiator_iqn)
         shell.ipv4(self.portal_ip)
         shell.port(self.port)
+        if (self.chap_user is None) != (self.chap_secret is None):
+            raise ValueError("CHAP needs both a user name and a secret")
+        if self.chap_user is not None and not CHAP_USER.fullmatch(self.chap_user):
+            raise ValueError(f"CHAP user name {self.chap_user[:40]!r} must be 1-64 of A-Z a-z 0-9 . _ : -")
+        if self.chap_secret is not None and not CHAP_SECRET.fullmatch(self.chap_secret.get_secret_value()):
+            raise ValueError("a CHAP secret must be 12-16 letters and digits (what every initiator accepts)")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class LioTarget:
     acls: dict[str, list[int]]  # initiator IQN -> mapped TPG LUN indexes
     portals: list[tuple[str, int]]
     generate_node_acls: bool
+    chap: dict[str, tuple[str, str]] = field(default_factory=dict)  # initiator IQN -> (userid, password)
+    authentication: bool = False  # the TPG's ``authentication`` attribute: CHAP required at login
 
 
 def empty() -> Config:
@@ -94,8 +96,12 @@ def find_target(config: Config, iqn: str) -> LioTarget | None:
     }
     portals = [(p.get("ip_address", ""), int(p.get("port", 0))) for p in tpg.get("portals", [])]
     generate = str(tpg.get("attributes", {}).get("generate_node_acls", 0)) == "1"
+    chap = {acl["node_wwn"]: (str(acl.get("chap_userid", "")), str(acl.get("chap_password", "")))
+            for acl in tpg.get("node_acls", []) if acl.get("chap_userid")}
+    authentication = str(tpg.get("attributes", {}).get("authentication", 0)) == "1"
     return LioTarget(
-        iqn=iqn, tag=int(tpg.get("tag", 1)), luns=luns, acls=acls, portals=portals, generate_node_acls=generate
+        iqn=iqn, tag=int(tpg.get("tag", 1)), luns=luns, acls=acls, portals=portals, generate_node_acls=generate,
+        chap=chap, authentication=authentication,
     )
 
 

@@ -46,6 +46,7 @@ class TgtTarget:
     iqn: str
     luns: dict[int, TgtLun] = field(default_factory=dict)
     acls: list[str] = field(default_factory=list)
+    accounts: list[str] = field(default_factory=list)  # CHAP users bound to the target (incoming)
 
 
 def parse_targets(text: str) -> list[TgtTarget]:
@@ -78,7 +79,14 @@ def parse_targets(text: str) -> list[TgtTarget]:
                 lun.backing_path = value
         elif section == "ACL information":
             targets[-1].acls.append(line)
+        elif section == "Account information":
+            targets[-1].accounts.append(line.removesuffix(" (outgoing)"))
     return targets
+
+
+def parse_accounts(text: str) -> list[str]:
+    """Parse ``tgtadm --lld iscsi --op show --mode account`` (``Account list:`` then one user per line)."""
+    return [line.strip() for line in text.splitlines()[1:] if line.strip()]
 
 
 def parse_portals(text: str) -> list[tuple[str, int]]:
@@ -106,7 +114,9 @@ def render_conf(spec: TargetSpec, scsi_id: str, scsi_sn: str) -> str:
         f"        scsi_sn {scsi_sn}\n"
         f"    </backing-store>\n"
         f"    initiator-name {spec.initiator_iqn}\n"
-        f"</target>\n"
+        + (f"    incominguser {spec.chap_user} {spec.chap_secret.get_secret_value()}\n"
+           if spec.chap_user and spec.chap_secret else "")
+        + "</target>\n"
     )
 
 
@@ -167,6 +177,7 @@ class TgtBackend:
                 "setting the LUN's identifiers",
             )
         await self._converge_acl(tid, target.acls, spec.initiator_iqn)
+        await self._converge_chap(tid, target.accounts, spec)
         await self._ensure_portal(spec.portal_ip, spec.port)
         await self._persist(spec, scsi_id, scsi_sn)
         await firewall.open_port(self._run, spec.port, object_name(spec.iqn))
@@ -187,6 +198,24 @@ class TgtBackend:
             checked(await self._tgtadm("--op", "bind", "--mode", "target", "--tid", tid, "--initiator-name", wanted),
                     f"admitting initiator {wanted}")
 
+    async def _converge_chap(self, tid: int, bound: list[str], spec: TargetSpec) -> None:
+        """With CHAP wanted: the account exists, it alone is bound to the target (tgtd then refuses a login
+        without it). Without: the target's accounts are left as they are."""
+        if spec.chap_user is None or spec.chap_secret is None:
+            return
+        listed = checked(await self._tgtadm("--op", "show", "--mode", "account"), "reading tgt accounts")
+        if spec.chap_user not in parse_accounts(listed.stdout):
+            checked(await self._tgtadm("--op", "new", "--mode", "account", "--user", spec.chap_user,
+                                       "--password", spec.chap_secret.get_secret_value()),
+                    f"creating the CHAP account {spec.chap_user}")
+        for user in bound:
+            if user != spec.chap_user:
+                checked(await self._tgtadm("--op", "unbind", "--mode", "account", "--tid", tid, "--user", user),
+                        f"unbinding CHAP account {user}")
+        if spec.chap_user not in bound:
+            checked(await self._tgtadm("--op", "bind", "--mode", "account", "--tid", tid, "--user", spec.chap_user),
+                    f"requiring CHAP account {spec.chap_user} on the target")
+
     async def _ensure_portal(self, portal_ip: str, port: int) -> None:
         portals = parse_portals(
             checked(await self._tgtadm("--op", "show", "--mode", "portal"), "reading tgt portals").stdout
@@ -203,7 +232,7 @@ class TgtBackend:
         if not (current.ok and current.stdout == content):
             checked(
                 await self._run(
-                    f"mkdir -p {shell.quote(self._conf_dir)} && printf '%s' {shell.quote(content)} > "
+                    f"mkdir -p {shell.quote(self._conf_dir)} && umask 077 && printf '%s' {shell.quote(content)} > "
                     f"{shell.quote(path + '.tmp')} && mv {shell.quote(path + '.tmp')} {shell.quote(path)}"
                 ),
                 f"writing {path}",

@@ -40,6 +40,8 @@ class NoticeKind(enum.StrEnum):
     EXERCISE_CHECKED = "exercise_checked"
     EXERCISE_SOLVED = "exercise_solved"
     EXERCISE_COMPLETE = "exercise_complete"
+    PICTURE = "picture"  # details["picture"]: services.labs.picture.LabPicture, for the lab's thread
+    CAPTURED = "captured"  # details["capture"]: services.capture.service.CaptureReport, for the lab's thread
     CLAIMED = "claimed"
     CLASS_EXPIRING = "class_expiring"
 

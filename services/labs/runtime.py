@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from config.profiles import LabProfile, load_profiles
 from config.settings import Settings
 from services import db
+from services.capture.service import CaptureService
 from services.crypto import SecretBox
 from services.doctor import run_doctor
 from services.labs import repository as repo
@@ -81,11 +82,15 @@ class Runtime:
                                 build=self.jobs.build, destroy=self.jobs.destroy, owner=owner,
                                 poll_interval=engine_poll_interval)
         self.lifecycle.kick = self.engine.kick
+        self.captures = CaptureService(sessions=self.sessions, settings=settings, profiles=self.profiles,
+                                       box=self.box, host_keys=self.host_keys, notifier=self.notifier)
+        self.notifier.add(self.captures)  # a destroyed lab's captures are deleted with it
         self.service = LabService(sessions=self.sessions, settings=settings, profiles=self.profiles,
                                   notifier=self.notifier, lifecycle=self.lifecycle, step_titles=TITLES, box=self.box,
                                   health_runner=self.run_health, capacity_check=self.check_capacity,
                                   exercise_checker=self.pipeline.check_exercise,
-                                  hand_over=self.pipeline.hand_over, doctor_runner=self.doctor)
+                                  hand_over=self.pipeline.hand_over, doctor_runner=self.doctor,
+                                  capture_runner=self.captures.capture)
 
     async def run_health(self, lab_id: int) -> HealthReport:
         """One lab's health checks, within the process-wide bound the sweep and on-demand checks share."""

@@ -14,7 +14,7 @@ import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,11 +38,16 @@ from services.labs.classes import ClassService
 from services.labs.lifecycle import SYSTEM, Change, Event, Lifecycle
 from services.labs.models import Lab, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
+from services.labs.picture import LabPicture, build_picture
 from services.labs.pool import PoolService
 from services.labs.preflight import Check
 from services.labs.tasks import TaskResult, student_steps, validate_start
 from services.labs.views import LabView, StepView, lab_view
 from services.ssh.access import access_commands
+
+if TYPE_CHECKING:
+    from services.capture.service import CaptureReport
+    from services.capture.spec import CaptureSpec
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +101,7 @@ class LabService:
         exercise_checker: Callable[[int], Awaitable[list[TaskResult]]] | None = None,
         hand_over: Callable[[int, str], Awaitable[None]] | None = None,
         doctor_runner: Callable[[str | None], Awaitable[list[Check]]] | None = None,
+        capture_runner: Callable[[LabView, CaptureSpec, str], Awaitable[CaptureReport]] | None = None,
         clock: Callable[[], datetime] = utcnow,
         lifecycle: Lifecycle | None = None,
     ) -> None:
@@ -111,6 +117,7 @@ class LabService:
         self.health_runner = health_runner
         self.capacity_check = capacity_check
         self.exercise_checker = exercise_checker
+        self.capture_runner = capture_runner
         self.clock = clock
         self.lifecycle = lifecycle or Lifecycle(sessions=sessions, notifier=notifier, titles=self.step_titles,
                                                 kick=kicker.kick if kicker else None, clock=clock)
@@ -418,6 +425,34 @@ class LabService:
             raise ConflictError("health checks are not available in this labbot")
         await self._limit_on_demand_health(lab)
         return await self.health_runner(lab.id)
+
+    async def picture_of(self, lab_id: int) -> LabPicture:
+        """The lab's picture from its record and profile (the front ends draw it)."""
+        async with self.sessions() as session:
+            lab = await repo.get(session=session, lab_id=lab_id)
+            steps = await repo.list_steps(session=session, lab_id=lab_id)
+            profile = self.profiles.get(lab.profile)
+            if profile is None:
+                raise NotFoundError(f"lab `{lab.name}` uses profile `{lab.profile}`, which labbot no longer has")
+            return build_picture(lab, profile, steps)
+
+    async def picture(self, actor: Actor, name: str) -> LabPicture:
+        """Post the picture of a live lab again, in its thread (anyone may look, as with ``status``)."""
+        view = await self.status(name)
+        if view.state == LabState.DESTROYED:
+            raise ConflictError(f"lab `{name}` is destroyed; there is nothing left to draw")
+        picture = await self.picture_of(view.id)
+        await self.notifier.notify(Notice(NoticeKind.PICTURE, view, actor=actor.user_id,
+                                          details={"picture": picture}))
+        return picture
+
+    async def capture(self, actor: Actor, name: str, spec: CaptureSpec) -> CaptureReport:
+        """A bounded packet capture on a ready lab's VM1 (owner or admin), shown in the lab's thread."""
+        lab = await self.status(name)
+        self.check_can_act(actor, lab, "capture the traffic of")
+        if self.capture_runner is None:
+            raise ConflictError("packet captures are not available in this labbot")
+        return await self.capture_runner(lab, spec, actor.user_id)
 
     async def set_progress_ref(self, lab_id: int, ref: str) -> None:
         """Remember where a front end shows the lab's live progress (e.g. a Slack message)."""

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 JOBS_ROOT = "/var/tmp/labbot"
 MAX_CHUNK = 1 << 20  # bytes of log read per round trip
 MAX_LINE_BYTES = 64 * 1024  # a longer log line is passed on in pieces
+MAX_FOLLOWED_BYTES = 256 * 1024 * 1024  # of one job's log; ZStack's installer writes a few MiB
 _RECENT_LINES = 20
 _RECENT_LINE_CHARS = 500  # what an error keeps of each of the last lines
 _POLL_TIMEOUT = 60.0
@@ -131,10 +132,10 @@ async def start_detached(session: LabSSH, target: Target, job: str, command: str
     log.info("detached job %s lab=%s host=%s job=%s", outcome, session.lab, target, job)
 
 
-async def _poll(session: LabSSH, target: Target, job: str, offset: int,
-                timeout: float = _POLL_TIMEOUT) -> tuple[JobStatus, bytes]:  # noqa: ASYNC109 - one poll's budget
+async def _poll(session: LabSSH, target: Target, job: str, offset: int, timeout: float = _POLL_TIMEOUT,  # noqa: ASYNC109 - one poll's budget
+                chunk: int = MAX_CHUNK) -> tuple[JobStatus, bytes]:
     directory = job_dir(session.lab, job)
-    result = await session.run(target, _script(_POLL, directory, offset, MAX_CHUNK), timeout=timeout)
+    result = await session.run(target, _script(_POLL, directory, offset, chunk), timeout=timeout)
     first, _, rest = result.stdout.partition("\n")
     words = first.split()
     if not words or words[0] not in {"absent", "running", "finished", "lost"}:
@@ -241,6 +242,7 @@ async def follow(
     on_lines: LinesCallback | None = None,
     poll_interval: float = 2.0,
     timeout: float,  # noqa: ASYNC109 - the agreed interface; the job's budget, spanning reconnects
+    max_log_bytes: int = MAX_FOLLOWED_BYTES,
 ) -> int:
     """Stream the job's log lines from ``offset`` to ``on_line`` until it ends; return its exit code.
 
@@ -249,12 +251,14 @@ async def follow(
 
     Connection drops are ridden out (the session reconnects on the next poll) until ``timeout`` seconds
     have passed; then ``SSHTimeoutError`` carries the last lines seen. The job keeps running on the host either
-    way. ``\r`` counts as a line break, so progress bars arrive as separate lines.
+    way. ``\r`` counts as a line break, so progress bars arrive as separate lines. After ``max_log_bytes`` of
+    log the rest is not read (a last line says so); the job is still waited for.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     pending = b""
     recent: list[str] = []
+    log_left = max_log_bytes
 
     async def emit(lines: list[str]) -> None:
         if not lines:
@@ -272,7 +276,8 @@ async def follow(
             # A poll may outlast the job's deadline by at most _LAST_POLL_SECONDS (enough to read the last lines
             # on a slow connection), not by a whole _POLL_TIMEOUT.
             budget = min(_POLL_TIMEOUT, max(_LAST_POLL_SECONDS, deadline - loop.time()))
-            status, data = await _poll(session, target, job, offset, timeout=budget)
+            status, data = await _poll(session, target, job, offset, timeout=budget,
+                                       chunk=max(0, min(MAX_CHUNK, log_left)))
         except (SSHUnreachableError, SSHTimeoutError) as err:
             if loop.time() >= deadline:
                 raise SSHTimeoutError(
@@ -282,10 +287,16 @@ async def follow(
             await asyncio.sleep(poll_interval)
             continue
         offset += len(data)
+        reading = log_left > 0
+        log_left -= len(data)
         lines, pending = split_lines(pending + data)
-        if status.state == "finished" and len(data) < MAX_CHUNK and pending.rstrip(b"\r"):
+        if ((status.state == "finished" and len(data) < MAX_CHUNK) or log_left <= 0) and pending.rstrip(b"\r"):
             lines.append(pending.rstrip(b"\r").decode("utf-8", errors="replace"))  # the last line had no newline
             pending = b""
+        if reading and log_left <= 0:
+            log.warning("job %s lab=%s host=%s: log over %d bytes; the rest is not read", job, session.lab, target,
+                        max_log_bytes)
+            lines.append(f"[labbot: the log passed {max_log_bytes:,} bytes; the rest of it is not read]")
         await emit(lines)
         if len(data) == MAX_CHUNK:
             continue  # more log is waiting; read it before looking at the state again

@@ -36,6 +36,17 @@ except OSError as err:
 """
 
 
+DISCOVER = """
+import asyncio, json
+from sandbox.discovery import discover, local_initiator_name
+try:
+    found = asyncio.run(discover({ip!r}, 3260, initiator=local_initiator_name(), chap={chap!r}))
+    print(json.dumps([[t.iqn, [[lun.lun_id, lun.wwid] for lun in t.luns]] for t in found]))
+except Exception as err:
+    print(json.dumps(type(err).__name__))
+"""
+
+
 def _profiles(tmp_path: Path) -> Path:
     directory = tmp_path / "profiles"
     directory.mkdir()
@@ -110,6 +121,22 @@ async def test_labs_cannot_reach_each_other_and_each_network_goes_with_its_lab(b
                                     world.settings.nested_admin_password) as default:
                 with pytest.raises(ZStackAuthError):
                     await default.login()
+
+        # CHAP: VM1's target admits A's VM2 only with A's CHAP secret (which the nested iSCSI server was given);
+        # without it, or with B's, the login is refused.
+        chap_a = secret_box.decrypt(lab_a.chap_secret_enc or "").get_secret_value()
+        chap_b = secret_box.decrypt(lab_b.chap_secret_enc or "").get_secret_value()
+        assert chap_a != chap_b and len(chap_a) == 16
+        async with world.lab_ssh(lab_a) as ssh:
+            results = {label: await python_on(ssh, "vm2", DISCOVER.format(ip=lab_a.vm1_vpc_ip, chap=chap))
+                       for label, chap in (("none", None), ("other", ("labbot-iso-a", chap_b)),
+                                           ("own", ("labbot-iso-a", chap_a)))}
+        assert results["own"] == [[lab_a.iscsi_iqn, [[1, lab_a.iscsi_wwid]]]], results
+        assert results["none"] == results["other"] == "SandboxError", results  # the login was refused
+        async with world.nested(lab_a) as nested:
+            servers = await nested.query("QueryIscsiServer")
+            assert [s["chapUserName"] for s in servers] == ["labbot-iso-a"]
+            assert "chapUserPassword" not in servers[0]
 
         # Destroy: each lab's network is gone from the platform and its segment from the machine.
         for lab in (lab_a, lab_b):

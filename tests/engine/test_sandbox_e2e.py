@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.images import NESTED_IMAGE
+from services.crypto import SecretBox
 from services.labs.build.steps import TITLES
 from services.labs.models import LabState, StepState
 from services.labs.notifier import NoticeKind
@@ -26,7 +27,7 @@ box = box_fixture("e2e")
 DISCOVER_ON_VM2 = """
 import asyncio, json
 from sandbox.discovery import discover, local_initiator_name
-found = asyncio.run(discover({ip!r}, 3260, initiator=local_initiator_name()))
+found = asyncio.run(discover({ip!r}, 3260, initiator=local_initiator_name(), chap={chap!r}))
 print(json.dumps([{{"iqn": t.iqn, "luns": [[l.lun_id, l.wwid, l.size] for l in t.luns]}} for t in found]))
 """
 
@@ -61,7 +62,10 @@ async def test_create_ready_verified_for_real_then_destroy_leaves_nothing(box, d
 
         async with world.lab_ssh(lab) as ssh:
             # VM2 cannot reach the host's side directly, yet discovers VM1's target through the VPC.
-            found = await python_on(ssh, "vm2", DISCOVER_ON_VM2.format(ip=lab.vm1_vpc_ip))
+            # The target requires the lab's CHAP login (the nested iSCSI server was given it too).
+            chap = ("labbot-e2e", SecretBox(world.settings.secret_key).decrypt(lab.chap_secret_enc or "")
+                    .get_secret_value())
+            found = await python_on(ssh, "vm2", DISCOVER_ON_VM2.format(ip=lab.vm1_vpc_ip, chap=chap))
             assert [t["iqn"] for t in found] == [lab.iscsi_iqn]
             assert found[0]["luns"] == [[1, lab.iscsi_wwid, 50 * 1024**3]]
             wwid = found[0]["luns"][0][1]

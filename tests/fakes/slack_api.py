@@ -14,6 +14,13 @@ is not in takes posts only with ``chat:write.public`` (else ``not_in_channel``) 
 is a public channel the bot is in (most tests need nothing more); declare others with ``conversation``, and the
 app's DM with a person with ``app_dm``. With ``scopes`` set, a method whose scope the app lacks answers
 ``missing_scope`` (the scope per method and conversation kind: docs.slack.dev/reference/methods/*).
+
+Files go through Slack's upload flow (docs.slack.dev/reference/methods/files.getUploadURLExternal and
+files.completeUploadExternal): the first answers an ``upload_url`` (here, this server's ``/upload/<file id>``)
+and a ``file_id`` for a ``filename`` and a ``length``; the bytes are POSTed there and must be exactly ``length``
+bytes; the second shares the uploaded files (``files``: a JSON array of ``{"id", "title"}``) in ``channel_id``,
+in the thread of ``thread_ts`` when given, with ``initial_comment``. Files never uploaded, uploaded twice or
+completed twice are refused.
 """
 
 from __future__ import annotations
@@ -90,6 +97,20 @@ class StoredMessage:
     thread_ts: str | None = None
     versions: list[list[dict[str, Any]]] = field(default_factory=list)
     metadata: dict[str, Any] | None = None
+    files: list[str] = field(default_factory=list)  # ids of files shared with this message
+
+
+@dataclass
+class StoredFile:
+    """A file as the upload flow left it: declared, then uploaded, then shared (or not)."""
+
+    id: str
+    filename: str
+    length: int
+    alt_txt: str | None = None
+    data: bytes | None = None
+    title: str | None = None
+    shared_in: tuple[str, str | None] | None = None  # (channel, thread_ts)
 
 
 class _Window:
@@ -142,6 +163,8 @@ class FakeSlack:
         self.socket_acks: dict[str, dict[str, Any]] = {}
         self.socket_connected = asyncio.Event()
         self.fail_next: dict[str, str] = {}  # method → error to answer once (e.g. "channel_not_found")
+        self.files: dict[str, StoredFile] = {}
+        self._file_ids = itertools.count(1)
         self._limits = {
             "chat.postMessage": _Window(posts_per_second_per_channel, post_window),
             "chat.update": _Window(updates_per_minute, update_window),
@@ -165,6 +188,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/hooks/{path:.*}", self._hook)
+        app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/link", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -267,6 +291,10 @@ class FakeSlack:
         """Replies in one message's thread, oldest first."""
         return [m for m in self.messages.values() if m.channel == channel and m.thread_ts == ts]
 
+    def shared_files(self, channel: str, thread_ts: str | None = None) -> list[StoredFile]:
+        """Files shared in a channel (in one thread, if given), in the order they were shared."""
+        return [f for f in self.files.values() if f.shared_in == (channel, thread_ts)]
+
     def hook_bodies(self, name: str | None = None) -> list[dict[str, Any]]:
         """Bodies posted to response_urls (of one name, if given)."""
         return [body for path, body in self.hooks if name is None or path == name]
@@ -323,6 +351,8 @@ class FakeSlack:
                                          headers={"Retry-After": str(seconds)})
         if method in self.fail_next:
             return self._answer(method, args, now, {"ok": False, "error": self.fail_next.pop(method)})
+        if method.startswith("files.") and self.scopes is not None and "files:write" not in self.scopes:
+            return self._answer(method, args, now, {"ok": False, "error": "missing_scope", "needed": "files:write"})
         if method in _POSTING or method.startswith("conversations."):
             refusal = self._conversation_refusal(method, args)
             if refusal is not None:
@@ -351,6 +381,26 @@ class FakeSlack:
         self.hooks.append((path, body))
         self.calls.append(Call("response_url", body, 200, True, None, time.monotonic()))
         return web.Response(text="ok")
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        # The upload URL: the file's bytes, raw or as a multipart form; exactly the length declared.
+        stored = self.files.get(request.match_info["file_id"])
+        raw = await request.read()
+        self._record(request, raw)
+        if stored is None or stored.data is not None:
+            self.calls.append(Call("upload", {"file_id": request.match_info["file_id"]}, 404, False, "not_found",
+                                   time.monotonic()))
+            return web.Response(status=404, text="not found")
+        if request.content_type.startswith("multipart/"):
+            # Slack takes a form too; slack_sdk (and so labbot) sends the raw bytes, which is all this fake reads.
+            return web.Response(status=400, text="multipart bodies are not accepted by this fake")
+        if len(raw) != stored.length:
+            self.calls.append(Call("upload", {"file_id": stored.id, "size": len(raw)}, 400, False, "bad_length",
+                                   time.monotonic()))
+            return web.Response(status=400, text=f"expected {stored.length} bytes, got {len(raw)}")
+        stored.data = raw
+        self.calls.append(Call("upload", {"file_id": stored.id, "size": len(raw)}, 200, True, None, time.monotonic()))
+        return web.Response(text=f"OK - {len(raw)}")
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -397,6 +447,50 @@ class FakeSlack:
         found = self._find(str(args.get("channel")))
         assert found is not None  # _conversation_refusal answered channel_not_found
         return {"ok": True, "channel": found.info()}
+
+    def _m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        filename = str(args.get("filename") or "")
+        length = str(args.get("length") or "")
+        if not filename or not length.isdigit() or int(length) < 1:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._file_ids):010d}"
+        self.files[file_id] = StoredFile(file_id, filename, int(length), alt_txt=args.get("alt_txt"))
+        return {"ok": True, "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}", "file_id": file_id}
+
+    def _m_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            items = json.loads(args["files"]) if isinstance(args.get("files"), str) else args.get("files")
+        except (KeyError, ValueError):
+            return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) and "id" in i for i in items):
+            return {"ok": False, "error": "invalid_arguments"}
+        stored = [self.files.get(str(item["id"])) for item in items]
+        if any(f is None or f.data is None or f.shared_in is not None for f in stored):
+            return {"ok": False, "error": "file_not_found"}
+        channel = args.get("channel_id")
+        thread_ts = args.get("thread_ts")
+        if thread_ts and not channel:
+            return {"ok": False, "error": "invalid_arguments"}
+        if channel:
+            found = self._find(str(channel))
+            if found is None:
+                return {"ok": False, "error": "channel_not_found"}
+            if not found.member:
+                return {"ok": False, "error": "not_in_channel"}
+            channel = found.id  # a user id shares into the app's DM with them
+        if thread_ts and ((channel, thread_ts) not in self.messages or self.messages[(channel, thread_ts)].thread_ts):
+            return {"ok": False, "error": "invalid_thread_ts"}
+        shared = []
+        for item, file in zip(items, stored, strict=True):
+            assert file is not None
+            file.title = item.get("title") or file.filename
+            file.shared_in = (channel, thread_ts) if channel else None
+            shared.append({"id": file.id, "name": file.filename, "title": file.title, "size": file.length})
+        if channel:
+            ts = f"1700000000.{next(self._ts):06d}"
+            self.messages[(channel, ts)] = StoredMessage(channel, ts, str(args.get("initial_comment") or ""), [],
+                                                         thread_ts, [], None, [f["id"] for f in shared])
+        return {"ok": True, "files": shared}
 
     def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
         # Top-level messages, newest first; message metadata only when asked for, as Slack does.

@@ -57,7 +57,7 @@ async def test_on_demand_health_is_owner_only_rate_limited_and_bounded(sessions:
         return HealthReport(lab=await world.service.view(lab_id), checks=[])
 
     world.service.health_runner = runner
-    world.service.kicker = None  # the labs stay as this test sets them
+    world.service.kicker = world.service.lifecycle.kick = None  # the labs stay as this test sets them
     labs = []
     for i in range(5):
         lab = await world.service.create(Actor("U_ALICE" if i < 2 else f"U_{i}"), name=f"lab-{i}",

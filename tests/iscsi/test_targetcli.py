@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from services.iscsi import firewall, lio_config, vpd
 from services.iscsi.base import IscsiError, TargetSpec
@@ -173,3 +174,64 @@ def test_merge_and_remove_are_inverse_for_one_lab() -> None:
     assert lio_config.parse("") == lio_config.empty()
     with pytest.raises(ValueError):
         lio_config.parse("[]")
+
+
+CHAP_SPEC = TargetSpec(iqn=IQN, device=DEVICE, initiator_iqn=INITIATOR, portal_ip="198.19.0.10", port=3260,
+                       chap_user="labbot-lab1", chap_secret=SecretStr("S3cretS3cret99"))
+
+
+def _with_chap(dump: str, secret: str = "S3cretS3cret99") -> str:
+    """``dump`` with the lab's TPG requiring CHAP and the ACL holding the credentials, as rtslib dumps them."""
+    config = lio_config.parse(dump)
+    target = next(t for t in config["targets"] if t["wwn"] == IQN)
+    tpg = target["tpgs"][0]
+    tpg.setdefault("attributes", {})["authentication"] = 1
+    for acl in tpg["node_acls"]:
+        acl.update(chap_userid="labbot-lab1", chap_password=secret)
+    return json.dumps(config)
+
+
+async def test_chap_is_set_on_the_acl_and_required_on_the_tpg_then_nothing_more() -> None:
+    chap = _with_chap(CONFIGURED)
+    run = Transcript([
+        HAVE_TARGETCLI,
+        SIZE,
+        (DUMP_COMMAND, ok(CONFIGURED)),
+        (f"targetcli {TPG}/acls/{INITIATOR} set auth userid=labbot-lab1 password=S3cretS3cret99", ok("Parameter")),
+        (f"targetcli {TPG} set attribute authentication=1", ok("Parameter authentication is now '1'.")),
+        (DUMP_COMMAND, ok(chap)),
+        (READ_SAVED, ok(lio_config.render(lio_config.parse(CONFIGURED)))),
+        (writes_saved(lio_config.parse(chap)), ok()),
+        (ENABLE, ok()),
+        (firewall.open_command(3260, "labbot-lab1"), ok("opened-by-labbot\n")),
+        SIZE,
+    ])
+    await TargetcliBackend(run).ensure(CHAP_SPEC)
+    run.finished()
+    target = lio_config.find_target(lio_config.parse(chap), IQN)
+    assert target is not None and target.authentication and target.chap == {INITIATOR: ("labbot-lab1",
+                                                                                         "S3cretS3cret99")}
+    again = Transcript([
+        HAVE_TARGETCLI,
+        SIZE,
+        (DUMP_COMMAND, ok(chap)),
+        (READ_SAVED, ok(lio_config.render(lio_config.parse(chap)))),
+        (ENABLE, ok()),
+        (firewall.open_command(3260, "labbot-lab1"), ok("opened-by-labbot\n")),
+        SIZE,
+    ])
+    await TargetcliBackend(again).ensure(CHAP_SPEC)
+    again.finished()
+
+
+async def test_a_chap_setting_that_did_not_stick_is_an_error() -> None:
+    run = Transcript([
+        HAVE_TARGETCLI,
+        SIZE,
+        (DUMP_COMMAND, ok(_with_chap(CONFIGURED, secret="OldOldOldOld11"))),
+        (f"targetcli {TPG}/acls/{INITIATOR} set auth userid=labbot-lab1 password=S3cretS3cret99", ok()),
+        (DUMP_COMMAND, ok(_with_chap(CONFIGURED, secret="OldOldOldOld11"))),  # exit 0, yet unchanged
+    ])
+    with pytest.raises(IscsiError, match="does not require the lab's CHAP login"):
+        await TargetcliBackend(run).ensure(CHAP_SPEC)
+    run.finished()

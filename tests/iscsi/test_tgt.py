@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from services import shell
 from services.iscsi import firewall, vpd
 from services.iscsi.base import IscsiError, TargetSpec
-from services.iscsi.tgt import TgtBackend, conf_file, parse_portals, parse_targets, render_conf
+from services.iscsi.tgt import TgtBackend, conf_file, parse_accounts, parse_portals, parse_targets, render_conf
 from tests.iscsi.transcript import Transcript, fail, ok
 
 DATA = Path(__file__).with_name("data")
@@ -64,7 +65,7 @@ def test_conf_file_matches_what_is_configured_live() -> None:
 
 def write_conf_command() -> str:
     content = render_conf(SPEC, SCSI_ID, SCSI_SN)
-    return (f"mkdir -p /etc/tgt/conf.d && printf '%s' {shell.quote(content)} > {CONF}.tmp && "
+    return (f"mkdir -p /etc/tgt/conf.d && umask 077 && printf '%s' {shell.quote(content)} > {CONF}.tmp && "
             f"mv {CONF}.tmp {CONF}")
 
 
@@ -163,4 +164,64 @@ async def test_teardown_removes_exactly_the_target_its_file_and_port() -> None:
         (firewall.close_command("labbot-lab1"), ok("")),
     ])
     await TgtBackend(again).teardown(SPEC.iqn)
+    again.finished()
+
+
+CHAP_SPEC = TargetSpec(iqn=SPEC.iqn, device=DEVICE, initiator_iqn=SPEC.initiator_iqn, portal_ip="198.19.0.10",
+                       port=3260, chap_user="labbot-lab1", chap_secret=SecretStr("S3cretS3cret99"))
+
+
+def test_chap_accounts_are_parsed_and_persisted() -> None:
+    bound = show_with([SPEC.initiator_iqn]).replace("    Account information:\n",
+                                                    "    Account information:\n        labbot-lab1\n")
+    assert parse_targets(bound)[0].accounts == ["labbot-lab1"] and parse_targets(show_with([]))[0].accounts == []
+    assert parse_accounts("Account list:\n    labbot-lab1\n    other\n") == ["labbot-lab1", "other"]
+    assert "    incominguser labbot-lab1 S3cretS3cret99\n</target>" in render_conf(CHAP_SPEC, SCSI_ID, SCSI_SN)
+    assert "incominguser" not in render_conf(SPEC, SCSI_ID, SCSI_SN)
+    with pytest.raises(ValueError, match="12-16 letters and digits"):
+        TargetSpec(iqn=SPEC.iqn, device=DEVICE, initiator_iqn=SPEC.initiator_iqn, portal_ip="198.19.0.10",
+                   chap_user="u", chap_secret=SecretStr("short; reboot"))
+    with pytest.raises(ValueError, match="both a user name and a secret"):
+        TargetSpec(iqn=SPEC.iqn, device=DEVICE, initiator_iqn=SPEC.initiator_iqn, portal_ip="198.19.0.10",
+                   chap_user="u")
+    assert "S3cretS3cret99" not in repr(CHAP_SPEC)
+
+
+async def test_chap_creates_the_account_binds_only_it_and_a_second_run_changes_nothing() -> None:
+    content = render_conf(CHAP_SPEC, SCSI_ID, SCSI_SN)
+    write = (f"mkdir -p /etc/tgt/conf.d && umask 077 && printf '%s' {shell.quote(content)} > {CONF}.tmp && "
+             f"mv {CONF}.tmp {CONF}")
+    stranger = show_with([SPEC.initiator_iqn]).replace("    Account information:\n",
+                                                       "    Account information:\n        intruder\n")
+    run = Transcript([
+        SIZE,
+        (TGTADM + "--op show --mode target", ok(stranger)),
+        (TGTADM + "--op show --mode account", ok("Account list:\n    intruder\n")),
+        (TGTADM + "--op new --mode account --user labbot-lab1 --password S3cretS3cret99", ok()),
+        (TGTADM + "--op unbind --mode account --tid 1 --user intruder", ok()),
+        (TGTADM + "--op bind --mode account --tid 1 --user labbot-lab1", ok()),
+        (TGTADM + "--op show --mode portal", ok(PORTALS)),
+        (f"cat {CONF}", ok(render_conf(SPEC, SCSI_ID, SCSI_SN))),
+        (write, ok()),
+        (ENABLE, ok()),
+        (firewall.open_command(3260, "labbot-lab1"), ok("no-firewalld\n")),
+        (TGTADM + "--op show --mode target", ok(show_with([SPEC.initiator_iqn]))),
+        SIZE,
+    ])
+    await TgtBackend(run).ensure(CHAP_SPEC)
+    run.finished()
+    done = show_with([SPEC.initiator_iqn]).replace("    Account information:\n",
+                                                   "    Account information:\n        labbot-lab1\n")
+    again = Transcript([
+        SIZE,
+        (TGTADM + "--op show --mode target", ok(done)),
+        (TGTADM + "--op show --mode account", ok("Account list:\n    labbot-lab1\n")),
+        (TGTADM + "--op show --mode portal", ok(PORTALS)),
+        (f"cat {CONF}", ok(content)),
+        (ENABLE, ok()),
+        (firewall.open_command(3260, "labbot-lab1"), ok("no-firewalld\n")),
+        (TGTADM + "--op show --mode target", ok(done)),
+        SIZE,
+    ])
+    await TgtBackend(again).ensure(CHAP_SPEC)
     again.finished()

@@ -14,6 +14,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from services.capture.spec import CHOICES, MAX_BYTES, MAX_PACKETS, MAX_SECONDS, CaptureSpec
 from services.commands import LAB_NAME, PROFILE_NAME, STEP_NAME, USAGE, Command, parse_command
 from services.errors import CommandError
 
@@ -27,7 +28,8 @@ word = st.one_of(
     st.sampled_from(SHELL + UNICODE + VERBS),
     st.text(min_size=1, max_size=40),
     st.from_regex(LAB_NAME, fullmatch=True),
-    st.sampled_from(["--ttl", "--profile", "--all", "--yes", "--ttl=2h", "--profile=sandbox", "2h", "90m", "1d"]),
+    st.sampled_from(["--ttl", "--profile", "--all", "--yes", "--ttl=2h", "--profile=sandbox", "2h", "90m", "1d",
+                     "iscsi", "all", "--seconds", "--packets=5", "--exercise-io", "--seconds=121", "0", "-1", "٣"]),
     st.builds(lambda a, b: a + b, st.sampled_from(["demo", "lab-1", "x"]), st.sampled_from(SHELL + UNICODE)),
 )
 command_line = st.one_of(
@@ -43,6 +45,11 @@ def check_parsed(command: Command) -> None:
     for field in dataclasses.fields(command):
         value = getattr(command, field.name)
         if value is None or isinstance(value, bool | timedelta):
+            continue
+        if isinstance(value, CaptureSpec):  # every capture limit within the hard bounds, whatever was typed
+            assert value.flows in CHOICES and isinstance(value.exercise_io, bool), value
+            assert 1 <= value.seconds <= MAX_SECONDS and 1 <= value.packets <= MAX_PACKETS, value
+            assert value.max_bytes <= MAX_BYTES, value
             continue
         assert isinstance(value, str) and SAFE.match(value), (field.name, value)
         pattern = {"name": LAB_NAME, "profile": PROFILE_NAME, "step": STEP_NAME}.get(field.name)

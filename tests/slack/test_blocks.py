@@ -24,7 +24,7 @@ from bot.blocks.notices import (
     build_orphans_found,
     build_warning_retired,
 )
-from bot.blocks.replies import build_error, build_reply
+from bot.blocks.replies import build_error, build_notice, build_reply
 from bot.blocks.thread import build_audit_note, build_build_report, build_step_failure
 from config.profiles import load_profiles
 from services.db import PROJECT_ROOT
@@ -196,7 +196,9 @@ def test_every_time_is_a_date_token() -> None:
     expired = build_expired(in_state("destroying"))
     orphans = build_orphans_found("2 resources", {"labbot-x-vm1": "uuid; first seen 2026-11-25 10:00 UTC; kept"})
     listing = build_reply(Reply(ReplyKind.LABS, labs=(in_state("ready"), in_state("expiring"))), now=NOW)
-    for message in (extended, audit, expired, orphans, listing):
+    notice = build_notice("Class `c1` expires 2026-11-25 18:00 UTC; extend it with `/lab class extend c1`")
+    error = build_error("lab `demo` runs until 2026-11-26 12:00 UTC at most")
+    for message in (extended, audit, expired, orphans, listing, notice, error):
         text = all_text(message.blocks)
         assert "<!date^" in text, text
         assert_no_stale_times(text)

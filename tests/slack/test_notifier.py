@@ -68,7 +68,10 @@ async def test_one_card_coalesced_updates_final_state_lands(sessions: Sessions, 
     # The card reference is stored with the lab, so another process (or a restart) updates the same card.
     assert (await world.service.status("demo")).progress_ref == f"C_LABS:{card.ts}"
     thread = fake.thread("C_LABS", card.ts)
-    assert len(thread) == 1 and "Build report" in text_of(thread[0].blocks)
+    # The build report, then the lab's picture (a PNG shared in the thread).
+    assert len(thread) == 2 and "Build report" in text_of(thread[0].blocks)
+    assert [f.filename for f in fake.shared_files("C_LABS", card.ts)] == ["demo-picture.png"]
+    assert thread[1].files == [fake.shared_files("C_LABS", card.ts)[0].id]
     assert not fake.rate_limited
 
 

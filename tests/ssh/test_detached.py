@@ -149,3 +149,4 @@ async def test_job_names_are_validated_before_reaching_the_shell(lab: Lab) -> No
     async with lab.ssh() as ssh:
         with pytest.raises(ValueError, match="not a valid job name"):
             await start_detached(ssh, "vm2", "x; reboot", "true")
+

@@ -8,6 +8,8 @@ the output only drips.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +18,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from services.ssh import SSHOutputLimitError, SSHTimeoutError
+from services.ssh.detached import JOBS_ROOT, follow, start_detached
 from services.ssh.output import MAX_LINE_CHARS, MAX_OUTPUT_CHARS
 from tests.sandbox.labbox import require_sandbox
 from tests.ssh.loopback_sshd import LoopbackSSHD
@@ -41,6 +44,13 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSSHD]:
     require_sandbox()  # root and OpenSSH's sshd, as for the lab-in-a-box
     with LoopbackSSHD(tmp_path_factory.mktemp("hostile-vm"), force_command=FORCE_COMMAND) as hostile:
         yield hostile
+
+
+@pytest.fixture(scope="module")
+def plain_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSSHD]:
+    require_sandbox()
+    with LoopbackSSHD(tmp_path_factory.mktemp("plain-vm")) as server:
+        yield server
 
 
 @asynccontextmanager
@@ -121,3 +131,26 @@ async def test_wait_ready_reports_the_flood_instead_of_retrying_it(vm: LoopbackS
     async with vm.ssh() as ssh:
         with pytest.raises(SSHOutputLimitError):
             await ssh.wait_ready("vm1", timeout=120)
+
+
+async def test_follow_stops_reading_a_job_log_past_its_cap_and_still_waits_for_the_exit(plain_vm: LoopbackSSHD) -> None:
+    batches: list[list[str]] = []
+
+    async def on_lines(lines: list[str]) -> None:
+        batches.append(lines)
+
+    lab = f"flood{os.getpid()}"
+    try:
+        async with plain_vm.ssh(lab) as ssh:
+            # 3 MiB of log, a pause, then more log and the exit code: only the first 1 MiB is read.
+            command = "yes 'a line of the flood' | head -c 3145728; sleep 0.5; echo after the cap; exit 5"
+            await start_detached(ssh, "vm1", "flood", command)
+            code = await follow(ssh, "vm1", "flood", on_lines=on_lines, poll_interval=0.1, timeout=60,
+                                max_log_bytes=MiB)
+    finally:
+        shutil.rmtree(f"{JOBS_ROOT}/{lab}", ignore_errors=True)
+    lines = [line for batch in batches for line in batch]
+    assert code == 5
+    assert lines[-1] == "[labbot: the log passed 1,048,576 bytes; the rest of it is not read]"
+    assert "after the cap" not in lines
+    assert sum(len(line) + 1 for line in lines[:-1]) <= MiB + 1

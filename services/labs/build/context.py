@@ -115,6 +115,14 @@ class LabContext:
             raise RuntimeError(f"lab {self.lab_name} has no {field} yet")
         return self.box.decrypt(ciphertext)
 
+    async def chap(self) -> tuple[str, SecretStr] | None:
+        """The CHAP user and secret VM2's initiator logs in to VM1's target with, when the profile wants CHAP
+        (None for a profile without, or a lab made before labbot kept a secret per lab)."""
+        lab = await self.lab()
+        if not self.profile.iscsi.chap or not lab.chap_secret_enc:
+            return None
+        return f"labbot-{lab.name}", self.box.decrypt(lab.chap_secret_enc)
+
     # --- progress ------------------------------------------------------------------------------------
 
     async def progress(self, step: str, text: str, *, min_interval: float = 1.0) -> None:

@@ -136,6 +136,9 @@ async def run_checks(
         if not lab.iscsi_iqn or not lab.iscsi_wwid:
             raise CheckFailed("the lab has no iSCSI target recorded yet")
         portal = f"{ipv4(lab.vm1_vpc_ip or '')}:{port(ctx.profile.iscsi.port)}"
+        chap = await ctx.chap()
+        if chap is not None:  # libiscsi's iscsi://user%secret@host:port; both are alphanumeric (TargetSpec checks)
+            portal = f"{chap[0]}%{chap[1].get_secret_value()}@{portal}"
         command = _LUN_PROBE.format(wwid=quote(hex_string(lab.iscsi_wwid, max_length=80)),
                                     iqn=quote(iqn(lab.iscsi_iqn)), portal=quote(portal))
         result = await (await ssh()).run("vm2", command, timeout=15, check=False)

@@ -145,6 +145,8 @@ class _Steps:
             changes["host_password_enc"] = self.ctx.box.encrypt(SecretStr(secrets.token_urlsafe(18)))
         if not lab.nested_password_enc:
             changes["nested_password_enc"] = self.ctx.box.encrypt(SecretStr(secrets.token_urlsafe(15)))
+        if not lab.chap_secret_enc:
+            changes["chap_secret_enc"] = self.ctx.box.encrypt(SecretStr(secrets.token_hex(8)))  # 16 characters
         changes.update(
             vm1_uuid=self.ctx.resource_uuid("vm1"),
             vm2_uuid=self.ctx.resource_uuid("vm2"),
@@ -311,6 +313,7 @@ class _Steps:
         device = await find_data_disk(on_vm1, _known(lab.volume_uuid, "volume uuid"), profile.data_volume.data_disk)
         initiator = await self._vm2_initiator(ssh)
         backend = backend_for(profile.iscsi.backend, on_vm1)
+        chap = await self.ctx.chap()
         info = await backend.ensure(
             TargetSpec(
                 iqn=target_iqn(profile.iscsi.iqn_prefix, lab.name),
@@ -318,6 +321,8 @@ class _Steps:
                 initiator_iqn=initiator,
                 portal_ip=_known(lab.vm1_vpc_ip, "VM1 VPC address"),
                 port=profile.iscsi.port,
+                chap_user=chap[0] if chap else None,
+                chap_secret=chap[1] if chap else None,
             )
         )
         await self.ctx.output("iscsi_target", f"target {info.iqn} LUN {info.lun} on {device}, wwid {info.wwid}\n")
@@ -451,8 +456,11 @@ class _Steps:
         n = await self.nested()
         ids = lab.nested_ids
         rid = self.ctx.resource_uuid
+        chap = await self.ctx.chap()
         server = await n.add_iscsi_server(_known(lab.vm1_vpc_ip, "VM1 VPC address"), port=self.ctx.profile.iscsi.port,
-                                          name=f"{lab.name}-vm1", resource_uuid=rid("nested-iscsi"))
+                                          name=f"{lab.name}-vm1", chap_user_name=chap[0] if chap else None,
+                                          chap_user_password=chap[1] if chap else None,
+                                          resource_uuid=rid("nested-iscsi"))
         await n.attach_iscsi_server_to_cluster(server.uuid, ids["cluster"])
         storage = await n.get_primary_storage(rid("nested-ps"))
         if storage is None:
