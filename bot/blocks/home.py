@@ -24,6 +24,7 @@ from bot.blocks.kit import (
     header,
     section,
 )
+from services.labs.pool import PoolStatus
 from services.labs.views import LabView
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def build_home(
     my_labs: Sequence[LabView],
     all_labs: Sequence[LabView] | None,
     now: datetime,
+    pools: Sequence[PoolStatus] = (),
 ) -> dict[str, Any]:
     """The home view for ``user_id``; ``all_labs`` (every live lab) is given only for admins."""
     blocks: list[Block] = [
@@ -57,6 +59,10 @@ def build_home(
         blocks.extend(_lab_entry(lab, now))
     if all_labs is not None:
         blocks.extend(_admin_section(all_labs, now))
+        if pools:
+            lines = [f"`{escape(p.profile)}` · target {p.target} · *{p.ready} ready* · {p.building} building"
+                     + (f" · :x: {p.failed} failed" if p.failed else "") for p in pools]
+            blocks.append(section("*Warm pools*\n" + "\n".join(lines)))
     blocks.append(context(f"updated {fmt.slack_date(now)} · `/lab help` lists every command"))
     return {"type": "home", "blocks": fit_blocks(blocks, max_blocks=MAX_VIEW_BLOCKS, max_chars=MAX_HOME_CHARS,
                                                    keep_last=1)}

@@ -31,5 +31,6 @@ async def publish_home(client: AsyncWebClient, deps: SlackDeps, user_id: str) ->
     actor = deps.actor(user_id)
     mine = await deps.service.list_labs(actor)
     everyone = await deps.service.list_labs(actor, everything=True) if actor.is_admin else None
-    view = build_home(user_id=user_id, my_labs=mine, all_labs=everyone, now=deps.now())
+    pools = await deps.service.pool.status() if actor.is_admin else []
+    view = build_home(user_id=user_id, my_labs=mine, all_labs=everyone, now=deps.now(), pools=pools)
     await client.views_publish(user_id=user_id, view=view)

@@ -13,6 +13,7 @@ import json
 from config.profiles import PoolSpec
 from services.labs.service import Actor
 from services.labs.tasks import TaskResult
+from tests.slack import payloads
 from tests.slack.harness import Harness, running_bot
 from tests.slack.world import Sessions
 
@@ -147,6 +148,11 @@ async def test_warm_pool_in_slack(sessions: Sessions) -> None:
         await h.settle()
         assert any("only admins" in t for t in hook_texts(h, "denied"))
         assert any("target 1" in t and "1 ready" in t for t in hook_texts(h, "status"))
+        await h.send(payloads.app_home_opened("U_ADMIN"), payloads.JSON)
+        await h.send(payloads.app_home_opened("U_ALICE"), payloads.JSON)
+        await h.settle()
+        assert "Warm pools" in text_of(h.fake.home["U_ADMIN"]["blocks"])
+        assert "Warm pools" not in text_of(h.fake.home["U_ALICE"]["blocks"])
         await h.command("create fast", hook="create")
         await h.settle()
         assert any("came from the warm pool" in t for t in hook_texts(h, "create")), hook_texts(h, "create")
