@@ -74,6 +74,11 @@ _KVM_DEPLOY = (
 )
 
 
+# A real host deploy takes minutes; the sandbox's is one SSH login and a command, which on a loaded 2-core
+# machine (every VM's sshd, a nested simulator per lab) can still take tens of seconds.
+LOGIN_TIMEOUT = 90.0
+
+
 class NestedSandboxHooks:
     """Answers the nested simulator's host calls for real from VM2 (a ``NestedHooks``): iSCSI discovery, and
     SSH logins with the password the API was given, which VM2's sshd accepts only if its userdata allowed it."""
@@ -93,7 +98,7 @@ class NestedSandboxHooks:
 
     async def _ssh(self, ip: str, port: int, username: str, password: str, command: str) -> None:
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(LOGIN_TIMEOUT):
                 async with asyncssh.connect(
                     ip, port, username=username, password=password, client_keys=None, known_hosts=None,
                     agent_path=None, config=None, kbdint_auth=False, preferred_auth=("password",),

@@ -113,6 +113,7 @@ async def test_create_ready_verified_for_real_then_destroy_leaves_nothing(box, d
         assert world.outer_vms(lab.uuid) == [] and world.outer_volumes(lab.uuid) == []
         assert await world.machine_leftovers(lab) == []
         assert await world.host_keys(lab.uuid) == {}
+        assert "image server stopped (lab destroyed)" in ((await world.steps(lab.id))["serve_image"].output_tail or "")
         trail = [(e.actor, e.kind) for e in await world.events(lab.id)]
         assert trail[0] == (OWNER.user_id, "created")
         assert (OWNER.user_id, "state:destroying") in trail and trail[-1] == ("labbot", "state:destroyed")
