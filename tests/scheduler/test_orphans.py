@@ -150,3 +150,32 @@ async def test_an_unreachable_platform_is_a_reported_failure(world: World) -> No
         await dead.aclose()
     assert not summary.ok and summary.error and summary.lines()[0].startswith("orphans: could not read")
     assert world.notices.notices == []
+
+
+async def test_a_destroyed_labs_network_is_an_orphan_deleted_l3_before_l2(world: World) -> None:
+    """A lost destroy leaves the lab's VXLAN L2 and L3 behind; the sweep finds both by their marks, and deletes
+    the L3 first (ZStack deletes an L3 with its L2, so the L2 goes last); a live lab's network is left alone."""
+    client = world.ctx.platform
+    assert isinstance(client, ZStackClient)
+    live = await world.add_lab("live", LabState.READY, expires_in=4 * 60 * M)
+    gone = await world.add_lab("gone", LabState.DESTROYED, expires_in=-60 * M, destroyed_at=T0 - 30 * M)
+    pool = await client.find_l2_network_by_name("sandbox-vxlan-pool", network_type="VxlanNetworkPool")
+    assert pool is not None
+    nets = {}
+    for lab in (live, gone):
+        tags = [f"labbot::lab::{lab.uuid}"]
+        l2 = await client.create_l2_vxlan_network(f"labbot-{lab.name}-l2", pool.uuid, user_tags=tags)
+        l3 = await client.create_l3_network(f"labbot-{lab.name}-net", l2.uuid, user_tags=tags)
+        nets[lab.name] = (l2.uuid, l3.uuid)
+
+    first = await orphan_sweep(world.ctx, now=T0)
+    found = {o.resource.uuid: o for o in first.orphans}
+    assert set(found) == set(nets["gone"]) and all(o.deletable for o in found.values())
+    assert [o.resource.kind for o in first.orphans] == ["l3 network", "l2 network"]
+    assert {o.label for o in first.orphans} == {"l3 network labbot-gone-net", "l2 network labbot-gone-l2"}
+
+    due = await orphan_sweep(world.ctx, now=T0 + 120 * M)
+    assert [o.resource.kind for o in due.deleted] == ["l3 network", "l2 network"] and due.ok
+    state = world.sim.state
+    assert state.get("l2", nets["gone"][0]) is None and state.get("l3", nets["gone"][1]) is None
+    assert state.get("l2", nets["live"][0]) is not None and state.get("l3", nets["live"][1]) is not None
