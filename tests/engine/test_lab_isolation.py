@@ -128,14 +128,14 @@ async def test_labs_cannot_reach_each_other_and_each_network_goes_with_its_lab(b
         chap_b = secret_box.decrypt(lab_b.chap_secret_enc or "").get_secret_value()
         assert chap_a != chap_b and len(chap_a) == 16
         async with world.lab_ssh(lab_a) as ssh:
+            user = f"labbot-{lab_a.uuid[:16]}"
             results = {label: await python_on(ssh, "vm2", DISCOVER.format(ip=lab_a.vm1_vpc_ip, chap=chap))
-                       for label, chap in (("none", None), ("other", ("labbot-iso-a", chap_b)),
-                                           ("own", ("labbot-iso-a", chap_a)))}
+                       for label, chap in (("none", None), ("other", (user, chap_b)), ("own", (user, chap_a)))}
         assert results["own"] == [[lab_a.iscsi_iqn, [[1, lab_a.iscsi_wwid]]]], results
         assert results["none"] == results["other"] == "SandboxError", results  # the login was refused
         async with world.nested(lab_a) as nested:
             servers = await nested.query("QueryIscsiServer")
-            assert [s["chapUserName"] for s in servers] == ["labbot-iso-a"]
+            assert [s["chapUserName"] for s in servers] == [user]
             assert "chapUserPassword" not in servers[0]
 
         # Destroy: each lab's network is gone from the platform and its segment from the machine.

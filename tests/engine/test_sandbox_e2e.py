@@ -63,7 +63,7 @@ async def test_create_ready_verified_for_real_then_destroy_leaves_nothing(box, d
         async with world.lab_ssh(lab) as ssh:
             # VM2 cannot reach the host's side directly, yet discovers VM1's target through the VPC.
             # The target requires the lab's CHAP login (the nested iSCSI server was given it too).
-            chap = ("labbot-e2e", SecretBox(world.settings.secret_key).decrypt(lab.chap_secret_enc or "")
+            chap = (f"labbot-{lab.uuid[:16]}", SecretBox(world.settings.secret_key).decrypt(lab.chap_secret_enc or "")
                     .get_secret_value())
             found = await python_on(ssh, "vm2", DISCOVER_ON_VM2.format(ip=lab.vm1_vpc_ip, chap=chap))
             assert [t["iqn"] for t in found] == [lab.iscsi_iqn]

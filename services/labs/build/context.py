@@ -121,7 +121,9 @@ class LabContext:
         lab = await self.lab()
         if not self.profile.iscsi.chap or not lab.chap_secret_enc:
             return None
-        return f"labbot-{lab.name}", self.box.decrypt(lab.chap_secret_enc)
+        # The user name follows the lab's uuid, not its name: a warm-pool lab is renamed when it is handed over,
+        # and its target must keep admitting the nested ZStack that logged in before.
+        return f"labbot-{lab.uuid[:16]}", self.box.decrypt(lab.chap_secret_enc)
 
     # --- progress ------------------------------------------------------------------------------------
 
