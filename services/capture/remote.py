@@ -15,10 +15,12 @@ import time
 from dataclasses import dataclass
 
 import asyncssh
+from pydantic import SecretStr
 
 from services import shell
 from services.capture.spec import CaptureSpec
 from services.errors import ExternalError
+from services.iscsi.base import CHAP_SECRET, CHAP_USER
 from services.iscsi.initiator import read_initiator_name
 from services.ssh.detached import follow, job_dir, job_status, read_log, reset_job, start_detached
 from services.ssh.session import LabSSH
@@ -41,14 +43,15 @@ command -v tcpdump >/dev/null 2>&1
 
 # Traffic for the capture to see, from VM2's initiator (its own IQN, so the target's ACL admits it):
 # discovery and login with SendTargets, REPORT LUNS, INQUIRY, READ CAPACITY, then a one-second read burst.
-# Only reads: the LUN holds the nested ZStack's SharedBlock storage. $1 initiator, $2 portal, $3 target IQN, $4 LUN.
+# Only reads: the LUN holds the nested ZStack's SharedBlock storage. $1 initiator, $2 portal, $3 target IQN, $4 LUN,
+# $5 libiscsi's CHAP credentials as the URL has them (``user%secret@``, or empty when the lab has no CHAP).
 _EXERCISE = r"""
 if command -v iscsi-ls >/dev/null 2>&1; then
-  timeout 20 iscsi-ls -s -i "$1" "iscsi://$2" || exit $?
-  timeout 20 iscsi-inq -i "$1" "iscsi://$2/$3/$4" >/dev/null || exit $?
-  timeout 20 iscsi-readcapacity16 -i "$1" "iscsi://$2/$3/$4" >/dev/null || exit $?
+  timeout 20 iscsi-ls -s -i "$1" "iscsi://$5$2" || exit $?
+  timeout 20 iscsi-inq -i "$1" "iscsi://$5$2/$3/$4" >/dev/null || exit $?
+  timeout 20 iscsi-readcapacity16 -i "$1" "iscsi://$5$2/$3/$4" >/dev/null || exit $?
   if command -v iscsi-perf >/dev/null 2>&1; then
-    timeout 10 iscsi-perf -i "$1" -t 1 -m 1 -b 8 "iscsi://$2/$3/$4" >/dev/null 2>&1 || true
+    timeout 10 iscsi-perf -i "$1" -t 1 -m 1 -b 8 "iscsi://$5$2/$3/$4" >/dev/null 2>&1 || true
   fi
 elif command -v iscsiadm >/dev/null 2>&1; then
   timeout 30 iscsiadm -m discovery -t sendtargets -p "$2" || exit $?
@@ -57,6 +60,9 @@ else
   echo "VM2 has neither libiscsi's tools nor iscsiadm" >&2; exit 3
 fi
 """
+
+
+Exercise = tuple[str, str, int]  # the portal, the target's IQN and the LUN VM2's initiator reads
 
 
 class CaptureRemoteError(ExternalError):
@@ -92,9 +98,10 @@ def bpf_filter(spec: CaptureSpec, *, vm2_ip: str, iscsi_port: int, ui_port: int,
     return " or ".join(parts[key] for key in spec.flow_keys)
 
 
-async def capture_on_vm1(ssh: LabSSH, spec: CaptureSpec, *, job: str, bpf: str,
-                         exercise: tuple[str, str, int] | None) -> RemoteCapture:
-    """Run one bounded capture on VM1 (and the traffic on VM2 when ``exercise`` = (portal, target IQN, LUN))."""
+async def capture_on_vm1(ssh: LabSSH, spec: CaptureSpec, *, job: str, bpf: str, exercise: Exercise | None,
+                         chap: tuple[str, SecretStr] | None = None) -> RemoteCapture:
+    """Run one bounded capture on VM1 (and the traffic on VM2 when ``exercise`` = (portal, target IQN, LUN),
+    logging in with the lab's CHAP user and secret when it has them)."""
     setup = await ssh.run("vm1", f"sh -c {shell.quote(_ENSURE_TCPDUMP)}", timeout=300, check=False)
     if not setup.ok:
         raise CaptureRemoteError(f"tcpdump is missing on VM1 and could not be installed: "
@@ -104,7 +111,7 @@ async def capture_on_vm1(ssh: LabSSH, spec: CaptureSpec, *, job: str, bpf: str,
     await start_detached(ssh, "vm1", job, tcpdump_command(spec, pcap=pcap, bpf=bpf))
     try:
         await _wait_listening(ssh, job)
-        exercised = await _exercise(ssh, *exercise) if exercise is not None else None
+        exercised = await _exercise(ssh, *exercise, chap=chap) if exercise is not None else None
         text_lines: list[str] = []
 
         async def keep(line: str) -> None:
@@ -136,11 +143,18 @@ async def _wait_listening(ssh: LabSSH, job: str) -> None:
         await asyncio.sleep(0.3)
 
 
-async def _exercise(ssh: LabSSH, portal: str, target_iqn: str, lun: int) -> str:
+async def _exercise(ssh: LabSSH, portal: str, target_iqn: str, lun: int, *,
+                    chap: tuple[str, SecretStr] | None) -> str:
     """Make iSCSI traffic from VM2's initiator; returns what was done, for the summary."""
     initiator = await read_initiator_name(ssh.runner("vm2", timeout=60))
+    auth = ""
+    if chap is not None:  # both checked against the target's own rules (services.iscsi.base) before they were set
+        user, secret = chap
+        if not (CHAP_USER.fullmatch(user) and CHAP_SECRET.fullmatch(secret.get_secret_value())):
+            raise CaptureRemoteError("the lab's CHAP credentials are not in the form labbot set them")
+        auth = f"{user}%{secret.get_secret_value()}@"
     command = "sh -c " + " ".join(shell.quote(part) for part in (
-        _EXERCISE, "labbot", shell.iqn(initiator), portal, shell.iqn(target_iqn), int(lun)))
+        _EXERCISE, "labbot", shell.iqn(initiator), portal, shell.iqn(target_iqn), int(lun), auth))
     result = await ssh.run("vm2", command, timeout=120, check=False)
     if not result.ok:
         raise CaptureRemoteError(f"could not make iSCSI traffic from VM2 (exit {result.exit_status}): "

@@ -147,7 +147,10 @@ class CaptureService:
             ssh = await connections.ssh(vm1=row.vm1_public_ip, vm1_port=profile.vm1.ssh_port, vm2=row.vm2_ip,
                                         vm2_port=profile.vm2.ssh_port,
                                         private_key=self.box.decrypt(row.ssh_private_key_enc))
-            return await capture_on_vm1(ssh, spec, job=job, bpf=bpf, exercise=exercise)
+            chap = None
+            if profile.iscsi.chap and row.chap_secret_enc:  # as the build set it up (LabContext.chap)
+                chap = (f"labbot-{row.name}", self.box.decrypt(row.chap_secret_enc))
+            return await capture_on_vm1(ssh, spec, job=job, bpf=bpf, exercise=exercise, chap=chap)
         finally:
             await connections.close()
 
