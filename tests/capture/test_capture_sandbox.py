@@ -62,9 +62,10 @@ async def test_capture_counts_the_real_iscsi_conversation(box, tmp_path: Path):
 
         # Nothing of the capture is left running or stored on VM1.
         async with world.lab_ssh(lab) as ssh:
-            left = await ssh.run("vm1", f"ls {JOBS_ROOT}/{lab.uuid}/ 2>/dev/null; pgrep -x tcpdump || true",
-                                 timeout=15)
-            assert "capture-" not in left.stdout and left.stdout.strip() == "", left.stdout
+            jobs = await ssh.run("vm1", f"ls {JOBS_ROOT}/{lab.uuid}/ 2>/dev/null || true", timeout=15)
+            assert not [j for j in jobs.stdout.split() if j.startswith("capture-")], jobs.stdout  # others' jobs stay
+            running = await ssh.run("vm1", "pgrep -x tcpdump || true", timeout=15)
+            assert running.stdout.strip() == "", running.stdout
 
         kept = world.runtime.captures.captures_of(lab.uuid)
         assert kept == [report.path]
