@@ -82,7 +82,6 @@ class Settings(BaseSettings):
     max_labs_per_class: int = Field(30, ge=1, le=99)
     pool_interval_seconds: int = Field(60, ge=1)
     resource_prefix: str = "labbot"
-    ssh_private_key: Path | None = None
     ssh_user: str = "root"
 
     # --- scheduler ---

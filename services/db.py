@@ -19,6 +19,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from services.errors import ConfigError
+from services.files import private_file, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
     kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
     if url.startswith("postgresql"):
         kwargs.update(pool_size=pool_size, max_overflow=5, pool_timeout=30)
+    if url.startswith("sqlite"):
+        path = sqlite_path(url)
+        if path is not None:
+            private_file(path)  # it holds the labs' encrypted secrets and pinned host keys
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -27,6 +27,7 @@ from services.capture.spec import KEEP_PER_LAB, CaptureSpec
 from services.crypto import SecretBox
 from services.db import utcnow
 from services.errors import ConflictError
+from services.files import private_dir, private_file
 from services.labs import repository as repo
 from services.labs.build.connections import LabConnections
 from services.labs.models import Lab
@@ -156,10 +157,10 @@ class CaptureService:
 
     def _store(self, lab_uuid: str, name: str, spec: CaptureSpec, started: datetime, data: bytes) -> Path:
         """Keep the pcap with the lab's others, dropping the oldest beyond ``KEEP_PER_LAB``."""
-        directory = self.root / shell.identifier(lab_uuid)
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(Path(self.settings.state_dir))  # the state directory is labbot's alone
+        directory = private_dir(self.root / shell.identifier(lab_uuid))
         path = directory / f"{shell.identifier(name)}-{spec.flows}-{started:%Y%m%d-%H%M%S}.pcap"
-        path.write_bytes(data[: spec.max_bytes])
+        private_file(path).write_bytes(data[: spec.max_bytes])
         kept = sorted(directory.glob("*.pcap"), key=lambda p: p.stat().st_mtime)
         for old in kept[:-KEEP_PER_LAB]:
             old.unlink(missing_ok=True)
