@@ -37,6 +37,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
 
 BOT_AUTH = {"ok": True, "url": "https://labbot-test.slack.com/", "team": "Labbot Test", "user": "labbot",
             "team_id": "T111", "user_id": "U0BOT", "bot_id": "B0BOT", "is_enterprise_install": False}
@@ -630,7 +632,15 @@ def view_problem(view: dict[str, Any], kind: str) -> str | None:
 
 
 def block_problem(block: dict[str, Any]) -> str | None:
-    """Why Slack would refuse one block (a subset of Block Kit's rules: the ones labbot could break)."""
+    """Why Slack would refuse one block (a subset of Block Kit's rules: the ones labbot could break), checked
+    by slack_sdk's own models as well (``Block.parse(...).to_dict()`` validates lengths, counts and kinds)."""
+    try:
+        model = Block.parse(block)
+        if model is None:
+            return f"slack_sdk does not know block {block.get('type')}"
+        model.to_dict()
+    except (SlackObjectFormationError, KeyError, TypeError, ValueError) as err:
+        return f"slack_sdk refuses it: {err}"
     kind = block.get("type")
     if len(block.get("block_id", "")) > 255:
         return "block_id too long"
