@@ -30,6 +30,7 @@ from services.errors import ConflictError
 from services.files import private_dir, private_file
 from services.labs import repository as repo
 from services.labs.build.connections import LabConnections
+from services.labs.build.context import chap_credentials
 from services.labs.models import Lab
 from services.labs.notifier import Notice, NoticeKind, Notifier
 from services.labs.picture import build_picture
@@ -148,9 +149,7 @@ class CaptureService:
             ssh = await connections.ssh(vm1=row.vm1_public_ip, vm1_port=profile.vm1.ssh_port, vm2=row.vm2_ip,
                                         vm2_port=profile.vm2.ssh_port,
                                         private_key=self.box.decrypt(row.ssh_private_key_enc))
-            chap = None
-            if profile.iscsi.chap and row.chap_secret_enc:  # as the build set it up (LabContext.chap)
-                chap = (f"labbot-{row.name}", self.box.decrypt(row.chap_secret_enc))
+            chap = chap_credentials(row, profile, self.box)
             return await capture_on_vm1(ssh, spec, job=job, bpf=bpf, exercise=exercise, chap=chap)
         finally:
             await connections.close()

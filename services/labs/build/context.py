@@ -118,12 +118,7 @@ class LabContext:
     async def chap(self) -> tuple[str, SecretStr] | None:
         """The CHAP user and secret VM2's initiator logs in to VM1's target with, when the profile wants CHAP
         (None for a profile without, or a lab made before labbot kept a secret per lab)."""
-        lab = await self.lab()
-        if not self.profile.iscsi.chap or not lab.chap_secret_enc:
-            return None
-        # The user name follows the lab's uuid, not its name: a warm-pool lab is renamed when it is handed over,
-        # and its target must keep admitting the nested ZStack that logged in before.
-        return f"labbot-{lab.uuid[:16]}", self.box.decrypt(lab.chap_secret_enc)
+        return chap_credentials(await self.lab(), self.profile, self.box)
 
     # --- progress ------------------------------------------------------------------------------------
 
@@ -178,3 +173,13 @@ class LabContext:
 
 
 __all__ = ["LabContext", "step_view"]
+
+
+def chap_credentials(lab: Lab, profile: LabProfile, box: SecretBox) -> tuple[str, SecretStr] | None:
+    """The CHAP user and secret of a lab's iSCSI target (None without CHAP); the build, health checks and
+    packet captures all log in with these."""
+    if not profile.iscsi.chap or not lab.chap_secret_enc:
+        return None
+    # The user name follows the lab's uuid, not its name: a warm-pool lab is renamed when it is handed over,
+    # and its target must keep admitting the nested ZStack that logged in before.
+    return f"labbot-{lab.uuid[:16]}", box.decrypt(lab.chap_secret_enc)
