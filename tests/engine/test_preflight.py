@@ -83,3 +83,24 @@ async def test_a_broken_profile_gets_every_problem_named(platform, tmp_path: Pat
         report.raise_for_problems(profile)
     assert all(detail in str(refused.value) for detail in problems.values())
     assert sim.app.state.sim.state.executed("CreateVmInstance") == 0
+
+
+async def test_a_shared_vpc_whose_range_holds_the_nested_range_is_refused(platform, tmp_path: Path):
+    """Without a per-lab network, VM2 sits on a platform network (here the box's sandbox-vpc, 198.19.0.0/20):
+    a nested range inside it is named as a problem; one outside it passes."""
+    _, zs = platform
+    data = yaml.safe_load((PROFILES / "sandbox.yaml").read_text())
+    del data["lab_network"]
+    data["vm1"]["l3_networks"] = ["sandbox-public", "sandbox-vpc"]
+    data["vm2"]["l3_networks"] = ["sandbox-vpc"]
+    path = tmp_path / "sandbox.yaml"
+    path.write_text(yaml.safe_dump(data))
+    report = await check_platform(zs, load_profile(path))
+    assert report.problems == [], report.problems
+    data["nested"]["network"].update(ip_start="198.19.1.10", ip_end="198.19.1.100", gateway="198.19.1.1")
+    path.write_text(yaml.safe_dump(data))
+    report = await check_platform(zs, load_profile(path))
+    problems = {c.name: c.detail for c in report.problems}
+    assert set(problems) == {"l3:sandbox-vpc"}, problems
+    assert "nested.network (198.19.1.0/24) of profile sandbox overlaps 198.19.0.0/20 of `sandbox-vpc`" in (
+        problems["l3:sandbox-vpc"])
