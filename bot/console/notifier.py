@@ -102,6 +102,7 @@ class ConsoleNotifier:
     def _copy(self, source: Path, target: Path) -> None:
         self.files_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
+        target.chmod(0o600)  # a capture holds the lab's traffic: as private as labbot's own copy
 
     def _line(self, notice: Notice) -> str | None:
         lab, step = notice.lab, notice.step
