@@ -177,9 +177,9 @@ class TgtBackend:
                 "setting the LUN's identifiers",
             )
         await self._converge_acl(tid, target.acls, spec.initiator_iqn)
-        await self._converge_chap(tid, target.accounts, spec)
         await self._ensure_portal(spec.portal_ip, spec.port)
         await self._persist(spec, scsi_id, scsi_sn)
+        await self._converge_chap(tid, target.accounts, spec)  # after _persist: it reads the secret from the file
         await firewall.open_port(self._run, spec.port, object_name(spec.iqn))
         info = await self.describe(spec.iqn)
         if info is None:
@@ -205,8 +205,11 @@ class TgtBackend:
             return
         listed = checked(await self._tgtadm("--op", "show", "--mode", "account"), "reading tgt accounts")
         if spec.chap_user not in parse_accounts(listed.stdout):
-            checked(await self._tgtadm("--op", "new", "--mode", "account", "--user", spec.chap_user,
-                                       "--password", spec.chap_secret.get_secret_value()),
+            # The secret is read on VM1 from the conf.d file just written, never put in a command line, so an
+            # SSH error that quotes the command cannot carry it.
+            user, path = shell.quote(spec.chap_user), shell.quote(conf_file(spec.iqn, self._conf_dir))
+            secret = f"\"$(sed -n 's/^    incominguser '{user}' //p' {path})\""
+            checked(await self._run(f"tgtadm --lld iscsi --op new --mode account --user {user} --password {secret}"),
                     f"creating the CHAP account {spec.chap_user}")
         for user in bound:
             if user != spec.chap_user:

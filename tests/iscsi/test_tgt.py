@@ -196,29 +196,32 @@ async def test_chap_creates_the_account_binds_only_it_and_a_second_run_changes_n
     run = Transcript([
         SIZE,
         (TGTADM + "--op show --mode target", ok(stranger)),
-        (TGTADM + "--op show --mode account", ok("Account list:\n    intruder\n")),
-        (TGTADM + "--op new --mode account --user labbot-lab1 --password S3cretS3cret99", ok()),
-        (TGTADM + "--op unbind --mode account --tid 1 --user intruder", ok()),
-        (TGTADM + "--op bind --mode account --tid 1 --user labbot-lab1", ok()),
         (TGTADM + "--op show --mode portal", ok(PORTALS)),
         (f"cat {CONF}", ok(render_conf(SPEC, SCSI_ID, SCSI_SN))),
         (write, ok()),
         (ENABLE, ok()),
+        (TGTADM + "--op show --mode account", ok("Account list:\n    intruder\n")),
+        # The secret comes from the conf.d file on VM1, never from the command text.
+        (TGTADM + "--op new --mode account --user labbot-lab1 --password "
+                  f"\"$(sed -n 's/^    incominguser 'labbot-lab1' //p' {CONF})\"", ok()),
+        (TGTADM + "--op unbind --mode account --tid 1 --user intruder", ok()),
+        (TGTADM + "--op bind --mode account --tid 1 --user labbot-lab1", ok()),
         (firewall.open_command(3260, "labbot-lab1"), ok("no-firewalld\n")),
         (TGTADM + "--op show --mode target", ok(show_with([SPEC.initiator_iqn]))),
         SIZE,
     ])
     await TgtBackend(run).ensure(CHAP_SPEC)
     run.finished()
+    assert not any("S3cretS3cret99" in c for c in run.commands if not c.startswith("mkdir -p /etc/tgt/conf.d"))
     done = show_with([SPEC.initiator_iqn]).replace("    Account information:\n",
                                                    "    Account information:\n        labbot-lab1\n")
     again = Transcript([
         SIZE,
         (TGTADM + "--op show --mode target", ok(done)),
-        (TGTADM + "--op show --mode account", ok("Account list:\n    labbot-lab1\n")),
         (TGTADM + "--op show --mode portal", ok(PORTALS)),
         (f"cat {CONF}", ok(content)),
         (ENABLE, ok()),
+        (TGTADM + "--op show --mode account", ok("Account list:\n    labbot-lab1\n")),
         (firewall.open_command(3260, "labbot-lab1"), ok("no-firewalld\n")),
         (TGTADM + "--op show --mode target", ok(done)),
         SIZE,

@@ -491,7 +491,7 @@ class _Steps:
         )
         await n.attach_backup_storage_to_zone(bs.uuid, ids["zone"])
         vm2_ip = _known(lab.vm2_ip, "VM2 address")
-        nic = net.physical_interface or await interface_carrying((await self.ssh()).runner("vm2", timeout=30), vm2_ip)
+        nic = net.physical_interface or await interface_carrying((await self.ssh()).runner("vm2", timeout=90), vm2_ip)
         await self.ctx.output("nested_network_image", f"nested L2 on VM2's {nic} (it holds {vm2_ip})\n")
         l2 = await n.create_l2_no_vlan_network(net.l2_name, ids["zone"], nic, resource_uuid=rid("nested-l2"))
         await n.attach_l2_network_to_cluster(l2.uuid, ids["cluster"])
