@@ -13,7 +13,7 @@ import pytest
 
 from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
-from services.iscsi.initiator import read_initiator_name
+from services.iscsi.initiator import ensure_initiator_name
 from services.iscsi.naming import target_iqn
 from services.iscsi.tgt import TgtBackend
 from services.ssh import LabSSH
@@ -64,7 +64,8 @@ class Recorder:
 async def spec_for(ssh: LabSSH, lab: Lab) -> TargetSpec:
     device = await find_data_disk(ssh.runner("vm1"), lab.volume_uuid, None)
     return TargetSpec(iqn=target_iqn("iqn.2026-11.io.labbot", lab.name), device=device,
-                      initiator_iqn=await read_initiator_name(ssh.runner("vm2")), portal_ip=lab.vm1_vpc_ip)
+                      initiator_iqn=await ensure_initiator_name(ssh.runner("vm2"), lab.vm2_initiator),
+                      portal_ip=lab.vm1_vpc_ip)
 
 
 async def discover(ssh: LabSSH, ip: str) -> list[dict]:

@@ -73,6 +73,11 @@ class Lab:
     def vm2_ip(self) -> str:
         return self.vm2.nics[0].ip
 
+    @property
+    def vm2_initiator(self) -> str:
+        """The initiator name labbot would write on this lab's VM2, which has none (a fresh ZStack ISO host)."""
+        return f"iqn.2026-11.io.labbot:{self.name}.vm2"
+
     def ssh(self, store: MemoryHostKeyStore | None = None, **options: Any) -> LabSSH:
         """A new SSH session to this lab (VM2 through VM1)."""
         return LabSSH(

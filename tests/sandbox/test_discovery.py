@@ -10,7 +10,7 @@ import pytest
 from sandbox.discovery import parse_iscsi_ls
 from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
-from services.iscsi.initiator import read_initiator_name
+from services.iscsi.initiator import ensure_initiator_name
 from services.iscsi.naming import target_iqn
 from services.iscsi.tgt import TgtBackend
 from services.iscsi.vpd import wwid_from_page83
@@ -52,7 +52,8 @@ def exported(box: LabBox) -> tuple[Lab, TargetSpec]:
         async with lab.ssh() as ssh:
             device = await find_data_disk(ssh.runner("vm1"), lab.volume_uuid, None)
             spec = TargetSpec(iqn=target_iqn("iqn.2026-11.io.labbot", lab.name), device=device,
-                              initiator_iqn=await read_initiator_name(ssh.runner("vm2")), portal_ip=lab.vm1_vpc_ip)
+                              initiator_iqn=await ensure_initiator_name(ssh.runner("vm2"), lab.vm2_initiator),
+                              portal_ip=lab.vm1_vpc_ip)
             await TgtBackend(ssh.runner("vm1")).ensure(spec)
         return lab, spec
 
