@@ -50,7 +50,7 @@ async def test_doctor_passes_on_the_sandbox_profile_of_the_demo_platform(tmp_pat
     assert lines[-1].endswith("checks, 0 problems")
     checks = {line.split()[1].rstrip(":") for line in lines[:-1]}
     assert {"profile", "platform", "vm1_image", "vm2_image", "vm1_offering", "vm2_offering", "l3:sandbox-public",
-            "vxlan_pool", "capacity", "nested_virtualisation", "installer", "database", "quotas",
+            "vxlan_pool", "capacity", "nested_virtualisation", "nested_image", "database", "quotas",
             "slack"} <= checks, lines
     assert all(line.startswith("ok ") for line in lines[:-1]), lines
     assert [c.method for c in slack.calls] == ["auth.test", "conversations.info"]
@@ -63,7 +63,8 @@ async def test_doctor_names_every_problem_of_a_broken_setup(platform, tmp_path: 
     broken = broken_profile(tmp_path / "profiles")
     data = yaml.safe_load((tmp_path / "profiles" / "sandbox.yaml").read_text())
     data["vm2"].pop("cpu_mode")
-    data["install"]["installer"] = "sandbox/assets/no-such-installer.bin"
+    data["install"].update(installer="sandbox/assets/no-such-installer.bin", upload=True)
+    data["nested"]["image"]["file"] = "build/sandbox/no-such-image.qcow2"
     (tmp_path / "profiles" / "sandbox.yaml").write_text(yaml.safe_dump(data))
     assert broken.name == "sandbox"
     async with FakeSlack(bot_token=BOT_TOKEN) as slack:
@@ -80,9 +81,10 @@ async def test_doctor_names_every_problem_of_a_broken_setup(platform, tmp_path: 
     problems = {line.split()[1].rstrip(":"): line for line in lines if line.startswith("PROBLEM")}
     assert set(problems) == {"vm1_image", "vm2_image", "vm1_offering", "vm2_offering", "l3:plain-net",
                              "l3:no-such-net", "vxlan_pool", "capacity", "nested_virtualisation", "installer",
-                             "database", "quotas", "slack"}, lines
+                             "nested_image", "database", "quotas", "slack"}, lines
     assert "set `vm2.cpu_mode: host-passthrough`" in problems["nested_virtualisation"]
     assert "no-such-installer.bin does not exist" in problems["installer"]
+    assert "no-such-image.qcow2 does not exist" in problems["nested_image"]
     assert "run `labbot db upgrade` first" in problems["database"]
     assert "LABBOT_MAX_LABS_PER_USER (30) is above LABBOT_MAX_LABS_TOTAL (20)" in problems["quotas"]
     assert "C0GONE is archived" in problems["slack"]
