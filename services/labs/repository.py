@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -119,6 +120,46 @@ async def transition(
         lab.destroyed_at = utcnow()
     await add_event(session=session, lab=lab, actor=actor, kind=f"state:{target}", detail=detail or f"{old} → {target}")
     await save(session=session)
+
+
+async def execute_alone(sessions: async_sessionmaker[AsyncSession], statement: Any) -> int:
+    """Run one UPDATE on its own connection in autocommit (one round trip: no BEGIN, no COMMIT); its row count.
+
+    For writes that are a single conditional statement, whose condition is the whole transaction.
+    """
+    async with sessions.kw["bind"].connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        result = await conn.execute(statement.execution_options(synchronize_session=False))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def update_lab(sessions: async_sessionmaker[AsyncSession], *, lab_id: int, version: int,
+                     values: dict[str, Any]) -> bool:
+    """Write ``values`` to the lab if its version is still ``version`` (an optimistic lock); False if not."""
+    if "state" in values:
+        raise ValueError("a lab's state changes only through services.labs.lifecycle")
+    statement = update(Lab).where(Lab.id == lab_id, Lab.version == version).values(
+        **values, version=version + 1, updated_at=utcnow())
+    try:
+        return await execute_alone(sessions, statement) == 1
+    except IntegrityError as err:
+        raise ConflictError(f"the lab could not be updated: {err.orig}") from None
+
+
+async def start_step(sessions: async_sessionmaker[AsyncSession], *, lab_id: int, name: str, at: datetime) -> bool:
+    """Mark a step running (one more attempt) unless its lab is being destroyed; False if it is."""
+    destroying = select(Lab.state).where(Lab.id == lab_id).scalar_subquery() == LabState.DESTROYING.value
+    statement = update(LabStep).where(LabStep.lab_id == lab_id, LabStep.name == name, ~destroying).values(
+        state=StepState.RUNNING, attempt=LabStep.attempt + 1, started_at=at, finished_at=None, error=None,
+        progress=None)
+    return await execute_alone(sessions, statement) == 1
+
+
+async def update_step(sessions: async_sessionmaker[AsyncSession], *, lab_id: int, name: str,
+                      values: dict[str, Any]) -> None:
+    """Write fields of one step (its state, output tail, progress): only the build holding the lease does."""
+    await execute_alone(sessions, update(LabStep).where(LabStep.lab_id == lab_id, LabStep.name == name)
+                        .values(**values))
 
 
 async def set_progress_ref(*, session: AsyncSession, lab_id: int, ref: str) -> None:

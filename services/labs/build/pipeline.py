@@ -89,42 +89,27 @@ class DestroyRequested(Exception):
         self.step = step
 
 
-class _DbRecorder:
-    """Keeps step states in the lab_steps table and announces them."""
+class StepRecords:
+    """The DAG's StepRecorder: step states go to the lab_steps table through the lab's context."""
 
     def __init__(self, ctx: LabContext, after_step: StepHook | None) -> None:
         self.ctx = ctx
         self.after_step = after_step
 
-    async def _set(self, name: str, **changes: object) -> None:
-        async with self.ctx.sessions() as session, session.begin():
-            step = await repo.get_step(session=session, lab_id=self.ctx.lab_id, name=name)
-            for key, value in changes.items():
-                setattr(step, key, value)
-            if changes.get("state") == StepState.RUNNING:
-                step.attempt += 1
-
     async def started(self, name: str) -> None:
-        async with self.ctx.sessions() as session:
-            if (await repo.get(session=session, lab_id=self.ctx.lab_id)).state == LabState.DESTROYING:
-                raise DestroyRequested(name)  # a step boundary: nothing new starts on a lab being destroyed
-        await self._set(name, state=StepState.RUNNING, started_at=utcnow(), finished_at=None, error=None,
-                        progress=None)
-        await self.ctx._announce(NoticeKind.STEP_STARTED, name)
+        if not await self.ctx.step_started(name):
+            raise DestroyRequested(name)  # a step boundary: nothing new starts on a lab being destroyed
 
     async def finished(self, name: str) -> None:
-        await self._set(name, state=StepState.DONE, finished_at=utcnow(), progress=None)
-        await self.ctx._announce(NoticeKind.STEP_FINISHED, name)
+        await self.ctx.step_ended(name, StepState.DONE)
         if self.after_step is not None:
             await self.after_step(self.ctx.lab_id, name)
 
     async def failed(self, name: str, error: str) -> None:
-        await self._set(name, state=StepState.FAILED, finished_at=utcnow(), error=error[:2000])
-        await self.ctx.output(name, f"FAILED: {error}\n")
-        await self.ctx._announce(NoticeKind.STEP_FAILED, name, error)
+        await self.ctx.step_ended(name, StepState.FAILED, error=error)
 
     async def reset(self, name: str) -> None:
-        await self._set(name, state=StepState.PENDING, progress=None)
+        await self.ctx.step_ended(name, StepState.PENDING)
 
 
 class LabPipeline:
@@ -204,8 +189,9 @@ class LabPipeline:
         # A build ends in ready or failed only if nobody asked for a destroy meanwhile (possibly through
         # another process): DESTROYING must never go back to READY, nor lose the request by becoming FAILED.
         building = frozenset({LabState.PROVISIONING})
+        await ctx.refresh()  # the lab and its steps as they are now that the build has started
         try:
-            await run_dag(steps, done=done, recorder=_DbRecorder(ctx, self.after_step), is_retryable=is_transient)
+            await run_dag(steps, done=done, recorder=StepRecords(ctx, self.after_step), is_retryable=is_transient)
         except DestroyRequested as stop:
             log.info("build of lab %s stopped before %s: a destroy was requested", ctx.lab_name, stop.step)
             return

@@ -375,6 +375,7 @@ class _Steps:
 
         code = await follow(ssh, "vm2", INSTALL_JOB, offset=0, on_lines=self._install_log, poll_interval=1.0,
                             timeout=install.timeout_minutes * 60.0)
+        await self.ctx.flush("install_zstack")  # the installer's last lines and progress, whatever comes next
         if code != 0:
             raise ExternalStepError(
                 f"the ZStack installer exited with status {code} (`/lab logs {self.ctx.lab_name} install_zstack`)"
