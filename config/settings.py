@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -200,8 +199,3 @@ def load_settings(**overrides: object) -> Settings:
             problems.append(f"{env}: {error['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, loaded once."""
-    return load_settings()

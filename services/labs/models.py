@@ -136,11 +136,6 @@ class Lab(Base):
 
     __mapper_args__ = {"version_id_col": version}
 
-    @property
-    def is_live(self) -> bool:
-        """Whether the lab still holds (or may hold) resources."""
-        return self.state != LabState.DESTROYED
-
 
 class LabClass(Base):
     """A trainer's class: one lab per student, named ``<class>-01`` and on, created and ended together."""
