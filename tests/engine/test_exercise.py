@@ -38,9 +38,10 @@ async def test_exercise_checked_by_hand_and_solved(box, database_url: str, tmp_p
         lab = await world.lab_row("ex")
         assert lab.state == LabState.READY, (lab.failed_step, lab.error)
         steps = await world.steps(lab.id)
-        # The seed: keys, VMs, disk and SSH done by labbot; every student task pending, no first health check.
+        # The seed: keys, VMs, disk, SSH and the nested image served on VM1 done by labbot; every student task
+        # pending, no first health check.
         assert {n for n, s in steps.items() if s.state == StepState.DONE} == {
-            "prepare", "create_vms", "attach_volume", "wait_ssh"}
+            "prepare", "create_vms", "attach_volume", "wait_ssh", "serve_image"}
         assert all(steps[n].state == StepState.PENDING for n in TASK_STEPS)
 
         # As handed out, every task fails its check, each with its own hint, and nothing changes on VM1.

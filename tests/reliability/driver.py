@@ -396,24 +396,25 @@ def cut_ssh(config: SandboxConfig, vm_uuid: str, *, reset: bool) -> int:
 
 
 NESTED_COUNT_SCRIPT = """
-import asyncio, json
+import asyncio, json, sys
 from pydantic import SecretStr
 from services.zstack.client import ZStackClient
 ACTIONS = ("QueryZone", "QueryCluster", "QueryHost", "QueryIscsiServer", "QueryPrimaryStorage", "QueryImage",
            "QueryL3Network", "QueryInstanceOffering", "QueryVmInstance", "QueryBackupStorage")
 async def main():
-    async with ZStackClient("http://127.0.0.1:8080/zstack/v1", "admin", SecretStr("password")) as zs:
+    async with ZStackClient("http://127.0.0.1:8080/zstack/v1", "admin", SecretStr(sys.stdin.read())) as zs:
         print(json.dumps({a: [i.get("name") for i in await zs.query(a)] for a in ACTIONS}))
 asyncio.run(main())
 """
 
 
-async def nested_inventory(config: SandboxConfig, vm2_uuid: str) -> dict[str, list[str]]:
-    """Names of the nested ZStack's resources by Query API, read inside VM2's network namespace."""
+async def nested_inventory(config: SandboxConfig, vm2_uuid: str, password: str) -> dict[str, list[str]]:
+    """Names of the nested ZStack's resources by Query API, read inside VM2's network namespace as admin with the
+    lab's own nested password (given on standard input, never on a command line)."""
     import json
 
     result = await system.run("ip", "netns", "exec", config.vm_netns(vm2_uuid), sys.executable, "-c",
-                              NESTED_COUNT_SCRIPT, check=True)
+                              NESTED_COUNT_SCRIPT, check=True, stdin=password.encode())
     return dict(json.loads(result.stdout))
 
 

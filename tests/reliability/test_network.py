@@ -122,7 +122,8 @@ async def assert_nothing_duplicated(box: Platform, rt: Runtime, name: str) -> No
     view = await rt.service.status(name)
     lab = await lab_row(rt.sessions, view.id)
     assert platform_problems(box.sim, {lab.name: lab.uuid}) == []
-    assert nested_duplicates(await nested_inventory(box.config, role_uuid(lab.uuid, "vm2"))) == []
+    password = rt.box.decrypt(lab.nested_password_enc or "").get_secret_value()
+    assert nested_duplicates(await nested_inventory(box.config, role_uuid(lab.uuid, "vm2"), password)) == []
 
 
 async def test_ssh_cuts_and_database_connections_killed_mid_build(pg_url: str, state_dir: Path) -> None:
