@@ -7,6 +7,7 @@ import typer
 from bot.cli_console import console_command, demo_command
 from bot.cli_db import db_app
 from bot.cli_doctor import doctor_command
+from bot.cli_i18n import i18n_app
 from bot.cli_secret_key import secret_key_app
 from bot.cli_sweep import pool_command, sweep_command
 from bot.cli_worker import worker_command
@@ -20,6 +21,7 @@ app.add_typer(db_app, name="db")
 app.command("console")(console_command)
 app.command("demo")(demo_command)
 app.command("doctor")(doctor_command)
+app.add_typer(i18n_app, name="i18n")
 app.command("run")(run_command)
 app.add_typer(sim_app, name="sim")
 app.add_typer(sandbox_app, name="sandbox")

@@ -111,9 +111,18 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(256, ge=8, le=10_000)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The language of channel cards, notices, the console and the CLI; a Slack user whose locale Slack reports as
+    # Chinese or English is answered in theirs (services.i18n).
+    language: Literal["en", "zh_CN"] = "en"
 
     _split = field_validator("allowed_channels", "admin_users", "allowed_users", "expiry_warning_offsets",
                              mode="before")(_split_list)
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _language_tag(cls, value: object) -> object:
+        # zh-CN (a BCP 47 tag, as Slack and browsers write it) means zh_CN (the gettext name).
+        return value.replace("-", "_") if isinstance(value, str) else value
 
     @field_validator("expiry_warning_offsets")
     @classmethod

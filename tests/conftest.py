@@ -110,3 +110,14 @@ async def pg_url() -> AsyncIterator[str]:
         yield url
     finally:
         await drop_pg_database(url)
+
+
+@pytest.fixture(autouse=True)
+def _english_by_default():
+    """Each test starts in English with no remembered missing translations (a Runtime sets the process default)."""
+    from services import i18n
+
+    i18n.set_default_language(i18n.ENGLISH)
+    i18n.forget_missing()
+    yield
+    i18n.set_default_language(i18n.ENGLISH)

@@ -20,6 +20,7 @@ from services import db
 from services.capture.service import CaptureService
 from services.crypto import SecretBox
 from services.doctor import run_doctor
+from services.i18n import set_default_language
 from services.labs import repository as repo
 from services.labs.build.health import HealthReport
 from services.labs.build.pipeline import LabPipeline, StepHook
@@ -63,6 +64,7 @@ class Runtime:
         """``jobs`` replaces the pipeline's build and destroy (tests and benchmarks of the engine and the front
         ends); health checks and everything else stay real."""
         self.settings = settings
+        set_default_language(settings.language)
         self.profiles = profiles or load_profiles(settings.profiles_dir)
         self.notifier = FanOut(notifiers)
         self.db_engine: AsyncEngine = db.make_engine(settings.database_url)
