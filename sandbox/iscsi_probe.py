@@ -221,27 +221,8 @@ class IscsiSession:
         for current, following, keys in stages:
             payload = _keys(keys)
             for _ in range(4):  # a target may ask for another round in the same stage
-                itt = self._next_itt()
-                bhs = bytearray(48)
-                bhs[0] = _LOGIN_REQ | _IMMEDIATE
-                bhs[1] = _FINAL | (current << 2) | following
-                bhs[8:14] = self._isid
-                bhs[14:16] = tsih.to_bytes(2, "big")
-                bhs[16:20] = itt.to_bytes(4, "big")
-                bhs[24:28] = self._cmd_sn.to_bytes(4, "big")
-                bhs[28:32] = self._exp_stat_sn.to_bytes(4, "big")
-                await self._send(bhs, payload)
-                response, _ = await self._receive_for(itt)
-                if response[0] & 0x3F != _LOGIN_RSP:
-                    raise ProbeError(f"unexpected PDU 0x{response[0]:02x} during login")
-                if response[36] != 0:
-                    hint = f": {_LOGIN_ERRORS[response[36:38]]}" if response[36:38] in _LOGIN_ERRORS else ""
-                    raise ProbeError(
-                        f"login to {self.target} refused (status 0x{response[36]:02x}{response[37]:02x}{hint})"
-                    )
+                response, _ = await self._login_request(self._next_itt(), current, following, tsih, payload)
                 tsih = int.from_bytes(response[14:16], "big")
-                self._exp_stat_sn = (int.from_bytes(response[24:28], "big") + 1) & 0xFFFFFFFF
-                self._cmd_sn = int.from_bytes(response[28:32], "big")
                 payload = b""
                 if response[1] & _FINAL and response[1] & 0x03 == following:
                     break
