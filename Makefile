@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := openssh-server tgt libiscsi-bin iproute2 util-linux qemu-utils docker-compose graphviz tcpdump
+APT_PACKAGES := openssh-server tgt libiscsi-bin iproute2 util-linux qemu-utils docker-compose graphviz tcpdump fonts-wqy-microhei
 
 .PHONY: setup system-packages nested-image test lint demo bench soak clean
 

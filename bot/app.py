@@ -28,12 +28,14 @@ from bot.slack.class_board import ClassBoard
 from bot.slack.deps import SlackDeps
 from bot.slack.errors import handle_app_error
 from bot.slack.groups import SlackGroupDirectory
+from bot.slack.locales import SlackLocales, answer_in_users_language
 from bot.slack.middleware import DeliveryGuard, inject
 from bot.slack.notifier import SlackNotifier
 from bot.slack.pacing import SlackPacer
 from config.profiles import LabProfile
 from config.settings import Settings
 from services.errors import ConfigError
+from services.i18n import _
 from services.labs.engine import LabEngine
 from services.labs.notifier import FanOut
 from services.labs.service import LabService
@@ -84,6 +86,7 @@ def build_bolt_app(*, deps: SlackDeps, client: AsyncWebClient, signing_secret: s
     )
     app.use(DeliveryGuard(deps.service.sessions))
     app.use(inject(deps))
+    app.use(answer_in_users_language(SlackLocales(client)))
     app.error(handle_app_error)
     handlers.slack.register(app)
     return app
@@ -122,7 +125,7 @@ class SlackBot:
     ) -> None:
         settings.require_slack()
         if settings.slack_app_token is None and settings.slack_signing_secret is None:
-            raise ConfigError("SLACK_SIGNING_SECRET is required in HTTP mode (when SLACK_APP_TOKEN is not set)")
+            raise ConfigError(_("SLACK_SIGNING_SECRET is required in HTTP mode (when SLACK_APP_TOKEN is not set)"))
         self.settings, self.domain = settings, domain
         self.metrics = metrics or Metrics()
         self.scheduler = scheduler

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 from services.capture.service import CaptureReport
+from services.i18n import N_, Texts
 
 # Every user-facing string of this module (one place, for the message catalogue).
-TEXT = {
-    "title": "Packet capture on VM1 of lab {lab}: {flows}, {seconds}s / {packets} packets at most",
-    "file": "{name}: {size} bytes, {packets} packets{cut}",
-    "cut": " (stopped at the {limit} byte limit)",
-    "exercised": "Traffic made for it: {what}",
-    "flows": "Flows (both directions):",
-    "flow": "  {label:<34} {packets:>6} packets {bytes:>10} bytes {duration:>7.2f}s {conns} connection(s)",
-    "flow_iscsi": "VM2 initiator {client} → VM1 {server}:{port}",
-    "flow_ui": "UI {client} → VM2 {server}:{port}",
-    "flow_api": "API {client} → VM2 {server}:{port}",
-    "pdus": "iSCSI PDUs decoded: {total}",
-    "pdu": "  {name:<28} {count:>6}",
-    "send_targets": "  (SendTargets discoveries: {count})",
-    "scsi": "SCSI operations in the commands:",
-    "no_pdus": "No iSCSI PDUs decoded (no iSCSI connection opened while the capture ran; --exercise-io makes some).",
-    "undecoded": "{count} iSCSI connection(s) were already open when the capture started: counted, not decoded.",
-}
+TEXT = Texts({
+    "title": N_("Packet capture on VM1 of lab {lab}: {flows}, {seconds}s / {packets} packets at most"),
+    "file": N_("{name}: {size} bytes, {packets} packets{cut}"),
+    "cut": N_(" (stopped at the {limit} byte limit)"),
+    "exercised": N_("Traffic made for it: {what}"),
+    "flows": N_("Flows (both directions):"),
+    "flow": N_("  {label:<34} {packets:>6} packets {bytes:>10} bytes {duration:>7.2f}s {conns} connection(s)"),
+    "flow_iscsi": N_("VM2 initiator {client} → VM1 {server}:{port}"),
+    "flow_ui": N_("UI {client} → VM2 {server}:{port}"),
+    "flow_api": N_("API {client} → VM2 {server}:{port}"),
+    "pdus": N_("iSCSI PDUs decoded: {total}"),
+    "pdu": N_("  {name:<28} {count:>6}"),
+    "send_targets": N_("  (SendTargets discoveries: {count})"),
+    "scsi": N_("SCSI operations in the commands:"),
+    "no_pdus": N_("No iSCSI PDUs decoded (no iSCSI connection opened while the capture ran; --exercise-io "
+                  "makes some)."),
+    "undecoded": N_("{count} iSCSI connection(s) were already open when the capture started: counted, not decoded."),
+})
 
 
 def summary_lines(report: CaptureReport) -> list[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.blocks.format import state_word
+from services.i18n import _
 from services.labs.classes import ClassView
 from services.labs.pool import PoolStatus
 from services.labs.views import ExerciseView, LabView
@@ -13,11 +15,11 @@ TASK_MARK = {True: "✓", False: "·"}
 
 def progress_line(exercise: ExerciseView) -> str:
     """``exercise: 4 of 8 steps done`` (with the completion, once every task passed)."""
-    line = f"exercise: {exercise.done} of {exercise.total} steps done"
+    line = _("exercise: {done} of {total} steps done").format(done=exercise.done, total=exercise.total)
     if exercise.completed_at is not None:
         line += " — complete"
     if exercise.solving:
-        line += f" — labbot is doing {exercise.solving}"
+        line += _(" — labbot is doing {solving}").format(solving=exercise.solving)
     return line
 
 
@@ -39,17 +41,19 @@ def class_row(lab: LabView, now: datetime) -> tuple[str, str, str, str, str, str
     if lab.exercise is not None and lab.exercise.completed_at is not None:
         progress += " ✓"
     left = "" if lab.state == "destroyed" else _left(lab.expires_at, now)
-    return lab.name, student, lab.state, progress, lab.health, left
+    return lab.name, student, state_word(lab.state), progress, lab.health, left
 
 
 def class_headline(cls: ClassView) -> str:
     """``class c1 — 12 labs (3 to claim), exercise from iscsi_target, trainer U1``."""
-    bits = [f"class {cls.name} — {len(cls.live_labs)} live labs of {cls.size}"]
+    bits = [_("class {name} — {len} live labs of {size}").format(name=cls.name, len=len(cls.live_labs), size=cls.size)]
     if cls.claimable:
-        bits.append(f"{cls.claimable} to claim (`/lab class claim {cls.name}`)")
+        bits.append(
+            _("{claimable} to claim (`/lab class claim {name}`)").format(claimable=cls.claimable, name=cls.name)
+        )
     if cls.exercise_start:
-        bits.append(f"exercise from {cls.exercise_start}")
-    bits.append(f"profile {cls.profile}")
+        bits.append(_("exercise from {exercise_start}").format(exercise_start=cls.exercise_start))
+    bits.append(_("profile {profile}").format(profile=cls.profile))
     if cls.destroyed_at is not None:
         bits.append("ended")
     return ", ".join(bits)

@@ -19,6 +19,7 @@ from config.profiles import PoolSpec, load_profiles
 from config.settings import Settings, load_settings
 from services import db
 from services.crypto import require_strong_secret_key
+from services.i18n import _, normalize_language, set_default_language
 from services.labs.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,21 @@ async def _run_front_end(settings: Settings, console: Console, script: list[str]
     try:
         front = ConsoleFrontEnd(runtime, console)
         if pool:
-            console.print(f"warm pool: building {pool} lab(s) of profile {settings.default_profile} first …",
-                          style="bold")
+            console.print(
+                _("warm pool: building {pool} lab(s) of profile {default_profile} first …").format(
+                    pool=pool, default_profile=settings.default_profile
+                ),
+                style="bold",
+            )
             await runtime.service.pool.refill()
             await runtime.engine.wait_idle(timeout=1800)
             for status in await runtime.service.pool.status():
-                console.print(f"warm pool {status.profile}: {status.ready} ready of {status.target}", style="bold")
+                console.print(
+                    _("warm pool {profile}: {ready} ready of {target}").format(
+                        profile=status.profile, ready=status.ready, target=status.target
+                    ),
+                    style="bold",
+                )
         if script:
             return await front.run_script(script)
         await front.run_interactive()
@@ -66,30 +76,52 @@ async def _run_front_end(settings: Settings, console: Console, script: list[str]
 def _script(commands: list[str] | None, script: bool) -> list[str] | None:
     """``--script "/lab create x" "/lab status x"``: the commands, or None for the interactive console."""
     if commands and not script:
-        raise typer.BadParameter("commands given without --script; use --script \"/lab create x\" …")
+        raise typer.BadParameter(_('commands given without --script; use --script "/lab create x" …'))
     if script and not commands:
-        raise typer.BadParameter("--script needs at least one command, e.g. --script \"/lab list\"")
+        raise typer.BadParameter(_('--script needs at least one command, e.g. --script "/lab list"'))
     return list(commands) if script else None
 
 
 FILES_HELP = "Where lab pictures and packet captures are written."
+LANGUAGE_HELP = "en or zh_CN: the language of the console (default: LABBOT_LANGUAGE)."
+
+
+def _language(language: str | None) -> str | None:
+    """``--language`` checked, and made the process's language at once (the first lines come before any lab)."""
+    if language is None:
+        return None
+    chosen = normalize_language(language)
+    if chosen is None:
+        raise typer.BadParameter(f"{language!r}: choose en or zh_CN")
+    set_default_language(chosen)
+    return chosen
 
 
 def console_command(
     commands: list[str] = typer.Argument(None, help="With --script: the commands to run, each one quoted."),
     script: bool = typer.Option(False, "--script", help="Run COMMANDS and exit (non-zero on any failure)."),
     files: Path = typer.Option(Path("labbot-files"), "--files", help=FILES_HELP),
+    language: str | None = typer.Option(None, "--language", help=LANGUAGE_HELP),
 ) -> None:
     """Chat with labbot in the terminal, against the configured lab platform and database."""
-    settings = load_settings()
+    chosen = _language(language)
+    settings = load_settings(**({"language": chosen} if chosen else {}))
+    set_default_language(settings.language)
     require_strong_secret_key(settings)
     configure_logging(logging.WARNING)  # the console shows what happens; the log only what went wrong
     code = asyncio.run(_run_front_end(settings, Console(), _script(commands, script), files_dir=files))
     raise typer.Exit(code)
 
 
-async def _demo(script: list[str] | None, latency_scale: float, keep: bool, console: Console, pool: int = 0,
-                files_dir: Path | None = None) -> int:
+async def _demo(
+    script: list[str] | None,
+    latency_scale: float,
+    keep: bool,
+    console: Console,
+    pool: int = 0,
+    files_dir: Path | None = None,
+    language: str = "en",
+) -> int:
     from sandbox import lifecycle
     from sandbox.config import SandboxConfig
     from sandbox.hooks import OuterSandboxHooks
@@ -97,13 +129,17 @@ async def _demo(script: list[str] | None, latency_scale: float, keep: bool, cons
     from sandbox.zstack_sim.server import serve_simulator
 
     config = SandboxConfig.from_env()
-    console.print(f"bringing up the lab-in-a-box under {config.base_dir} …", style="bold")
+    console.print(_("bringing up the lab-in-a-box under {base_dir} …").format(base_dir=config.base_dir), style="bold")
     await lifecycle.up(config)
     workdir = Path(tempfile.mkdtemp(prefix="labbot-demo-"))
     try:
-        async with serve_simulator("outer", hooks=OuterSandboxHooks(config), latency_scale=latency_scale,
-                                   outer_seed=OuterSeed(ranges=config.public_ranges())) as sim:
-            console.print(f"lab platform (ZStack simulator, outer role) at {sim.url}", style="bold")
+        async with serve_simulator(
+            "outer",
+            hooks=OuterSandboxHooks(config),
+            latency_scale=latency_scale,
+            outer_seed=OuterSeed(ranges=config.public_ranges()),
+        ) as sim:
+            console.print(_("lab platform (ZStack simulator, outer role) at {url}").format(url=sim.url), style="bold")
             settings = load_settings(
                 database_url=f"sqlite+aiosqlite:///{workdir / 'labbot.db'}",
                 state_dir=workdir,
@@ -111,16 +147,21 @@ async def _demo(script: list[str] | None, latency_scale: float, keep: bool, cons
                 platform_account="admin",
                 platform_password=SecretStr("password"),
                 default_profile="sandbox",
+                language=language,
             )
             await db.upgrade(settings.database_url)
             return await _run_front_end(settings, console, script, pool=pool, files_dir=files_dir)
     finally:
         if keep:
-            console.print(f"--keep: sandbox and {workdir} left in place (`labbot sandbox down` removes it)")
+            console.print(
+                _("--keep: sandbox and {workdir} left in place (`labbot sandbox down` removes it)").format(
+                    workdir=workdir
+                )
+            )
         else:
             report = await lifecycle.down(config)
             shutil.rmtree(workdir, ignore_errors=True)
-            console.print(f"sandbox down: {report.summary()}", style="dim")
+            console.print(_("sandbox down: {summary}").format(summary=report.summary()), style="dim")
 
 
 def demo_command(
@@ -129,8 +170,10 @@ def demo_command(
     latency_scale: float = typer.Option(0.02, help="Scale of the simulator's realistic API durations."),
     keep: bool = typer.Option(False, help="Leave the sandbox up afterwards."),
     files: Path = typer.Option(Path("labbot-files"), "--files", help=FILES_HELP),
-    pool: int = typer.Option(0, "--pool", min=0, max=5,
-                             help="Keep this many labs of the default profile built first (a warm pool)."),
+    pool: int = typer.Option(
+        0, "--pool", min=0, max=5, help="Keep this many labs of the default profile built first (a warm pool)."
+    ),
+    language: str | None = typer.Option(None, "--language", help=LANGUAGE_HELP),
 ) -> None:
     """Bring up the sandbox (outer simulator + namespace VMs) and SQLite, then open the console on them.
 
@@ -138,8 +181,10 @@ def demo_command(
     """
     console = Console()
     configure_logging(logging.WARNING)
+    chosen = _language(language) or load_settings().language
+    set_default_language(chosen)
     lines = _script(commands, script)
     if lines is None and not stdin_is_terminal():
         lines = DEMO_SCRIPT
-    code = asyncio.run(_demo(lines, latency_scale, keep, console, pool, files))
+    code = asyncio.run(_demo(lines, latency_scale, keep, console, pool, files, chosen))
     raise typer.Exit(code)

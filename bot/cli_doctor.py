@@ -18,6 +18,7 @@ from config.settings import Settings, load_settings
 from services import db
 from services.doctor import render, run_doctor
 from services.errors import LabbotError
+from services.i18n import _, ngettext
 from services.labs.preflight import Check
 from services.zstack.client import ZStackClient
 
@@ -40,30 +41,52 @@ async def slack_check(settings: Settings) -> Check | None:
             # A public channel takes posts uninvited (chat:write.public); a private one the bot is not in is
             # channel_not_found. An archived one takes nothing.
             if (info.get("channel") or {}).get("is_archived"):
-                return Check("slack", False, f"LABBOT_CHANNEL {settings.channel} is archived: unarchive it or "
-                                             "pick another channel")
+                return Check("slack", False, _("LABBOT_CHANNEL {channel} is archived: unarchive it or pick "
+                                               "another channel").format(channel=settings.channel))
     except SlackApiError as err:
         reason = str(err.response.get("error") or "error")
-        todo = ("check LABBOT_CHANNEL and invite the bot there" if reason in ("channel_not_found", "not_in_channel")
-                else "check SLACK_BOT_TOKEN (a bot token, xoxb-, of the installed app)")
-        return Check("slack", False, f"Slack answered `{reason}`: {todo}")
+        todo = (
+            _("check LABBOT_CHANNEL and invite the bot there")
+            if reason in ("channel_not_found", "not_in_channel")
+            else _("check SLACK_BOT_TOKEN (a bot token, xoxb-, of the installed app)")
+        )
+        return Check("slack", False, _("Slack answered `{reason}`: {todo}").format(reason=reason, todo=todo))
     except (SlackClientError, OSError, TimeoutError) as err:
-        return Check("slack", False, f"cannot reach Slack at {settings.slack_api_url}: {type(err).__name__}; check "
-                                     "SLACK_API_URL and the network")
-    where = f", channel {settings.channel} reachable" if settings.channel else " (no LABBOT_CHANNEL set)"
-    return Check("slack", True, f"token valid for {identity.get('user') or 'the bot'} in "
-                                f"{identity.get('team') or 'the workspace'}{where}")
+        return Check(
+            "slack",
+            False,
+            _("cannot reach Slack at {slack_api_url}: {name}; check SLACK_API_URL and the network").format(
+                slack_api_url=settings.slack_api_url, name=type(err).__name__
+            ),
+        )
+    where = (
+        _(", channel {channel} reachable").format(channel=settings.channel)
+        if settings.channel
+        else _(" (no LABBOT_CHANNEL set)")
+    )
+    return Check(
+        "slack",
+        True,
+        _("token valid for {value} in {value2}{where}").format(
+            value=identity.get("user") or "the bot", value2=identity.get("team") or "the workspace", where=where
+        ),
+    )
 
 
 async def doctor(settings: Settings, profile: str | None, echo: Callable[[str], None]) -> bool:
     """Run every check, print one line each, and say whether all passed."""
     profiles = load_profiles(settings.profiles_dir)
     engine = db.make_engine(settings.database_url)
-    outer = ZStackClient(settings.platform_url, settings.platform_account, settings.platform_password,
-                         timeout=min(settings.platform_timeout_seconds, 15))
+    outer = ZStackClient(
+        settings.platform_url,
+        settings.platform_account,
+        settings.platform_password,
+        timeout=min(settings.platform_timeout_seconds, 15),
+    )
     try:
-        checks = await run_doctor(settings, profiles, profile, outer=outer, engine=engine,
-                                  sessions=db.make_sessionmaker(engine))
+        checks = await run_doctor(
+            settings, profiles, profile, outer=outer, engine=engine, sessions=db.make_sessionmaker(engine)
+        )
         found = await slack_check(settings)
         if found is not None:
             checks.append(found)
@@ -73,7 +96,11 @@ async def doctor(settings: Settings, profile: str | None, echo: Callable[[str], 
     for line in render(checks):
         echo(line)
     problems = sum(not c.ok for c in checks)
-    echo(f"{len(checks)} checks, {problems} problem{'s' if problems != 1 else ''}")
+    echo(
+        ngettext("{checks} checks, {n} problem", "{checks} checks, {n} problems", problems).format(
+            checks=len(checks), n=problems
+        )
+    )
     return problems == 0
 
 
@@ -86,6 +113,6 @@ def doctor_command(
     try:
         ok = asyncio.run(doctor(settings, profile, typer.echo))
     except LabbotError as err:
-        typer.echo(f"PROBLEM doctor: {err.user_message}")
+        typer.echo(_("PROBLEM doctor: {user_message}").format(user_message=err.user_message))
         raise typer.Exit(1) from None
     raise typer.Exit(0 if ok else 1)

@@ -9,38 +9,39 @@ from __future__ import annotations
 
 import logging
 
+from services.i18n import N_, Texts, _
 from services.labs.picture import Flow, LabPicture
 
 log = logging.getLogger(__name__)
 
 
 # Every user-facing string of this module (one place, for the message catalogue).
-TEXT = {
-    "computer": "Your computer\n(browser, ssh)",
-    "platform": "Lab platform (ZStack cloud)",
-    "vpc": "VPC {vpc}",
-    "vm1": "VM1: jump host and storage server\npublic {public} · VPC {vpc}",
-    "vm2": "VM2: ZStack management node\nVPC {vpc} (only through VM1)",
-    "role_access": "access entry\nsshd :{port}",
-    "role_iscsi": "iSCSI server ({backend})\n{iqn}\nLUN {lun} · wwid {wwid}\nportal {portal}",
-    "role_jump": "network jump host\n(ssh -J, ssh -L; no routing)",
-    "disk": "data disk\n{gb} GB volume",
-    "mn": "ZStack management node\nUI :{ui} · API :{api}",
-    "zone": "zone {zone}",
-    "cluster": "cluster {cluster}",
-    "host": "KVM host {host}\n(VM2 itself)",
-    "ps": "SharedBlock primary storage\n{ps}\non LUN {wwid}",
-    "nested_vm": "nested VM {vm}\n(root disk on SharedBlock)",
-    "ssh_edge": "ssh :{port}",
-    "lun_edge": "the LUN, logged in over iSCSI",
-    "disk_edge": "exports",
+TEXT = Texts({
+    "computer": N_("Your computer\n(browser, ssh)"),
+    "platform": N_("Lab platform (ZStack cloud)"),
+    "vpc": N_("VPC {vpc}"),
+    "vm1": N_("VM1: jump host and storage server\npublic {public} · VPC {vpc}"),
+    "vm2": N_("VM2: ZStack management node\nVPC {vpc} (only through VM1)"),
+    "role_access": N_("access entry\nsshd :{port}"),
+    "role_iscsi": N_("iSCSI server ({backend})\n{iqn}\nLUN {lun} · wwid {wwid}\nportal {portal}"),
+    "role_jump": N_("network jump host\n(ssh -J, ssh -L; no routing)"),
+    "disk": N_("data disk\n{gb} GB volume"),
+    "mn": N_("ZStack management node\nUI :{ui} · API :{api}"),
+    "zone": N_("zone {zone}"),
+    "cluster": N_("cluster {cluster}"),
+    "host": N_("KVM host {host}\n(VM2 itself)"),
+    "ps": N_("SharedBlock primary storage\n{ps}\non LUN {wwid}"),
+    "nested_vm": N_("nested VM {vm}\n(root disk on SharedBlock)"),
+    "ssh_edge": N_("ssh :{port}"),
+    "lun_edge": N_("the LUN, logged in over iSCSI"),
+    "disk_edge": N_("exports"),
     "unknown": "?",
-    "not_yet": "not built yet",
-    "title": "Lab {lab} ({state}, profile {profile})",
-    "tree_flows": "Flows:",
-    "tree_flow": "  {label}: {source} → {target}:{port}",
-    "no_graphviz": "no picture: Graphviz is not available here ({reason}); the lab as text:",
-}
+    "not_yet": N_("not built yet"),
+    "title": N_("Lab {lab} ({state}, profile {profile})"),
+    "tree_flows": N_("Flows:"),
+    "tree_flow": N_("  {label}: {source} → {target}:{port}"),
+    "no_graphviz": N_("no picture: Graphviz is not available here ({reason}); the lab as text:"),
+})
 
 _FLOW_COLOURS = {"iscsi": "#1f6fb2", "ui": "#2e8b57", "api": "#d2691e"}
 
@@ -53,6 +54,11 @@ def _v(value: object | None) -> str:
     return TEXT["unknown"] if value is None else str(value)
 
 
+# Latin text in DejaVu, Chinese in WenQuanYi Micro Hei (Debian fonts-wqy-microhei, installed by make): pango takes
+# a family list, so a zh_CN picture shows glyphs, not boxes.
+FONT = "DejaVu Sans,WenQuanYi Micro Hei"
+
+
 def to_dot(picture: LabPicture) -> str:
     """The lab as Graphviz DOT source (pure: no Graphviz binary needed)."""
     import graphviz
@@ -60,13 +66,13 @@ def to_dot(picture: LabPicture) -> str:
     p = picture
     graph = graphviz.Digraph("lab", graph_attr={
         "label": TEXT["title"].format(lab=p.lab, state=p.state, profile=p.profile), "labelloc": "t",
-        "fontname": "DejaVu Sans", "fontsize": "16", "rankdir": "TB", "compound": "true", "nodesep": "0.35",
+        "fontname": FONT, "fontsize": "16", "rankdir": "TB", "compound": "true", "nodesep": "0.35",
         "ranksep": "0.7", "bgcolor": "white",
-    }, node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "white", "fontname": "DejaVu Sans",
-                  "fontsize": "11"}, edge_attr={"fontname": "DejaVu Sans", "fontsize": "10"})
+    }, node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "white", "fontname": FONT,
+                  "fontsize": "11"}, edge_attr={"fontname": FONT, "fontsize": "10"})
     graph.node("computer", TEXT["computer"], shape="box3d", fillcolor="#f2f2f2")
     with graph.subgraph(name="cluster_platform") as platform:
-        platform.attr(label=TEXT["platform"], style="rounded,dashed", color="#888888", fontname="DejaVu Sans")
+        platform.attr(label=TEXT["platform"], style="rounded,dashed", color="#888888", fontname=FONT)
         with platform.subgraph(name="cluster_vm1") as vm1:
             vm1.attr(label=TEXT["vm1"].format(public=_v(p.vm1_public_ip), vpc=_v(p.vm1_vpc_ip)), style="rounded,filled",
                      fillcolor="#eaf2fb", color="#1f6fb2")
@@ -80,7 +86,7 @@ def to_dot(picture: LabPicture) -> str:
             vm2.attr(label=TEXT["vm2"].format(vpc=_v(p.vm2_ip)), style="rounded,filled", fillcolor="#eef7ee",
                      color="#2e8b57")
             vm2.node("mn", TEXT["mn"].format(ui=p.ui_port, api=p.api_port))
-            vm2.node("initiator", "iSCSI initiator")
+            vm2.node("initiator", _("iSCSI initiator"))
             nested = [
                 ("zone", TEXT["zone"].format(zone=p.zone) if p.zone else None),
                 ("cluster", TEXT["cluster"].format(cluster=p.cluster) if p.cluster else None),
@@ -120,14 +126,14 @@ def render_png(picture: LabPicture) -> bytes:
     try:
         import graphviz
     except ImportError as err:
-        raise PictureUnavailable(f"the graphviz Python package is missing: {err}") from None
+        raise PictureUnavailable(_("the graphviz Python package is missing: {err}").format(err=err)) from None
     try:
         return graphviz.pipe("dot", "png", to_dot(picture).encode(), quiet=True)
     except graphviz.ExecutableNotFound:
-        raise PictureUnavailable("the `dot` program (Debian package graphviz) is not installed") from None
+        raise PictureUnavailable(_("the `dot` program (Debian package graphviz) is not installed")) from None
     except (graphviz.CalledProcessError, OSError) as err:
         log.warning("Graphviz could not draw lab %s: %s", picture.lab, err)
-        raise PictureUnavailable(f"dot failed: {str(err)[:200]}") from None
+        raise PictureUnavailable(_("dot failed: {value}").format(value=str(err)[:200])) from None
 
 
 def text_tree(picture: LabPicture) -> list[str]:
@@ -139,25 +145,53 @@ def text_tree(picture: LabPicture) -> list[str]:
         "└─ " + TEXT["platform"],
         "   ├─ " + TEXT["vm1"].format(public=_v(p.vm1_public_ip), vpc=_v(p.vm1_vpc_ip)).replace("\n", ": "),
         "   │  ├─ " + TEXT["role_access"].format(port=p.ssh_port).replace("\n", " "),
-        "   │  ├─ " + TEXT["role_iscsi"].format(backend=p.iscsi_backend, iqn=_v(p.iscsi_iqn), lun=_v(p.iscsi_lun),
-                                                wwid=_v(p.iscsi_wwid), portal=_v(p.portal)).replace("\n", ", "),
+        "   │  ├─ "
+        + TEXT["role_iscsi"]
+        .format(
+            backend=p.iscsi_backend,
+            iqn=_v(p.iscsi_iqn),
+            lun=_v(p.iscsi_lun),
+            wwid=_v(p.iscsi_wwid),
+            portal=_v(p.portal),
+        )
+        .replace("\n", ", "),
         "   │  │  └─ " + TEXT["disk"].format(gb=p.disk_gb).replace("\n", " "),
         "   │  └─ " + TEXT["role_jump"].replace("\n", " "),
         "   └─ " + TEXT["vm2"].format(vpc=_v(p.vm2_ip)).replace("\n", ": "),
         "      └─ " + TEXT["mn"].format(ui=p.ui_port, api=p.api_port).replace("\n", ": "),
-        "         └─ " + (TEXT["zone"].format(zone=p.zone) if p.zone else f"zone ({TEXT['not_yet']})"),
-        "            └─ " + (TEXT["cluster"].format(cluster=p.cluster) if p.cluster else
-                             f"cluster ({TEXT['not_yet']})"),
-        "               ├─ " + (TEXT["host"].format(host=p.host).replace("\n", " ") if p.host else
-                                f"host ({TEXT['not_yet']})"),
-        "               └─ " + (TEXT["ps"].format(ps=p.primary_storage, wwid=_v(p.iscsi_wwid)).replace("\n", " ")
-                                if p.primary_storage else f"primary storage ({TEXT['not_yet']})"),
-        "                  └─ " + (TEXT["nested_vm"].format(vm=p.nested_vm).replace("\n", " ") if p.nested_vm else
-                                   f"nested VM ({TEXT['not_yet']})"),
+        "         └─ "
+        + (TEXT["zone"].format(zone=p.zone) if p.zone else _("zone ({not_yet})").format(not_yet=TEXT["not_yet"])),
+        "            └─ "
+        + (
+            TEXT["cluster"].format(cluster=p.cluster)
+            if p.cluster
+            else _("cluster ({not_yet})").format(not_yet=TEXT["not_yet"])
+        ),
+        "               ├─ "
+        + (
+            TEXT["host"].format(host=p.host).replace("\n", " ")
+            if p.host
+            else _("host ({not_yet})").format(not_yet=TEXT["not_yet"])
+        ),
+        "               └─ "
+        + (
+            TEXT["ps"].format(ps=p.primary_storage, wwid=_v(p.iscsi_wwid)).replace("\n", " ")
+            if p.primary_storage
+            else _("primary storage ({not_yet})").format(not_yet=TEXT["not_yet"])
+        ),
+        "                  └─ "
+        + (
+            TEXT["nested_vm"].format(vm=p.nested_vm).replace("\n", " ")
+            if p.nested_vm
+            else _("nested VM ({not_yet})").format(not_yet=TEXT["not_yet"])
+        ),
         TEXT["tree_flows"],
     ]
-    names = {"vm1": f"VM1 {_v(p.vm1_vpc_ip)}", "vm2": f"VM2 {_v(p.vm2_ip)}"}
+    names = {"vm1": _("VM1 {v}").format(v=_v(p.vm1_vpc_ip)), "vm2": _("VM2 {v}").format(v=_v(p.vm2_ip))}
     for flow in p.flows:
-        lines.append(TEXT["tree_flow"].format(label=flow.label, source=names[flow.source],
-                                              target=names[flow.target], port=flow.port))
+        lines.append(
+            TEXT["tree_flow"].format(
+                label=flow.label, source=names[flow.source], target=names[flow.target], port=flow.port
+            )
+        )
     return lines

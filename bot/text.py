@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from bot.blocks.format import state_word
 from services.db import utcnow
+from services.i18n import _
 from services.labs.views import LabView, StepView
 
 STATE_EMOJI = {
@@ -58,8 +60,8 @@ def time_left(expires_at: datetime, now: datetime | None = None) -> str:
     """How long until expiry, or how long ago it was."""
     delta = expires_at - (now or utcnow())
     if delta < timedelta(0):
-        return f"expired {duration(-delta.total_seconds())} ago"
-    return f"{duration(delta.total_seconds())} left"
+        return _("expired {duration} ago").format(duration=duration(-delta.total_seconds()))
+    return _("{duration} left").format(duration=duration(delta.total_seconds()))
 
 
 def step_line(step: StepView) -> str:
@@ -72,21 +74,21 @@ def step_line(step: StepView) -> str:
     if step.state == "failed" and step.error:
         parts.append(f"— {step.error}")
     if step.attempt > 1:
-        parts.append(f"[attempt {step.attempt}]")
+        parts.append(_("[attempt {attempt}]").format(attempt=step.attempt))
     return " ".join(parts)
 
 
 def lab_headline(lab: LabView) -> str:
     """``✅ demo — ready · profile sandbox · owner U1 · 3h 59m left``."""
     bits = [
-        f"{STATE_EMOJI.get(lab.state, '')} {lab.name} — {lab.state}",
-        f"profile {lab.profile}",
-        f"owner {lab.owner}",
+        f"{STATE_EMOJI.get(lab.state, '')} {lab.name} — {state_word(lab.state)}",
+        _("profile {profile}").format(profile=lab.profile),
+        _("owner {owner}").format(owner=lab.owner),
     ]
     if lab.state != "destroyed":
         bits.append(time_left(lab.expires_at))
     if lab.state == "ready" and lab.health != "unknown":
-        bits.append(f"health {lab.health}")
+        bits.append(_("health {health}").format(health=lab.health))
     return " · ".join(bits)
 
 
@@ -95,12 +97,22 @@ def ready_summary(lab: LabView) -> list[str]:
     summary = lab.summary or {}
     lines = []
     if lab.vm1_public_ip:
-        lines.append(f"VM1 (jump host + iSCSI target): {lab.vm1_public_ip} / VPC {lab.vm1_vpc_ip}")
+        lines.append(
+            _("VM1 (jump host + iSCSI target): {vm1_public_ip} / VPC {vm1_vpc_ip}").format(
+                vm1_public_ip=lab.vm1_public_ip, vm1_vpc_ip=lab.vm1_vpc_ip
+            )
+        )
     if lab.vm2_ip:
-        lines.append(f"VM2 (ZStack management node): {lab.vm2_ip} (through VM1)")
+        lines.append(_("VM2 (ZStack management node): {vm2_ip} (through VM1)").format(vm2_ip=lab.vm2_ip))
     if lab.iscsi_iqn:
-        lines.append(f"iSCSI: {lab.iscsi_iqn} LUN 1, wwid {lab.iscsi_wwid}")
-    for key, label in (("primary_storage", "SharedBlock storage"), ("nested_vm", "Nested VM"), ("ui", "ZStack UI")):
+        lines.append(
+            _("iSCSI: {iscsi_iqn} LUN 1, wwid {iscsi_wwid}").format(iscsi_iqn=lab.iscsi_iqn, iscsi_wwid=lab.iscsi_wwid)
+        )
+    for key, label in (
+        ("primary_storage", _("SharedBlock storage")),
+        ("nested_vm", _("Nested VM")),
+        ("ui", _("ZStack UI")),
+    ):
         if summary.get(key):
             lines.append(f"{label}: {summary[key]}")
     return lines

@@ -14,6 +14,7 @@ from datetime import timedelta
 from config.settings import parse_duration
 from services.capture.spec import CHOICES, DEFAULT_PACKETS, DEFAULT_SECONDS, MAX_PACKETS, MAX_SECONDS, CaptureSpec
 from services.errors import CommandError
+from services.i18n import N_, Texts, _
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}[a-z0-9]$")
 PROFILE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
@@ -48,25 +49,25 @@ CLASS_USAGE: dict[str, str] = {
     "destroy": "/lab class destroy CLASS [--yes]",
 }
 
-HELP: dict[str, str] = {
-    "create": "build a new lab (with no arguments in Slack: a form)",
-    "list": "your live labs (--all: everyone's, and destroyed ones)",
-    "status": "state, steps and expiry of a lab",
-    "destroy": "tear a lab down (--yes skips the confirmation)",
-    "extend": "push a lab's expiry out (default: the profile's TTL)",
-    "health": "run the health checks now",
-    "retry": "re-run a failed lab from its failed step",
-    "logs": "the output tail of a lab's steps",
-    "access": "how to reach VM1, VM2 and the ZStack UI (sent privately)",
-    "check": "check an exercise lab's remaining steps on the real machines (changes nothing)",
-    "solve": "let labbot do an exercise step (and any earlier one not done) for you",
-    "class": "trainers: labs for a whole class (create, status, extend, destroy); students: claim one",
-    "pool": "admins: the warm pools (labs kept ready for `/lab create`): target, ready, building, failed",
-    "doctor": "admins: check the lab platform and a profile before building labs",
-    "picture": "the lab's diagram (VMs, iSCSI target, nested ZStack, flows), posted in its thread",
-    "capture": "a short packet capture on VM1 (owner or admin), posted with a summary in the lab's thread",
-    "help": "this help",
-}
+HELP = Texts({
+    "create": N_("build a new lab (with no arguments in Slack: a form)"),
+    "list": N_("your live labs (--all: everyone's, and destroyed ones)"),
+    "status": N_("state, steps and expiry of a lab"),
+    "destroy": N_("tear a lab down (--yes skips the confirmation)"),
+    "extend": N_("push a lab's expiry out (default: the profile's TTL)"),
+    "health": N_("run the health checks now"),
+    "retry": N_("re-run a failed lab from its failed step"),
+    "logs": N_("the output tail of a lab's steps"),
+    "access": N_("how to reach VM1, VM2 and the ZStack UI (sent privately)"),
+    "check": N_("check an exercise lab's remaining steps on the real machines (changes nothing)"),
+    "solve": N_("let labbot do an exercise step (and any earlier one not done) for you"),
+    "class": N_("trainers: labs for a whole class (create, status, extend, destroy); students: claim one"),
+    "pool": N_("admins: the warm pools (labs kept ready for `/lab create`): target, ready, building, failed"),
+    "doctor": N_("admins: check the lab platform and a profile before building labs"),
+    "picture": N_("the lab's diagram (VMs, iSCSI target, nested ZStack, flows), posted in its thread"),
+    "capture": N_("a short packet capture on VM1 (owner or admin), posted with a summary in the lab's thread"),
+    "help": N_("this help"),
+})
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,8 @@ def validate_lab_name(name: str, usage: str | None = None) -> str:
     if not LAB_NAME.fullmatch(name):
         shown = name if len(name) <= 40 and name.isprintable() else repr(name[:40])
         raise CommandError(
-            f"`{shown}` is not a valid lab name: use 2-31 lower-case letters, digits and hyphens, "
-            "starting with a letter and not ending with a hyphen (it becomes part of VM names)",
+            _("`{shown}` is not a valid lab name: use 2-31 lower-case letters, digits and hyphens, starting "
+              "with a letter and not ending with a hyphen (it becomes part of VM names)").format(shown=shown),
             usage,
         )
     return name
@@ -243,11 +244,11 @@ def help_text(topic: str | None = None) -> str:
 def parse_command(text: str) -> Command:
     """Parse what follows ``/lab`` (a leading ``/lab`` is accepted too) into a typed command."""
     if len(text) > 1000:
-        raise CommandError("that command is too long (1000 characters at most)")
+        raise CommandError(_("that command is too long (1000 characters at most)"))
     try:
         words = shlex.split(text.replace("\u2014", "--").replace("\u2013", "--"))
     except ValueError as err:
-        raise CommandError(f"could not read the command: {err}", USAGE["help"]) from None
+        raise CommandError(_("could not read the command: {err}").format(err=err), USAGE["help"]) from None
     if words and words[0] == "/lab":
         words = words[1:]
     if not words:
@@ -255,7 +256,9 @@ def parse_command(text: str) -> Command:
     verb, args = words[0].lower(), words[1:]
     parser = _PARSERS.get(verb)
     if parser is None:
-        raise CommandError(f"unknown command `{verb[:30]}`; try one of: {', '.join(USAGE)}", USAGE["help"])
+        known = ", ".join(USAGE)
+        raise CommandError(_("unknown command `{verb}`; try one of: {known}").format(verb=verb[:30], known=known),
+                           USAGE["help"])
     return parser(args)
 
 
@@ -268,9 +271,9 @@ def _options(args: list[str], verb: str, *, flags: set[str], valued: set[str]) -
     while i < len(args):
         arg = args[i]
         if arg.startswith("--"):
-            key, _, inline = arg[2:].partition("=")
+            key, _sep, inline = arg[2:].partition("=")
             if key in options:
-                raise CommandError(f"`--{key[:30]}` given twice", usage)
+                raise CommandError(_("`--{value}` given twice").format(value=key[:30]), usage)
             if key in flags and not inline:
                 options[key] = "yes"
             elif key in valued:
@@ -280,9 +283,9 @@ def _options(args: list[str], verb: str, *, flags: set[str], valued: set[str]) -
                     i += 1
                     options[key] = args[i]
                 else:
-                    raise CommandError(f"`--{key}` needs a value", usage)
+                    raise CommandError(_("`--{key}` needs a value").format(key=key), usage)
             else:
-                raise CommandError(f"`{arg[:30]}` is not an option of `{verb}`", usage)
+                raise CommandError(_("`{value}` is not an option of `{verb}`").format(value=arg[:30], verb=verb), usage)
         else:
             positionals.append(arg)
         i += 1
@@ -294,16 +297,19 @@ def _duration(text: str, verb: str) -> timedelta:
         return parse_duration(text)
     except ValueError:
         raise CommandError(
-            f"`{text[:30]}` is not a duration: use minutes, hours or days like 90m, 4h or 2d", USAGE[verb]
+            _("`{value}` is not a duration: use minutes, hours or days like 90m, 4h or 2d").format(value=text[:30]),
+            USAGE[verb],
         ) from None
 
 
 def _exactly_name(args: list[str], verb: str, *, flags: set[str] | None = None) -> tuple[str, dict[str, str]]:
     positionals, options = _options(args, verb, flags=flags or set(), valued=set())
     if not positionals:
-        raise CommandError(f"`{verb}` needs the lab's name", USAGE[verb])
+        raise CommandError(_("`{verb}` needs the lab's name").format(verb=verb), USAGE[verb])
     if len(positionals) > 1:
-        raise CommandError(f"`{verb}` takes one lab name, got {len(positionals)} words", USAGE[verb])
+        raise CommandError(
+            _("`{verb}` takes one lab name, got {len} words").format(verb=verb, len=len(positionals)), USAGE[verb]
+        )
     return validate_lab_name(positionals[0], USAGE[verb]), options
 
 
@@ -312,43 +318,42 @@ def _exercise_start(options: dict[str, str], usage: str) -> tuple[bool, str | No
     start = options.get("from")
     if start is not None:
         if "exercise" not in options:
-            raise CommandError("`--from` goes with `--exercise`", usage)
+            raise CommandError(_("`--from` goes with `--exercise`"), usage)
         if not STEP_NAME.fullmatch(start):
-            raise CommandError(f"`{start[:30]}` is not a step name", usage)
+            raise CommandError(_("`{value}` is not a step name").format(value=start[:30]), usage)
     return "exercise" in options, start
 
 
 def _profile(options: dict[str, str], usage: str) -> str | None:
     profile = options.get("profile")
     if profile is not None and not PROFILE_NAME.fullmatch(profile):
-        raise CommandError(f"`{profile[:30]}` is not a profile name", usage)
+        raise CommandError(_("`{value}` is not a profile name").format(value=profile[:30]), usage)
     return profile
 
 
 def _parse_create(args: list[str]) -> Command:
     positionals, options = _options(args, "create", flags={"exercise"}, valued={"ttl", "profile", "from"})
     if len(positionals) > 1:
-        raise CommandError("`create` takes at most one lab name", USAGE["create"])
+        raise CommandError(_("`create` takes at most one lab name"), USAGE["create"])
     name = validate_lab_name(positionals[0], USAGE["create"]) if positionals else None
     ttl = _duration(options["ttl"], "create") if "ttl" in options else None
     exercise, start = _exercise_start(options, USAGE["create"])
-    return CreateCommand(name=name, ttl=ttl, profile=_profile(options, USAGE["create"]), exercise=exercise,
-                         start=start)
+    return CreateCommand(name=name, ttl=ttl, profile=_profile(options, USAGE["create"]), exercise=exercise, start=start)
 
 
 def _parse_solve(args: list[str]) -> Command:
-    positionals, _ = _options(args, "solve", flags=set(), valued=set())
+    positionals, _options_given = _options(args, "solve", flags=set(), valued=set())
     if len(positionals) != 2:
-        raise CommandError("`solve` takes a lab name and a step", USAGE["solve"])
+        raise CommandError(_("`solve` takes a lab name and a step"), USAGE["solve"])
     name = validate_lab_name(positionals[0], USAGE["solve"])
     if not STEP_NAME.fullmatch(positionals[1]):
-        raise CommandError(f"`{positionals[1][:30]}` is not a step name", USAGE["solve"])
+        raise CommandError(_("`{value}` is not a step name").format(value=positionals[1][:30]), USAGE["solve"])
     return SolveCommand(name=name, step=positionals[1])
 
 
 def _parse_pool(args: list[str]) -> Command:
     if [a.lower() for a in args] != ["status"]:
-        raise CommandError("`pool` takes one subcommand: status", USAGE["pool"])
+        raise CommandError(_("`pool` takes one subcommand: status"), USAGE["pool"])
     return PoolStatusCommand()
 
 
@@ -356,8 +361,13 @@ def validate_class_name(name: str, usage: str) -> str:
     """``name`` if it is a valid class name (its labs are ``NAME-01`` ...), else CommandError."""
     if not CLASS_NAME.fullmatch(name):
         shown = name if len(name) <= 40 and name.isprintable() else repr(name[:40])
-        raise CommandError(f"`{shown}` is not a valid class name: use 2-28 lower-case letters, digits and hyphens, "
-                           "starting with a letter (its labs are named CLASS-01, CLASS-02, ...)", usage)
+        raise CommandError(
+            _(
+                "`{shown}` is not a valid class name: use 2-28 lower-case letters, digits and "
+                "hyphens, starting with a letter (its labs are named CLASS-01, CLASS-02, ...)"
+            ).format(shown=shown),
+            usage,
+        )
     return name
 
 
@@ -365,30 +375,37 @@ def _student(word: str, usage: str) -> str:
     match = _MENTION.fullmatch(word)
     if match is None:
         shown = word if len(word) <= 40 and word.isprintable() else repr(word[:40])
-        raise CommandError(f"`{shown}` is not a Slack user: mention students as @name", usage)
+        raise CommandError(_("`{shown}` is not a Slack user: mention students as @name").format(shown=shown), usage)
     return match.group(1) or match.group(2)
 
 
 def _parse_class(args: list[str]) -> Command:
     if not args:
-        raise CommandError("`class` needs a subcommand: " + ", ".join(CLASS_USAGE), USAGE["class"])
+        raise CommandError(_("`class` needs a subcommand: ") + ", ".join(CLASS_USAGE), USAGE["class"])
     sub, rest = args[0].lower(), args[1:]
     usage = CLASS_USAGE.get(sub)
     if usage is None:
-        raise CommandError(f"unknown class command `{sub[:30]}`; try one of: {', '.join(CLASS_USAGE)}", USAGE["class"])
+        raise CommandError(
+            _("unknown class command `{value}`; try one of: {join}").format(
+                value=sub[:30], join=", ".join(CLASS_USAGE)
+            ),
+            USAGE["class"],
+        )
     if sub == "create":
         return _parse_class_create(rest, usage)
     flags = {"yes"} if sub == "destroy" else set()
     positionals, options = _options_for(rest, usage, f"class {sub}", flags=flags, valued=set())
     if not positionals:
-        raise CommandError(f"`class {sub}` needs the class's name", usage)
+        raise CommandError(_("`class {sub}` needs the class's name").format(sub=sub), usage)
     name = validate_class_name(positionals[0], usage)
     if sub == "extend":
         if len(positionals) != 2:
-            raise CommandError("`class extend` takes the class's name and a duration", usage)
+            raise CommandError(_("`class extend` takes the class's name and a duration"), usage)
         return ClassExtendCommand(name=name, duration=_duration_for(positionals[1], usage))
     if len(positionals) > 1:
-        raise CommandError(f"`class {sub}` takes one class name, got {len(positionals)} words", usage)
+        raise CommandError(
+            _("`class {sub}` takes one class name, got {len} words").format(sub=sub, len=len(positionals)), usage
+        )
     if sub == "status":
         return ClassStatusCommand(name=name)
     if sub == "claim":
@@ -404,7 +421,7 @@ def _parse_class_create(args: list[str], usage: str) -> Command:
     for arg in args:
         if arg == "--for":
             if collecting or students:
-                raise CommandError("`--for` given twice", usage)
+                raise CommandError(_("`--for` given twice"), usage)
             collecting = True
         elif collecting and not arg.startswith("--"):
             students.append(_student(arg, usage))
@@ -412,32 +429,46 @@ def _parse_class_create(args: list[str], usage: str) -> Command:
             collecting = False
             rest.append(arg)
     if collecting and not students:
-        raise CommandError("`--for` needs at least one @student", usage)
-    positionals, options = _options_for(rest, usage, "class create", flags={"exercise"},
-                                        valued={"count", "ttl", "profile", "from"})
+        raise CommandError(_("`--for` needs at least one @student"), usage)
+    positionals, options = _options_for(
+        rest, usage, "class create", flags={"exercise"}, valued={"count", "ttl", "profile", "from"}
+    )
     if len(positionals) != 1:
-        raise CommandError("`class create` takes one class name", usage)
+        raise CommandError(_("`class create` takes one class name"), usage)
     name = validate_class_name(positionals[0], usage)
     if "count" in options:
         if not options["count"].isdigit() or not 1 <= int(options["count"]) <= MAX_CLASS_SIZE:
-            raise CommandError(f"`--count` must be a whole number from 1 to {MAX_CLASS_SIZE}", usage)
+            raise CommandError(
+                _("`--count` must be a whole number from 1 to {MAX_CLASS_SIZE}").format(MAX_CLASS_SIZE=MAX_CLASS_SIZE),
+                usage,
+            )
         count = int(options["count"])
     elif students:
         count = len(students)
     else:
-        raise CommandError("`class create` needs `--count N` (or `--for` with the students)", usage)
+        raise CommandError(_("`class create` needs `--count N` (or `--for` with the students)"), usage)
     if len(set(students)) != len(students):
-        raise CommandError("a student is named twice in `--for`", usage)
+        raise CommandError(_("a student is named twice in `--for`"), usage)
     if len(students) > count:
-        raise CommandError(f"{len(students)} students named for {count} labs: raise `--count`", usage)
+        raise CommandError(
+            _("{len} students named for {count} labs: raise `--count`").format(len=len(students), count=count), usage
+        )
     ttl = _duration_for(options["ttl"], usage) if "ttl" in options else None
     exercise, start = _exercise_start(options, usage)
-    return ClassCreateCommand(name=name, count=count, students=tuple(students), exercise=exercise, start=start,
-                              ttl=ttl, profile=_profile(options, usage))
+    return ClassCreateCommand(
+        name=name,
+        count=count,
+        students=tuple(students),
+        exercise=exercise,
+        start=start,
+        ttl=ttl,
+        profile=_profile(options, usage),
+    )
 
 
-def _options_for(args: list[str], usage: str, verb: str, *, flags: set[str],
-                 valued: set[str]) -> tuple[list[str], dict[str, str]]:
+def _options_for(
+    args: list[str], usage: str, verb: str, *, flags: set[str], valued: set[str]
+) -> tuple[list[str], dict[str, str]]:
     try:
         return _options(args, "class", flags=flags, valued=valued)
     except CommandError as err:
@@ -448,14 +479,16 @@ def _duration_for(text: str, usage: str) -> timedelta:
     try:
         return parse_duration(text)
     except ValueError:
-        raise CommandError(f"`{text[:30]}` is not a duration: use minutes, hours or days like 90m, 4h or 2d",
-                           usage) from None
+        raise CommandError(
+            _("`{value}` is not a duration: use minutes, hours or days like 90m, 4h or 2d").format(value=text[:30]),
+            usage,
+        ) from None
 
 
 def _parse_list(args: list[str]) -> Command:
     positionals, options = _options(args, "list", flags={"all"}, valued=set())
     if positionals:
-        raise CommandError("`list` takes no lab name", USAGE["list"])
+        raise CommandError(_("`list` takes no lab name"), USAGE["list"])
     return ListCommand(all="all" in options)
 
 
@@ -465,64 +498,72 @@ def _parse_destroy(args: list[str]) -> Command:
 
 
 def _parse_extend(args: list[str]) -> Command:
-    positionals, _ = _options(args, "extend", flags=set(), valued=set())
+    positionals, _options_given = _options(args, "extend", flags=set(), valued=set())
     if not positionals or len(positionals) > 2:
-        raise CommandError("`extend` takes a lab name and optionally a duration", USAGE["extend"])
+        raise CommandError(_("`extend` takes a lab name and optionally a duration"), USAGE["extend"])
     name = validate_lab_name(positionals[0], USAGE["extend"])
     duration = _duration(positionals[1], "extend") if len(positionals) == 2 else None
     return ExtendCommand(name=name, duration=duration)
 
 
 def _parse_logs(args: list[str]) -> Command:
-    positionals, _ = _options(args, "logs", flags=set(), valued=set())
+    positionals, _options_given = _options(args, "logs", flags=set(), valued=set())
     if not positionals or len(positionals) > 2:
-        raise CommandError("`logs` takes a lab name and optionally a step", USAGE["logs"])
+        raise CommandError(_("`logs` takes a lab name and optionally a step"), USAGE["logs"])
     name = validate_lab_name(positionals[0], USAGE["logs"])
     step = positionals[1] if len(positionals) == 2 else None
     if step is not None and not STEP_NAME.fullmatch(step):
-        raise CommandError(f"`{step[:30]}` is not a step name", USAGE["logs"])
+        raise CommandError(_("`{value}` is not a step name").format(value=step[:30]), USAGE["logs"])
     return LogsCommand(name=name, step=step)
 
 
 def _parse_doctor(args: list[str]) -> Command:
     positionals, options = _options(args, "doctor", flags=set(), valued={"profile"})
     if positionals:
-        raise CommandError("`doctor` takes no lab name", USAGE["doctor"])
+        raise CommandError(_("`doctor` takes no lab name"), USAGE["doctor"])
     profile = options.get("profile")
     if profile is not None and not PROFILE_NAME.fullmatch(profile):
-        raise CommandError(f"`{profile[:30]}` is not a profile name", USAGE["doctor"])
+        raise CommandError(_("`{value}` is not a profile name").format(value=profile[:30]), USAGE["doctor"])
     return DoctorCommand(profile=profile)
 
 
 def _bounded_int(text: str, option: str, low: int, high: int) -> int:
     if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
-        raise CommandError(f"`--{option}` takes a whole number from {low} to {high}, not `{text[:30]}`",
-                           USAGE["capture"])
+        raise CommandError(
+            _("`--{option}` takes a whole number from {low} to {high}, not `{value}`").format(
+                option=option, low=low, high=high, value=text[:30]
+            ),
+            USAGE["capture"],
+        )
     return int(text)
 
 
 def _parse_capture(args: list[str]) -> Command:
     positionals, options = _options(args, "capture", flags={"exercise-io"}, valued={"seconds", "packets"})
     if not positionals:
-        raise CommandError("`capture` needs the lab's name", USAGE["capture"])
+        raise CommandError(_("`capture` needs the lab's name"), USAGE["capture"])
     if len(positionals) > 2:
-        raise CommandError("`capture` takes a lab name and optionally one of iscsi, ui, api, all", USAGE["capture"])
+        raise CommandError(_("`capture` takes a lab name and optionally one of iscsi, ui, api, all"), USAGE["capture"])
     name = validate_lab_name(positionals[0], USAGE["capture"])
     flows = positionals[1].lower() if len(positionals) == 2 else "iscsi"
     if flows not in CHOICES:
-        raise CommandError(f"`{positionals[1][:30]}` is not a flow: use one of {', '.join(CHOICES)}", USAGE["capture"])
+        raise CommandError(
+            _("`{value}` is not a flow: use one of {join}").format(value=positionals[1][:30], join=", ".join(CHOICES)),
+            USAGE["capture"],
+        )
     seconds = _bounded_int(options["seconds"], "seconds", 1, MAX_SECONDS) if "seconds" in options else DEFAULT_SECONDS
     packets = _bounded_int(options["packets"], "packets", 1, MAX_PACKETS) if "packets" in options else DEFAULT_PACKETS
-    return CaptureCommand(name, CaptureSpec(flows=flows, seconds=seconds, packets=packets,
-                                            exercise_io="exercise-io" in options))
+    return CaptureCommand(
+        name, CaptureSpec(flows=flows, seconds=seconds, packets=packets, exercise_io="exercise-io" in options)
+    )
 
 
 def _parse_help(args: list[str]) -> Command:
     if len(args) > 1:
-        raise CommandError("`help` takes at most one command name", USAGE["help"])
+        raise CommandError(_("`help` takes at most one command name"), USAGE["help"])
     topic = args[0].lower() if args else None
     if topic is not None and topic not in USAGE:
-        raise CommandError(f"there is no command `{topic[:30]}`", USAGE["help"])
+        raise CommandError(_("there is no command `{value}`").format(value=topic[:30]), USAGE["help"])
     return HelpCommand(topic=topic)
 
 

@@ -21,6 +21,7 @@ from config.profiles import LabProfile
 from config.settings import Settings
 from services import db
 from services.errors import LabbotError
+from services.i18n import _
 from services.labs import repository as repo
 from services.labs.capacity import check_capacity
 from services.labs.preflight import Check, check_platform
@@ -40,10 +41,23 @@ async def run_doctor(settings: Settings, profiles: dict[str, LabProfile], profil
     name = profile_name or settings.default_profile
     profile = profiles.get(name)
     if profile is None:
-        checks.append(Check("profile", False, f"there is no profile `{name}` in {settings.profiles_dir} (profiles: "
-                                              f"{', '.join(sorted(profiles)) or 'none'}): add it or pick another"))
+        checks.append(
+            Check(
+                "profile",
+                False,
+                _("there is no profile `{name}` in {profiles_dir} (profiles: {value}): add it or pick another").format(
+                    name=name, profiles_dir=settings.profiles_dir, value=", ".join(sorted(profiles)) or "none"
+                ),
+            )
+        )
     else:
-        checks.append(Check("profile", True, f"profile `{name}` loaded from {settings.profiles_dir}"))
+        checks.append(
+            Check(
+                "profile",
+                True,
+                _("profile `{name}` loaded from {profiles_dir}").format(name=name, profiles_dir=settings.profiles_dir),
+            )
+        )
         checks.extend(_profile_files(profile))
     reachable = await _platform(outer, settings, checks)
     if profile is not None:
@@ -52,8 +66,17 @@ async def run_doctor(settings: Settings, profiles: dict[str, LabProfile], profil
             checks.extend(report.checks)
             checks.append(await _capacity(outer, profile))
         else:
-            checks.append(Check("platform_checks", False, "images, offerings, networks and capacity were not checked "
-                                                          "because the platform is unreachable: fix that first"))
+            checks.append(
+                Check(
+                    "platform_checks",
+                    False,
+                    _(
+                        "images, offerings, networks and capacity were "
+                        "not checked because the platform is "
+                        "unreachable: fix that first"
+                    ),
+                )
+            )
         checks.append(_nested_virtualisation(profile))
     if engine is not None:
         checks.append(await _database(engine))
@@ -66,29 +89,66 @@ async def _platform(outer: ZStackClient, settings: Settings, checks: list[Check]
         await outer.login()
         version = await outer.get_version()
     except ZStackAuthError as err:
-        checks.append(Check("platform", False, f"{settings.platform_url} refused the login of "
-                                               f"`{settings.platform_account}` ({err.details or err.code}): check "
-                                               f"{PLATFORM_VARIABLES}"))
+        checks.append(
+            Check(
+                "platform",
+                False,
+                _(
+                    "{platform_url} refused the login of `{platform_account}` ({value}): check {PLATFORM_VARIABLES}"
+                ).format(
+                    platform_url=settings.platform_url,
+                    platform_account=settings.platform_account,
+                    value=err.details or err.code,
+                    PLATFORM_VARIABLES=PLATFORM_VARIABLES,
+                ),
+            )
+        )
         return False
     except ZStackError as err:
-        checks.append(Check("platform", False, f"cannot use the lab platform at {settings.platform_url}: {err}; "
-                                               f"check {PLATFORM_VARIABLES} and that the management node runs"))
+        checks.append(
+            Check(
+                "platform",
+                False,
+                _(
+                    "cannot use the lab platform at {platform_url}: {err}; "
+                    "check {PLATFORM_VARIABLES} and that the management node "
+                    "runs"
+                ).format(platform_url=settings.platform_url, err=err, PLATFORM_VARIABLES=PLATFORM_VARIABLES),
+            )
+        )
         return False
-    checks.append(Check("platform", True, f"ZStack {version} at {settings.platform_url}, logged in as "
-                                          f"`{settings.platform_account}`"))
+    checks.append(
+        Check(
+            "platform",
+            True,
+            _("ZStack {version} at {platform_url}, logged in as `{platform_account}`").format(
+                version=version, platform_url=settings.platform_url, platform_account=settings.platform_account
+            ),
+        )
+    )
     return True
 
 
 def _nested_virtualisation(profile: LabProfile) -> Check:
     mode = profile.vm2.cpu_mode
     if mode is None:
-        return Check("nested_virtualisation", False,
-                     f"profile {profile.name} does not set vm2.cpu_mode, so VM2 gets vmx/svm only if the platform's "
-                     "global config kvm/vm.cpuMode passes it through (default `none`): set `vm2.cpu_mode: "
-                     "host-passthrough` and labbot sets it on VM2 (UpdateResourceConfig)")
-    return Check("nested_virtualisation", True,
-                 f"VM2 is created stopped with kvm/vm.cpuMode={mode}, then started; its vmx/svm is checked as soon as "
-                 "SSH works (the platform's hosts must allow nested KVM)")
+        return Check(
+            "nested_virtualisation",
+            False,
+            _(
+                "profile {name} does not set vm2.cpu_mode, so VM2 gets vmx/svm only if the platform's "
+                "global config kvm/vm.cpuMode passes it through (default `none`): set `vm2.cpu_mode: "
+                "host-passthrough` and labbot sets it on VM2 (UpdateResourceConfig)"
+            ).format(name=profile.name),
+        )
+    return Check(
+        "nested_virtualisation",
+        True,
+        _(
+            "VM2 is created stopped with kvm/vm.cpuMode={mode}, then started; its vmx/svm is checked "
+            "as soon as SSH works (the platform's hosts must allow nested KVM)"
+        ).format(mode=mode),
+    )
 
 
 def _profile_files(profile: LabProfile) -> list[Check]:
@@ -108,8 +168,18 @@ def _profile_files(profile: LabProfile) -> list[Check]:
 def _local_file(name: str, value: str | Path, setting: str) -> Check:
     path = Path(value) if Path(value).is_absolute() else db.PROJECT_ROOT / value
     if path.is_file():
-        return Check(name, True, f"{setting} {path} exists ({path.stat().st_size} bytes)")
-    return Check(name, False, f"{setting} {path} does not exist: put the file there or change {setting}")
+        return Check(
+            name,
+            True,
+            _("{setting} {path} exists ({st_size} bytes)").format(
+                setting=setting, path=path, st_size=path.stat().st_size
+            ),
+        )
+    return Check(
+        name,
+        False,
+        _("{setting} {path} does not exist: put the file there or change {setting}").format(setting=setting, path=path),
+    )
 
 
 async def _capacity(outer: ZStackClient, profile: LabProfile) -> Check:
@@ -118,8 +188,8 @@ async def _capacity(outer: ZStackClient, profile: LabProfile) -> Check:
     except LabbotError as err:
         return Check("capacity", False, err.user_message)
     except ZStackError as err:
-        return Check("capacity", False, f"could not read the platform's hosts: {err}")
-    return Check("capacity", True, f"the platform has room for a `{profile.name}` lab now")
+        return Check("capacity", False, _("could not read the platform's hosts: {err}").format(err=err))
+    return Check("capacity", True, _("the platform has room for a `{name}` lab now").format(name=profile.name))
 
 
 async def _database(engine: AsyncEngine) -> Check:
@@ -128,16 +198,27 @@ async def _database(engine: AsyncEngine) -> Check:
     except LabbotError as err:
         return Check("database", False, err.user_message)
     except Exception as err:  # any driver error: the database cannot be used, which is this check's finding
-        return Check("database", False, f"cannot use the database: {type(err).__name__}: {str(err)[:200]}; check "
-                                        "LABBOT_DATABASE_URL")
-    return Check("database", True, f"migrated to revision {db.head_revision()}")
+        return Check(
+            "database",
+            False,
+            _("cannot use the database: {name}: {value}; check LABBOT_DATABASE_URL").format(
+                name=type(err).__name__, value=str(err)[:200]
+            ),
+        )
+    return Check("database", True, _("migrated to revision {head_revision}").format(head_revision=db.head_revision()))
 
 
 async def _quotas(settings: Settings, sessions: async_sessionmaker[AsyncSession] | None) -> Check:
     per_user, total = settings.max_labs_per_user, settings.max_labs_total
     if per_user > total:
-        return Check("quotas", False, f"LABBOT_MAX_LABS_PER_USER ({per_user}) is above LABBOT_MAX_LABS_TOTAL "
-                                      f"({total}): lower it or raise the total")
+        return Check(
+            "quotas",
+            False,
+            _(
+                "LABBOT_MAX_LABS_PER_USER ({per_user}) is above "
+                "LABBOT_MAX_LABS_TOTAL ({total}): lower it or raise the total"
+            ).format(per_user=per_user, total=total),
+        )
     live = None
     if sessions is not None:
         try:
@@ -146,13 +227,21 @@ async def _quotas(settings: Settings, sessions: async_sessionmaker[AsyncSession]
         except Exception as err:  # reported by the database check; the quota line still says the limits
             log.debug("doctor could not count live labs: %s", err)
     if live is not None and live >= total:
-        return Check("quotas", False, f"{live} live labs already reach LABBOT_MAX_LABS_TOTAL ({total}): destroy "
-                                      "some or raise the limit")
-    now = f", {live} live now" if live is not None else ""
-    return Check("quotas", True, f"{per_user} labs per person, {total} in all{now}")
+        return Check(
+            "quotas",
+            False,
+            _("{live} live labs already reach LABBOT_MAX_LABS_TOTAL ({total}): destroy some or raise the limit").format(
+                live=live, total=total
+            ),
+        )
+    now = _(", {live} live now").format(live=live) if live is not None else ""
+    return Check(
+        "quotas",
+        True,
+        _("{per_user} labs per person, {total} in all{now}").format(per_user=per_user, total=total, now=now),
+    )
 
 
 def render(checks: Iterable[Check]) -> list[str]:
     """One line per check: ``ok      name: detail`` or ``PROBLEM name: detail``."""
     return [f"{'ok' if c.ok else 'PROBLEM':<8}{c.name}: {c.detail}" for c in checks]
-

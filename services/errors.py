@@ -18,6 +18,7 @@ becomes a short error id that is logged with its traceback.
 from __future__ import annotations
 
 from config.errors import ConfigError as SettingsError
+from services.i18n import _
 
 
 class LabbotError(Exception):
@@ -42,7 +43,11 @@ class CommandError(LabbotError):
 
     @property
     def user_message(self) -> str:
-        return f"{self.message}\nUsage: `{self.usage}`" if self.usage else self.message
+        return (
+            _("{message}\nUsage: `{usage}`").format(message=self.message, usage=self.usage)
+            if self.usage
+            else self.message
+        )
 
 
 class ConfigError(LabbotError, SettingsError):

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import gettext as _gettext
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -197,3 +197,26 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 def N_(msgid: str) -> str:
     """Mark ``msgid`` for the catalogue without translating it now (module-level constants)."""
     return msgid
+
+
+class Texts(Mapping[str, str]):
+    """A module's table of texts (values marked with ``N_``), each read back in the current language.
+
+    ``TEXT["title"].format(lab=name)`` then needs no ``_()`` at each use, and ``.get(key, default)`` translates too.
+    """
+
+    def __init__(self, texts: Mapping[str, str]) -> None:
+        self._texts = dict(texts)
+
+    def __getitem__(self, key: str) -> str:
+        return translate(self._texts[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def msgids(self) -> dict[str, str]:
+        """The English texts, untranslated."""
+        return dict(self._texts)

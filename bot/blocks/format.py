@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from bot.blocks.kit import clip, escape
+from services.i18n import N_, Texts, _
 from services.labs.views import LabView, StepView
 
 log = logging.getLogger(__name__)
@@ -20,15 +21,15 @@ STATE_EMOJI = {
     "destroyed": ":wastebasket:",
     "failed": ":x:",
 }
-STATE_WORD = {
-    "requested": "Requested",
-    "provisioning": "Building",
-    "ready": "Ready",
-    "expiring": "Expiring soon",
-    "destroying": "Destroying",
-    "destroyed": "Destroyed",
-    "failed": "Failed",
-}
+STATE_WORD = Texts({
+    "requested": N_("Requested"),
+    "provisioning": N_("Building"),
+    "ready": N_("Ready"),
+    "expiring": N_("Expiring soon"),
+    "destroying": N_("Destroying"),
+    "destroyed": N_("Destroyed"),
+    "failed": N_("Failed"),
+})
 STEP_EMOJI = {
     "pending": ":white_circle:",
     "running": ":arrows_counterclockwise:",
@@ -67,7 +68,7 @@ def short_duration(delta: timedelta) -> str:
     return " ".join(p for p in parts if p) or "0m"
 
 
-def slack_date(when: datetime, pattern: str = "{date_short_pretty} at {time}") -> str:
+def slack_date(when: datetime, pattern: str = _("{date_short_pretty} at {time}")) -> str:
     """A Slack date token: shown in each reader's own time zone ("today at 15:50"), with a UTC fallback for
     clients that cannot render it (docs.slack.dev/messaging/formatting-message-text, Date formatting)."""
     return f"<!date^{int(when.timestamp())}^{pattern}|{when:%Y-%m-%d %H:%M} UTC>"
@@ -97,17 +98,17 @@ def times(count: int) -> str:
 
 
 # What each health check (services.labs.build.health) looks at, in the words of someone running a course.
-CHECK_LABELS = {
-    "outer_vms": "VM1 and VM2 running on the lab platform",
-    "ssh_vm1": "SSH to VM1",
-    "ssh_vm2": "SSH to VM2 through VM1",
-    "iscsi_portal": "VM1's iSCSI portal reachable from VM2",
-    "iscsi_lun": "VM1's disk visible on VM2 over iSCSI",
-    "nested_api": "nested ZStack API answering",
-    "kvm_host": "VM2 connected as the nested KVM host",
-    "shared_block": "SharedBlock storage connected, with free space",
-    "nested_vm": "nested VM running",
-}
+CHECK_LABELS = Texts({
+    "outer_vms": N_("VM1 and VM2 running on the lab platform"),
+    "ssh_vm1": N_("SSH to VM1"),
+    "ssh_vm2": N_("SSH to VM2 through VM1"),
+    "iscsi_portal": N_("VM1's iSCSI portal reachable from VM2"),
+    "iscsi_lun": N_("VM1's disk visible on VM2 over iSCSI"),
+    "nested_api": N_("nested ZStack API answering"),
+    "kvm_host": N_("VM2 connected as the nested KVM host"),
+    "shared_block": N_("SharedBlock storage connected, with free space"),
+    "nested_vm": N_("nested VM running"),
+})
 
 
 def check_label(name: str) -> str:
@@ -137,7 +138,7 @@ def step_line(step: StepView) -> str:
     if step.state != "pending" and step.duration_seconds is not None:
         parts.append(f"`{duration(step.duration_seconds)}`")
     if step.attempt > 1:
-        parts.append(f"_(attempt {step.attempt})_")
+        parts.append(_("_(attempt {attempt})_").format(attempt=step.attempt))
     if step.state == "running" and step.progress:
         parts.append("— " + escape(clip(step.progress, 120)))
     if step.state == "failed" and step.error:
@@ -154,4 +155,11 @@ def user(user_id: str) -> str:
 
 def lab_title(lab: LabView) -> str:
     """``:white_check_mark: Lab demo — Ready`` (plain text, for headers and fallbacks)."""
-    return f"{STATE_EMOJI.get(lab.state, '')} Lab {lab.name} — {STATE_WORD.get(lab.state, lab.state)}"
+    return _("{emoji} Lab {name} — {state}").format(
+        emoji=STATE_EMOJI.get(lab.state, ""), name=lab.name, state=state_word(lab.state)
+    )
+
+
+def state_word(state: str) -> str:
+    """A lab state as people read it, in the current language (an unknown state keeps its id)."""
+    return STATE_WORD.get(state, state)

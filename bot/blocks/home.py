@@ -24,6 +24,7 @@ from bot.blocks.kit import (
     header,
     section,
 )
+from services.i18n import _
 from services.labs.pool import PoolStatus
 from services.labs.views import LabView
 
@@ -47,32 +48,47 @@ def build_home(
     """The home view for ``user_id``; ``all_labs`` (every live lab) is given only for admins."""
     blocks: list[Block] = [
         header("labbot"),
-        section(f"Hi {fmt.user(user_id)}. Build a ZStack training lab, then reach it, extend it or tear it down here."),
-        actions([button("New lab", LabAction.OPEN_CREATE, "home", style="primary")]),
+        section(
+            _("Hi {user}. Build a ZStack training lab, then reach it, extend it or tear it down here.").format(
+                user=fmt.user(user_id)
+            )
+        ),
+        actions([button(_("New lab"), LabAction.OPEN_CREATE, "home", style="primary")]),
         divider(),
-        header("My labs"),
+        header(_("My labs")),
     ]
     own = [lab for lab in my_labs if lab.state != "destroyed"]
     if not own:
-        blocks.append(section("_You have no live labs._"))
+        blocks.append(section(_("_You have no live labs._")))
     for lab in own[:MAX_OWN_LABS]:
         blocks.extend(_lab_entry(lab, now))
     if all_labs is not None:
         blocks.extend(_admin_section(all_labs, now))
         if pools:
-            lines = [f"`{escape(p.profile)}` · target {p.target} · *{p.ready} ready* · {p.building} building"
-                     + (f" · :x: {p.failed} failed" if p.failed else "") for p in pools]
-            blocks.append(section("*Warm pools*\n" + "\n".join(lines)))
-    blocks.append(context(f"updated {fmt.slack_date(now)} · `/lab help` lists every command"))
-    return {"type": "home", "blocks": fit_blocks(blocks, max_blocks=MAX_VIEW_BLOCKS, max_chars=MAX_HOME_CHARS,
-                                                   keep_last=1)}
+            lines = [
+                _("`{escape}` · target {target} · *{ready} ready* · {building} building").format(
+                    escape=escape(p.profile), target=p.target, ready=p.ready, building=p.building
+                )
+                + (f" · :x: {p.failed} failed" if p.failed else "")
+                for p in pools
+            ]
+            blocks.append(section(_("*Warm pools*\n") + "\n".join(lines)))
+    blocks.append(
+        context(_("updated {slack_date} · `/lab help` lists every command").format(slack_date=fmt.slack_date(now)))
+    )
+    return {
+        "type": "home",
+        "blocks": fit_blocks(blocks, max_blocks=MAX_VIEW_BLOCKS, max_chars=MAX_HOME_CHARS, keep_last=1),
+    }
 
 
 def _lab_entry(lab: LabView, now: datetime) -> list[Block]:
     step = lab.current_step
     doing = f" · {escape(step.title)}" + (f" ({escape(step.progress)})" if step.progress else "") if step else ""
-    text = (f"{fmt.STATE_EMOJI.get(lab.state, '')} *{escape(lab.name)}* · {fmt.STATE_WORD.get(lab.state, lab.state)}"
-            f"{doing}\n`{escape(lab.profile)}` · {fmt.countdown(lab.expires_at, now)}")
+    text = (
+        f"{fmt.STATE_EMOJI.get(lab.state, '')} *{escape(lab.name)}* · {fmt.STATE_WORD.get(lab.state, lab.state)}"
+        f"{doing}\n`{escape(lab.profile)}` · {fmt.countdown(lab.expires_at, now)}"
+    )
     if lab.state == "failed" and lab.error:
         text += f"\n:x: {escape(lab.error[:200])}"
     entry = [section(text)]
@@ -84,22 +100,27 @@ def _lab_entry(lab: LabView, now: datetime) -> list[Block]:
 
 def _admin_section(labs: Sequence[LabView], now: datetime) -> list[Block]:
     live = [lab for lab in labs if lab.state != "destroyed"]
-    blocks: list[Block] = [divider(), header(f"Every lab ({len(live)} live)")]
+    blocks: list[Block] = [divider(), header(_("Every lab ({len} live)").format(len=len(live)))]
     lines = [
         f"{fmt.STATE_EMOJI.get(lab.state, '')} `{lab.name}` · {fmt.user(lab.owner)} · "
         f"{fmt.STATE_WORD.get(lab.state, lab.state)} · `{escape(lab.profile)}`"
         for lab in live[:MAX_ADMIN_LINES]
     ]
     if len(live) > MAX_ADMIN_LINES:
-        lines.append(f"_… and {len(live) - MAX_ADMIN_LINES} more (`/lab list --all`)_")
-    blocks.append(section("\n".join(lines) if lines else "_No live labs._"))
-    upcoming = sorted((lab for lab in live if lab.state in ("ready", "expiring", "failed")),
-                      key=lambda lab: lab.expires_at)[:NEXT_CLEANUPS]
-    blocks.append(header("Next cleanups"))
+        lines.append(_("_… and {value} more (`/lab list --all`)_").format(value=len(live) - MAX_ADMIN_LINES))
+    blocks.append(section("\n".join(lines) if lines else _("_No live labs._")))
+    upcoming = sorted(
+        (lab for lab in live if lab.state in ("ready", "expiring", "failed")), key=lambda lab: lab.expires_at
+    )[:NEXT_CLEANUPS]
+    blocks.append(header(_("Next cleanups")))
     if upcoming:
-        blocks.append(section("\n".join(
-            f"`{lab.name}` of {fmt.user(lab.owner)}: {fmt.countdown(lab.expires_at, now)}" for lab in upcoming
-        )))
+        blocks.append(
+            section(
+                "\n".join(
+                    f"`{lab.name}` of {fmt.user(lab.owner)}: {fmt.countdown(lab.expires_at, now)}" for lab in upcoming
+                )
+            )
+        )
     else:
-        blocks.append(section("_Nothing is due._"))
+        blocks.append(section(_("_Nothing is due._")))
     return blocks

@@ -15,6 +15,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.errors import CommandError
+from services.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -94,4 +95,4 @@ def parse_value(model: type[Model], raw: str | None) -> Model:
         return model.model_validate_json(raw or "")
     except ValidationError:
         log.warning("unreadable %s from Slack: %r", model.__name__, (raw or "")[:200])
-        raise CommandError("that button or form is out of date; run the command again") from None
+        raise CommandError(_("that button or form is out of date; run the command again")) from None

@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.i18n import _, ngettext
+
 log = logging.getLogger(__name__)
 
 Block = dict[str, Any]
@@ -121,7 +123,7 @@ def divider() -> Block:
     return {"type": "divider"}
 
 
-def confirm(title: str, text: str, yes: str, no: str = "Cancel", *, danger: bool = True) -> dict[str, Any]:
+def confirm(title: str, text: str, yes: str, no: str = _("Cancel"), *, danger: bool = True) -> dict[str, Any]:
     """A confirmation dialog object, clipped to Slack's limits."""
     dialog: dict[str, Any] = {
         "title": plain(title, MAX_CONFIRM_TITLE),
@@ -215,7 +217,9 @@ def fit_blocks(blocks: list[Block], *, max_blocks: int = MAX_MESSAGE_BLOCKS, max
         dropped += 1
     if dropped:
         log.debug("message too large for Slack: left out %d blocks", dropped)
-        head.append(context(f"_{dropped} more block{'s' if dropped != 1 else ''} left out (Slack's size limit)_"))
+        left_out = ngettext("_{n} more block left out (Slack's size limit)_",
+                            "_{n} more blocks left out (Slack's size limit)_", dropped).format(n=dropped)
+        head.append(context(left_out))
     return head + tail
 
 

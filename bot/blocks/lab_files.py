@@ -11,19 +11,21 @@ from bot.capture_text import summary_lines
 from bot.picture import TEXT as PICTURE_TEXT
 from bot.picture import text_tree
 from services.capture.service import CaptureReport
+from services.i18n import N_, Texts
 from services.labs.picture import LabPicture
 
 # Every user-facing string of this module (one place, for the message catalogue).
-TEXT = {
-    "picture_title": "Lab {lab}",
-    "picture_comment": "The picture of lab *{lab}*: VM1's three roles, the iSCSI target, VM2's ZStack and the three "
-                       "flows with their ports.",
-    "picture_alt": "Diagram of lab {lab}: VM1 {vm1} (jump host, iSCSI target {iqn}) and VM2 {vm2} (ZStack: zone, "
-                   "cluster, host, SharedBlock storage, nested VM), with the iSCSI, UI and API flows.",
-    "capture_head": ":mag: *Packet capture of lab {lab}* (by <@{actor}>)",
-    "capture_title": "Capture of lab {lab} ({flows})",
-    "capture_comment": "The capture itself: open it in Wireshark (`{name}`).",
-}
+TEXT = Texts({
+    "picture_title": N_("Lab {lab}"),
+    "picture_comment": N_("The picture of lab *{lab}*: VM1's three roles, the iSCSI target, VM2's ZStack and "
+                          "the three flows with their ports."),
+    "picture_alt": N_("Diagram of lab {lab}: VM1 {vm1} (jump host, iSCSI target {iqn}) and VM2 {vm2} "
+                      "(ZStack: zone, cluster, host, SharedBlock storage, nested VM), with the iSCSI, UI and "
+                      "API flows."),
+    "capture_head": N_(":mag: *Packet capture of lab {lab}* (by <@{actor}>)"),
+    "capture_title": N_("Capture of lab {lab} ({flows})"),
+    "capture_comment": N_("The capture itself: open it in Wireshark (`{name}`)."),
+})
 
 
 @dataclass(frozen=True)

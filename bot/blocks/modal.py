@@ -20,6 +20,7 @@ from config.profiles import LabProfile
 from config.settings import parse_duration
 from services.commands import validate_lab_name
 from services.errors import CommandError
+from services.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +56,17 @@ def build_create_modal(
     return {
         "type": "modal",
         "callback_id": ViewId.CREATE_LAB,
-        "title": plain("New lab", 24),
-        "submit": plain("Create", 24),
-        "close": plain("Cancel", 24),
+        "title": plain(_("New lab"), 24),
+        "submit": plain(_("Create"), 24),
+        "close": plain(_("Cancel"), 24),
         "private_metadata": metadata,
         "blocks": [
             {
                 "type": "input",
                 "block_id": CreateField.NAME,
                 "optional": True,
-                "label": plain("Lab name"),
-                "hint": plain("2-31 lower-case letters, digits and hyphens. Leave empty for a generated name."),
+                "label": plain(_("Lab name")),
+                "hint": plain(_("2-31 lower-case letters, digits and hyphens. Leave empty for a generated name.")),
                 "element": {
                     "type": "plain_text_input",
                     "action_id": CreateField.NAME,
@@ -76,7 +77,7 @@ def build_create_modal(
             {
                 "type": "input",
                 "block_id": CreateField.PROFILE,
-                "label": plain("Profile"),
+                "label": plain(_("Profile")),
                 "element": {
                     "type": "static_select",
                     "action_id": CreateField.PROFILE,
@@ -88,12 +89,12 @@ def build_create_modal(
                 "type": "input",
                 "block_id": CreateField.TTL,
                 "optional": True,
-                "label": plain("Lifetime"),
-                "hint": plain(clip(f"Default and maximum per profile: {defaults}", 2000)),
+                "label": plain(_("Lifetime")),
+                "hint": plain(clip(_("Default and maximum per profile: {defaults}").format(defaults=defaults), 2000)),
                 "element": {
                     "type": "static_select",
                     "action_id": CreateField.TTL,
-                    "placeholder": plain("The profile's default"),
+                    "placeholder": plain(_("The profile's default")),
                     "options": ttl_options,
                 },
             },
@@ -115,17 +116,19 @@ def parse_create_form(
     profile_name = _value(values, CreateField.PROFILE) or ""
     profile = profiles.get(profile_name)
     if profile is None:
-        errors[CreateField.PROFILE] = "Pick one of the profiles."
+        errors[CreateField.PROFILE] = _("Pick one of the profiles.")
     ttl_text = _value(values, CreateField.TTL)
     ttl = None
     if ttl_text:
         try:
             ttl = parse_duration(ttl_text)
         except ValueError:
-            errors[CreateField.TTL] = "Pick one of the lifetimes."
+            errors[CreateField.TTL] = _("Pick one of the lifetimes.")
         else:
             if profile is not None and ttl > profile.max_ttl:
-                errors[CreateField.TTL] = f"A {profile_name} lab may live at most {profile.ttl_max}."
+                errors[CreateField.TTL] = _("A {profile_name} lab may live at most {ttl_max}.").format(
+                    profile_name=profile_name, ttl_max=profile.ttl_max
+                )
     if errors:
         return errors
     return CreateForm(name=name, profile=profile_name, ttl=ttl)

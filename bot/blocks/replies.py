@@ -32,6 +32,7 @@ from bot.blocks.kit import (
     section,
 )
 from services.dispatch import Reply, ReplyKind
+from services.i18n import _
 from services.labs.classes import ClassView
 from services.labs.views import LabView, StepView
 
@@ -48,11 +49,20 @@ def build_reply(reply: Reply, *, now: datetime) -> Message:
 
 def build_error(text: str, *, error_id: str | None = None) -> Message:
     """An error shown only to the person who asked; unknown errors carry an id that is also in the log."""
-    body = f":warning: {fmt.dates_to_tokens(escape(clip(text, 2500)))}" if error_id is None else (
-        f":warning: Something went wrong on labbot's side. If it keeps happening, tell an admin the error id "
-        f"`{error_id}`."
+    body = (
+        _(":warning: {dates_to_tokens}").format(dates_to_tokens=fmt.dates_to_tokens(escape(clip(text, 2500))))
+        if error_id is None
+        else (
+            _(
+                ":warning: Something went wrong on labbot's side. If it keeps happening, tell an admin the error "
+                "id `{error_id}`."
+            ).format(error_id=error_id)
+        )
     )
-    return Message(text=fallback(text if error_id is None else f"labbot error {error_id}"), blocks=[section(body)])
+    return Message(
+        text=fallback(text if error_id is None else _("labbot error {error_id}").format(error_id=error_id)),
+        blocks=[section(body)],
+    )
 
 
 def build_notice(text: str) -> Message:
@@ -63,64 +73,73 @@ def build_notice(text: str) -> Message:
 def build_created(name: str, *, card_in: str | None = None, text: str = "") -> Message:
     """``Creating lab demo…`` (or the service's own words: an exercise lab, a lab from the warm pool), saying where
     its card is when that is not where the person asked."""
-    text = escape(text) if text else f"Creating lab `{escape(name)}`…"
+    text = escape(text) if text else _("Creating lab `{escape}`…").format(escape=escape(name))
     if card_in:
-        where = "your DM with labbot" if card_in.startswith(("U", "D")) else f"<#{card_in}>"
-        text += f" Its card is in {where}."
-    return Message(text=fallback(f"Creating lab {name}"), blocks=[section(text)])
+        where = _("your DM with labbot") if card_in.startswith(("U", "D")) else f"<#{card_in}>"
+        text += _(" Its card is in {where}.").format(where=where)
+    return Message(text=fallback(_("Creating lab {name}").format(name=name)), blocks=[section(text)])
 
 
 def build_extended(lab: LabView) -> Message:
     """``Lab demo now runs until <date>`` (a date token: the reader's own time zone)."""
-    text = f"Lab `{escape(lab.name)}` now runs until {fmt.slack_date(lab.expires_at)}."
-    return Message(text=fallback(f"Lab {lab.name} extended"), blocks=[section(text)])
+    text = _("Lab `{escape}` now runs until {slack_date}.").format(
+        escape=escape(lab.name), slack_date=fmt.slack_date(lab.expires_at)
+    )
+    return Message(text=fallback(_("Lab {name} extended").format(name=lab.name)), blocks=[section(text)])
 
 
 def build_help(text: str) -> Message:
     """Usage of the ``/lab`` commands (the grammar's own help text, one command per line)."""
-    return Message(text=fallback("labbot help"), blocks=[section("*labbot commands*\n" + clip(text, 2800))])
+    return Message(text=fallback(_("labbot help")), blocks=[section(_("*labbot commands*\n") + clip(text, 2800))])
 
 
 def build_lab_list(labs: Sequence[LabView], *, everyone: bool, now: datetime) -> Message:
     """One line per lab: state, name, owner, time left."""
     if not labs:
-        text = "No labs." if everyone else "You have no live labs. `/lab create` builds one."
+        text = _("No labs.") if everyone else _("You have no live labs. `/lab create` builds one.")
         return build_notice(text)
     lines = [_lab_line(lab, now) for lab in labs[:MAX_LISTED_LABS]]
     if len(labs) > MAX_LISTED_LABS:
-        lines.append(f"_… and {len(labs) - MAX_LISTED_LABS} more_")
-    title = "*All labs*" if everyone else "*Your labs*"
+        lines.append(_("_… and {value} more_").format(value=len(labs) - MAX_LISTED_LABS))
+    title = _("*All labs*") if everyone else _("*Your labs*")
     return Message(text=fallback(f"{len(labs)} labs"), blocks=fit_blocks([section(title + "\n" + "\n".join(lines))]))
 
 
 def build_logs(name: str, steps: Sequence[StepView]) -> Message:
     """The output tail of each step that ran, newest attempt only."""
     if not steps:
-        return build_notice(f"Lab `{name}` has not run any step yet.")
-    blocks = [section(f"*Logs of lab `{escape(name)}`*")]
+        return build_notice(_("Lab `{name}` has not run any step yet.").format(name=name))
+    blocks = [section(_("*Logs of lab `{escape}`*").format(escape=escape(name)))]
     for step in steps:
         head = fmt.step_line(step)
         tail = step.output_tail or step.error or ""
         blocks.append(section(head + ("\n" + code_block(tail, LOG_TAIL_CHARS) if tail.strip() else "")))
-    return Message(text=fallback(f"Logs of lab {name}"), blocks=fit_blocks(blocks))
+    return Message(text=fallback(_("Logs of lab {name}").format(name=name)), blocks=fit_blocks(blocks))
 
 
 def build_confirm_destroy(lab: LabView) -> Message:
     """``/lab destroy NAME`` without ``--yes``: ask first, privately."""
     ref = encode(LabRef(lab_id=lab.id, name=lab.name))
     blocks = [
-        section(f":warning: Destroy lab `{escape(lab.name)}` of {fmt.user(lab.owner)}? Both VMs, the data volume and "
-                "the nested ZStack are deleted. This cannot be undone."),
-        actions([button("Destroy", LabAction.DESTROY, ref, style="danger"),
-                 button("Keep it", LabAction.CANCEL, ref)]),
+        section(
+            _(
+                ":warning: Destroy lab `{escape}` of {user}? Both VMs, the data volume and the nested "
+                "ZStack are deleted. This cannot be undone."
+            ).format(escape=escape(lab.name), user=fmt.user(lab.owner))
+        ),
+        actions(
+            [button(_("Destroy"), LabAction.DESTROY, ref, style="danger"), button(_("Keep it"), LabAction.CANCEL, ref)]
+        ),
     ]
-    return Message(text=fallback(f"Destroy lab {lab.name}?"), blocks=blocks)
+    return Message(text=fallback(_("Destroy lab {name}?").format(name=lab.name)), blocks=blocks)
 
 
 def _lab_line(lab: LabView, now: datetime) -> str:
     left = "" if lab.state == "destroyed" else f" · {fmt.countdown(lab.expires_at, now)}"
-    return f"{fmt.STATE_EMOJI.get(lab.state, '')} `{lab.name}` · {fmt.STATE_WORD.get(lab.state, lab.state)} · " \
-           f"{fmt.user(lab.owner)} · `{escape(lab.profile)}`{left}"
+    return (
+        f"{fmt.STATE_EMOJI.get(lab.state, '')} `{lab.name}` · {fmt.STATE_WORD.get(lab.state, lab.state)} · "
+        f"{fmt.user(lab.owner)} · `{escape(lab.profile)}`{left}"
+    )
 
 
 def _require_lab(reply: Reply) -> LabView:
@@ -161,4 +180,3 @@ _BUILDERS: dict[ReplyKind, Callable[[Reply, datetime], Message]] = {
     ReplyKind.CONFIRM_CLASS_DESTROY: lambda r, now: build_confirm_class_destroy(_require_class(r)),
     ReplyKind.POOL: lambda r, now: build_pool_status(r.text, list(r.data.get("pools", []))),
 }
-

@@ -11,6 +11,7 @@ from datetime import datetime
 from bot.blocks import format as fmt
 from bot.blocks.card import summary_lines
 from bot.blocks.kit import Message, clip, code_block, context, escape, fallback, fit_blocks, section
+from services.i18n import _
 from services.labs.views import LabView, StepView
 
 log = logging.getLogger(__name__)
@@ -32,35 +33,59 @@ def build_build_report(lab: LabView) -> Message:
         if step.state == "done" and step.progress:
             bits.append("— " + escape(clip(step.progress, 120)))
         lines.append(" ".join(bits))
-    outcome = "built" if lab.state in ("ready", "expiring") else f"stopped ({fmt.STATE_WORD.get(lab.state, lab.state)})"
-    head = f"*Build report*: lab `{lab.name}` {outcome}" + (f" in {fmt.duration(total)}" if total else "")
-    blocks = [section(head + "\n" + "\n".join(lines[:40]) if lines else head + "\n_No step ran._")]
+    outcome = (
+        "built"
+        if lab.state in ("ready", "expiring")
+        else _("stopped ({get})").format(get=fmt.STATE_WORD.get(lab.state, lab.state))
+    )
+    head = _("*Build report*: lab `{name}` {outcome}").format(name=lab.name, outcome=outcome) + (
+        _(" in {duration}").format(duration=fmt.duration(total)) if total else ""
+    )
+    blocks = [section(head + "\n" + "\n".join(lines[:40]) if lines else head + _("\n_No step ran._"))]
     if lab.state in ("ready", "expiring") and (facts := summary_lines(lab)):
-        blocks.append(section("*What it is made of*\n" + "\n".join(f"• {line}" for line in facts)))
-    return Message(text=fallback(f"Build report for lab {lab.name}"), blocks=fit_blocks(blocks))
+        blocks.append(section(_("*What it is made of*\n") + "\n".join(f"• {line}" for line in facts)))
+    return Message(text=fallback(_("Build report for lab {name}").format(name=lab.name)), blocks=fit_blocks(blocks))
 
 
 def build_step_failure(lab: LabView, step: StepView) -> Message:
     """A failed step: what it said, and the tail of its output (secrets were scrubbed by the engine)."""
-    attempt = f" (attempt {step.attempt})" if step.attempt > 1 else ""
-    error = escape(clip(step.error or "no error recorded", 1500))
-    blocks = [section(f":red_circle: *{escape(clip(step.title, 80))}* failed{attempt}: {error}")]
+    attempt = _(" (attempt {attempt})").format(attempt=step.attempt) if step.attempt > 1 else ""
+    error = escape(clip(step.error or _("no error recorded"), 1500))
+    blocks = [
+        section(
+            _(":red_circle: *{escape}* failed{attempt}: {error}").format(
+                escape=escape(clip(step.title, 80)), attempt=attempt, error=error
+            )
+        )
+    ]
     if step.output_tail and step.output_tail.strip():
-        blocks.append(section("*Output (last lines)*\n" + code_block(step.output_tail, OUTPUT_TAIL_CHARS)))
-    blocks.append(context(f"`/lab logs {lab.name} {step.name}` shows it again · *Retry* resumes from this step"))
-    return Message(text=fallback(f"Lab {lab.name}: step {step.title} failed"), blocks=fit_blocks(blocks))
+        blocks.append(section(_("*Output (last lines)*\n") + code_block(step.output_tail, OUTPUT_TAIL_CHARS)))
+    blocks.append(
+        context(
+            _("`/lab logs {name} {name2}` shows it again · *Retry* resumes from this step").format(
+                name=lab.name, name2=step.name
+            )
+        )
+    )
+    return Message(
+        text=fallback(_("Lab {name}: step {title} failed").format(name=lab.name, title=step.title)),
+        blocks=fit_blocks(blocks),
+    )
 
 
 def build_lab_error(lab: LabView) -> Message:
     """A failure that is not tied to one step (e.g. the platform refused the lab)."""
-    error = escape(clip(lab.error or "no error recorded", 2500))
-    return Message(text=fallback(f"Lab {lab.name} failed"), blocks=[section(f":x: *Lab `{lab.name}` failed*: {error}")])
+    error = escape(clip(lab.error or _("no error recorded"), 2500))
+    return Message(
+        text=fallback(_("Lab {name} failed").format(name=lab.name)),
+        blocks=[section(_(":x: *Lab `{name}` failed*: {error}").format(name=lab.name, error=error))],
+    )
 
 
 def build_audit_note(lab: LabView, *, actor: str, what: str, at: datetime) -> Message:
     """One line of the audit trail: who did what, and when."""
     text = f"{fmt.user(actor)} {fmt.dates_to_tokens(escape(clip(what, 500)))} · {fmt.slack_date(at)}"
-    return Message(text=fallback(f"Lab {lab.name}: {what}"), blocks=[context(text)])
+    return Message(text=fallback(_("Lab {name}: {what}").format(name=lab.name, what=what)), blocks=[context(text)])
 
 
 def _wall_time(steps: list[StepView]) -> float | None:

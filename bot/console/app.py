@@ -13,6 +13,7 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
+from bot.blocks.format import state_word
 from bot.console.render import render_reply, say
 from bot.text import printable
 from services.commands import (
@@ -25,6 +26,7 @@ from services.commands import (
 )
 from services.dispatch import Reply, ReplyKind, execute
 from services.errors import LabbotError
+from services.i18n import _
 from services.labs.models import LabState
 from services.labs.runtime import Runtime
 from services.labs.service import Actor
@@ -69,7 +71,7 @@ class ConsoleFrontEnd:
             if reply is None:
                 return 1
             if reply.kind == ReplyKind.DOCTOR and not all(check.ok for check in reply.data["checks"]):
-                say(self.console, f"✗ `{line}` found problems", "bold red")
+                say(self.console, _("✗ `{line}` found problems").format(line=line), "bold red")
                 return 1
             ends_class = isinstance(command, ClassDestroyCommand) and command.yes
             if (isinstance(command, ClassCreateCommand) or ends_class) and reply.klass is not None:
@@ -83,11 +85,22 @@ class ConsoleFrontEnd:
             await self.runtime.engine.wait_idle(reply.lab.id, timeout=limit)
             lab = await self.runtime.service.view(reply.lab.id)
             if lab.state != wanted:
-                detail = f" at {lab.failed_step}: {lab.error}" if lab.error else ""
-                say(self.console, f"✗ `{line}` ended with lab {lab.name} {lab.state}{detail}", "bold red")
+                detail = (
+                    _(" at {failed_step}: {error}").format(failed_step=lab.failed_step, error=lab.error)
+                    if lab.error
+                    else ""
+                )
+                say(
+                    self.console,
+                    _("✗ `{line}` ended with lab {name} {state}{detail}").format(
+                        line=line, name=lab.name, state=state_word(lab.state), detail=detail
+                    ),
+                    "bold red",
+                )
                 return 1
             if isinstance(command, CreateCommand | RetryCommand | DestroyCommand):
-                say(self.console, f"✓ lab {lab.name} is {lab.state}", "bold green")
+                done = _("✓ lab {name} is {state}").format(name=lab.name, state=state_word(lab.state))
+                say(self.console, done, "bold green")
         return 0
 
     async def _wait_for(self, labs: tuple[LabView, ...], wanted: LabState, line: str, limit: float) -> bool:
@@ -97,14 +110,14 @@ class ConsoleFrontEnd:
         states = [await self.runtime.service.view(lab.id) for lab in labs]
         wrong = [f"{lab.name} {lab.state}" for lab in states if lab.state != wanted]
         if wrong:
-            say(self.console, f"✗ `{line}` ended with {', '.join(wrong)}", "bold red")
+            say(self.console, _("✗ `{line}` ended with {join}").format(line=line, join=", ".join(wrong)), "bold red")
             return False
-        say(self.console, f"✓ {len(states)} labs {wanted}", "bold green")
+        say(self.console, _("✓ {len} labs {wanted}").format(len=len(states), wanted=wanted), "bold green")
         return True
 
     async def run_interactive(self) -> None:
         """A prompt loop until EOF or `exit`; progress prints between prompts."""
-        self.console.print("labbot console — type `/lab help`, or `exit`.", style="bold")
+        self.console.print(_("labbot console — type `/lab help`, or `exit`."), style="bold")
         loop = asyncio.get_running_loop()
         while True:
             line = await loop.run_in_executor(None, _prompt)

@@ -17,16 +17,17 @@ from bot.classroom import progress_line
 from bot.picture import TEXT as PICTURE_TEXT
 from bot.picture import PictureUnavailable, render_png, text_tree
 from bot.text import lab_headline, printable, ready_summary, step_line
+from services.i18n import N_, Texts, _
 from services.labs.notifier import Notice, NoticeKind
 from services.labs.picture import LabPicture
 
 log = logging.getLogger(__name__)
 
 # Every user-facing string of this module's files output (one place, for the message catalogue).
-TEXT = {
-    "picture_file": "picture of lab {lab} written to {path}",
-    "capture_file": "capture of lab {lab} written to {path}",
-}
+TEXT = Texts({
+    "picture_file": N_("picture of lab {lab} written to {path}"),
+    "capture_file": N_("capture of lab {lab} written to {path}"),
+})
 
 _STYLE = {
     NoticeKind.STEP_FAILED: "red",
@@ -106,7 +107,7 @@ class ConsoleNotifier:
 
     def _line(self, notice: Notice) -> str | None:
         lab, step = notice.lab, notice.step
-        by = f" (by {notice.actor})" if notice.actor and notice.actor != "labbot" else ""
+        by = _(" (by {actor})").format(actor=notice.actor) if notice.actor and notice.actor != "labbot" else ""
         match notice.kind:
             case NoticeKind.STEP_PROGRESS if step is not None:
                 key = (lab.name, step.name)
@@ -122,18 +123,26 @@ class ConsoleNotifier:
             case NoticeKind.STEP_NOTE if step is not None:
                 return f"  … {step.title}: {notice.text}"
             case NoticeKind.CREATED:
-                return f"lab requested{by}: profile {lab.profile}, expires {lab.expires_at:%Y-%m-%d %H:%M} UTC"
+                return _("lab requested{by}: profile {profile}, expires {expires_at:%Y-%m-%d %H:%M} UTC").format(
+                    by=by, profile=lab.profile, expires_at=lab.expires_at
+                )
             case NoticeKind.ORPHANS_FOUND:
                 # A platform-wide notice: its "lab" is a stand-in, so no lab headline.
-                return f"lab platform: {notice.text} (`labbot sweep --only orphans --dry-run` lists them again)"
-            case NoticeKind.EXERCISE_CHECKED | NoticeKind.EXERCISE_COMPLETE | NoticeKind.EXERCISE_SOLVED \
-                    if lab.exercise is not None:
-                done = " — every task done: exercise complete" if notice.kind == NoticeKind.EXERCISE_COMPLETE else ""
+                return _("lab platform: {text} (`labbot sweep --only orphans --dry-run` lists them again)").format(
+                    text=notice.text
+                )
+            case NoticeKind.EXERCISE_CHECKED | NoticeKind.EXERCISE_COMPLETE | NoticeKind.EXERCISE_SOLVED if (
+                lab.exercise is not None
+            ):
+                done = _(" — every task done: exercise complete") if notice.kind == NoticeKind.EXERCISE_COMPLETE else ""
                 return f"{progress_line(lab.exercise)}{by}{done}"
             case NoticeKind.PICTURE | NoticeKind.CAPTURED:
-                return f"{'lab picture' if notice.kind == NoticeKind.PICTURE else 'packet capture'}{by}:"
+                what = _("lab picture") if notice.kind == NoticeKind.PICTURE else _("packet capture")
+                return f"{what}{by}:"
             case NoticeKind.FAILED:
-                return f"FAILED at {lab.failed_step}: {lab.error} — `/lab retry {lab.name}` to try again"
+                return _("FAILED at {failed_step}: {error} — `/lab retry {name}` to try again").format(
+                    failed_step=lab.failed_step, error=lab.error, name=lab.name
+                )
             case _:
                 text = f" — {notice.text}" if notice.text else ""
                 return f"{lab_headline(lab)}{by}{text}"

@@ -10,10 +10,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bot.blocks.format import state_word
 from bot.classroom import class_headline, class_row, pool_rows, progress_line, task_lines
 from bot.text import lab_headline, printable, ready_summary, step_line, time_left
 from services.db import utcnow
 from services.dispatch import Reply, ReplyKind
+from services.i18n import _
 
 
 def say(console: Console, text: str, style: str = "") -> None:
@@ -26,18 +28,25 @@ def render_reply(console: Console, reply: Reply) -> None:
     match reply.kind:
         case ReplyKind.LABS:
             if not reply.labs:
-                say(console, "no labs" + ("" if reply.data.get("all") else " of yours (`/lab list --all` for all)"))
+                say(
+                    console,
+                    _("no labs") + ("" if reply.data.get("all") else _(" of yours (`/lab list --all` for all)")),
+                )
                 return
-            table = Table("name", "state", "owner", "profile", "expires", "health")
+            table = Table(_("name"), _("state"), _("owner"), _("profile"), _("expires"), _("health"))
             for lab in reply.labs:
                 expires = "" if lab.state == "destroyed" else time_left(lab.expires_at)
-                table.add_row(*(Text(printable(cell)) for cell in (lab.name, lab.state, lab.owner, lab.profile,
-                                                                    expires, lab.health)))
+                table.add_row(
+                    *(
+                        Text(printable(cell))
+                        for cell in (lab.name, state_word(lab.state), lab.owner, lab.profile, expires, lab.health)
+                    )
+                )
             console.print(table)
         case ReplyKind.POOL:
             say(console, reply.text)
             if reply.data.get("pools"):
-                table = Table("profile", "target", "ready", "building", "failed")
+                table = Table(_("profile"), _("target"), _("ready"), _("building"), _("failed"))
                 for row in pool_rows(reply.data["pools"]):
                     table.add_row(*(Text(cell) for cell in row))
                 console.print(table)
@@ -48,17 +57,24 @@ def render_reply(console: Console, reply: Reply) -> None:
                     say(console, f"  {line}")
         case ReplyKind.CLASS | ReplyKind.CONFIRM_CLASS_DESTROY:
             if reply.text:
-                confirm = " Repeat with --yes to confirm." if reply.kind == ReplyKind.CONFIRM_CLASS_DESTROY else ""
+                confirm = _(" Repeat with --yes to confirm.") if reply.kind == ReplyKind.CONFIRM_CLASS_DESTROY else ""
                 say(console, reply.text + confirm)
             if reply.klass is not None:
                 say(console, class_headline(reply.klass))
-                table = Table("lab", "student", "state", "progress", "health", "time left")
+                table = Table(_("lab"), _("student"), _("state"), _("progress"), _("health"), _("time left"))
                 now = utcnow()
                 for lab in reply.klass.labs:
                     table.add_row(*(Text(printable(cell)) for cell in class_row(lab, now)))
                 console.print(table)
-        case (ReplyKind.LAB | ReplyKind.EXTENDED | ReplyKind.RETRYING | ReplyKind.DESTROYING | ReplyKind.CREATED
-              | ReplyKind.SOLVING | ReplyKind.CLAIMED):
+        case (
+            ReplyKind.LAB
+            | ReplyKind.EXTENDED
+            | ReplyKind.RETRYING
+            | ReplyKind.DESTROYING
+            | ReplyKind.CREATED
+            | ReplyKind.SOLVING
+            | ReplyKind.CLAIMED
+        ):
             if reply.text:
                 say(console, reply.text)
             if reply.lab is not None:
@@ -73,7 +89,13 @@ def render_reply(console: Console, reply: Reply) -> None:
                     for fact in ready_summary(reply.lab):
                         say(console, f"  {fact}")
                 if reply.lab.state == "failed":
-                    say(console, f"  failed at {reply.lab.failed_step}: {reply.lab.error}", "red")
+                    say(
+                        console,
+                        _("  failed at {failed_step}: {error}").format(
+                            failed_step=reply.lab.failed_step, error=reply.lab.error
+                        ),
+                        "red",
+                    )
         case ReplyKind.LOGS:
             say(console, reply.text)
             for step in reply.steps:
@@ -86,14 +108,22 @@ def render_reply(console: Console, reply: Reply) -> None:
                 say(console, line)
         case ReplyKind.HEALTH:
             report = reply.data["report"]
-            say(console, f"{report.lab.name}: {'healthy' if report.healthy else 'DEGRADED'}",
-                "green" if report.healthy else "red")
+            say(
+                console,
+                f"{report.lab.name}: {'healthy' if report.healthy else 'DEGRADED'}",
+                "green" if report.healthy else "red",
+            )
             for check in report.checks:
                 mark = "✓" if check.ok else "✗"
-                say(console, f"  {mark} {check.name} ({check.latency_ms} ms) {check.detail}")
+                say(
+                    console,
+                    _("  {mark} {name} ({latency_ms} ms) {detail}").format(
+                        mark=mark, name=check.name, latency_ms=check.latency_ms, detail=check.detail
+                    ),
+                )
         case ReplyKind.PICTURE | ReplyKind.CAPTURED:
             pass  # the notice printed it, as the lab's thread shows it in Slack
         case ReplyKind.CONFIRM_DESTROY:
-            say(console, f"{reply.text} Repeat with --yes to confirm.")
+            say(console, _("{text} Repeat with --yes to confirm.").format(text=reply.text))
         case _:
             say(console, reply.text)

@@ -23,6 +23,7 @@ from bot.blocks.details import build_access
 from bot.blocks.replies import build_notice
 from services.db import utcnow
 from services.errors import LabbotError
+from services.i18n import _
 from services.labs.classes import ClassView
 from services.labs.models import LabState
 from services.labs.notifier import Notice, NoticeKind
@@ -67,10 +68,14 @@ class ClassBoard:
         if notice.kind == NoticeKind.CLASS_EXPIRING:
             trainer = str(notice.details.get("trainer") or "")
             if trainer:
-                await self.client.chat_postMessage(channel=trainer, **build_notice(f":hourglass: {notice.text}")
-                                                   .as_kwargs())
-        if notice.kind in (NoticeKind.READY, NoticeKind.CLAIMED) and notice.lab.state == LabState.READY \
-                and not notice.lab.claimable:
+                await self.client.chat_postMessage(
+                    channel=trainer, **build_notice(_(":hourglass: {text}").format(text=notice.text)).as_kwargs()
+                )
+        if (
+            notice.kind in (NoticeKind.READY, NoticeKind.CLAIMED)
+            and notice.lab.state == LabState.READY
+            and not notice.lab.claimable
+        ):
             await self._hand_out(notice.lab)
         if class_id in self._pending and not self._pending[class_id].done():
             self._dirty.add(class_id)
@@ -96,8 +101,9 @@ class ClassBoard:
                 cls = await self.classes.of_lab(notice.lab)
                 if cls is not None and cls.status_ref:
                     channel, _, ts = cls.status_ref.partition(":")
-                    await self.client.chat_update(channel=channel, ts=ts,
-                                                  **build_class_overview(cls, now=self.now()).as_kwargs())
+                    await self.client.chat_update(
+                        channel=channel, ts=ts, **build_class_overview(cls, now=self.now()).as_kwargs()
+                    )
             except Exception:
                 log.exception("could not refresh the overview of class %s", class_id)
             if class_id not in self._dirty:

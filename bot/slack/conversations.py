@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from services.errors import ConflictError
+from services.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ async def card_place(client: AsyncWebClient, *, origin: str | None, user_id: str
             return CardPlace(labs_channel, elsewhere=True)
         log.error("labbot cannot post in LABBOT_CHANNEL %s: invite it there", labs_channel)
     raise ConflictError(
-        "labbot is not in this conversation, so nobody would see the lab's card, failures or expiry warning. "
-        "Invite it here (`/invite @labbot`) or run `/lab create` in a channel labbot is in (or in your DM "
-        "with labbot); nothing was created."
+        _("labbot is not in this conversation, so nobody would see the lab's card, failures or expiry "
+          "warning. Invite it here (`/invite @labbot`) or run `/lab create` in a channel labbot is in (or in "
+          "your DM with labbot); nothing was created.")
     )

@@ -19,6 +19,7 @@ from config.profiles import LabProfile
 from config.settings import Settings
 from services.db import utcnow
 from services.errors import ConflictError, PermissionDeniedError
+from services.i18n import _
 from services.labs.service import Actor, LabService
 from services.labs.views import LabView
 
@@ -47,7 +48,9 @@ class SlackDeps:
         allowed = self.settings.allowed_channels
         if not allowed or channel_id is None or channel_id in allowed:
             return
-        raise PermissionDeniedError(f"labbot does not work in this conversation; use {_shown(allowed)}")
+        raise PermissionDeniedError(
+            _("labbot does not work in this conversation; use {shown}").format(shown=_shown(allowed))
+        )
 
     def check_create_place(self, channel_id: str | None) -> None:
         """Where a lab may be created: an allowed channel; with ``LABBOT_ALLOWED_CHANNELS`` set, not the App
@@ -55,14 +58,20 @@ class SlackDeps:
         self.check_channel(channel_id)
         allowed = self.settings.allowed_channels
         if allowed and channel_id is None:
-            raise PermissionDeniedError(f"labs are created in {_shown(allowed)}: type `/lab create` there")
+            raise PermissionDeniedError(
+                _("labs are created in {shown}: type `/lab create` there").format(shown=_shown(allowed))
+            )
 
     async def current_lab(self, lab_id: int, name: str) -> LabView:
         """The lab a button names, refusing a card that outlived its lab (a new lab may have taken the name)."""
         lab = await self.service.status(name)
         if lab.id != lab_id:
-            raise ConflictError(f"that card is for an earlier lab called `{name}`, which is gone; "
-                                f"`/lab status {name}` shows the current one")
+            raise ConflictError(
+                _(
+                    "that card is for an earlier lab called `{name}`, which is gone; `/lab "
+                    "status {name}` shows the current one"
+                ).format(name=name)
+            )
         return lab
 
 

@@ -42,6 +42,7 @@ from bot.slack.outbox import NETWORK_BACKOFF, CardOutbox, Deferred, LabReader
 from bot.slack.pacing import SlackPacer
 from services.capture.service import CaptureReport
 from services.db import utcnow
+from services.i18n import N_, Texts, _, default_language, use_language
 from services.labs.notifier import Notice, NoticeKind
 from services.labs.picture import LabPicture
 from services.labs.views import LabView
@@ -49,17 +50,17 @@ from services.labs.views import LabView
 log = logging.getLogger(__name__)
 
 
-_AUDITED = {
-    NoticeKind.EXTENDED: "extended the lab",
-    NoticeKind.RETRYING: "asked to retry the lab",
-    NoticeKind.DESTROYING: "asked to destroy the lab",
-}
+_AUDITED = Texts({
+    NoticeKind.EXTENDED: N_("extended the lab"),
+    NoticeKind.RETRYING: N_("asked to retry the lab"),
+    NoticeKind.DESTROYING: N_("asked to destroy the lab"),
+})
 _WARNING = "expiry_warning"  # the outbox keeps the lab's expiry warnings under this name, to retire them
-_NOTE = {
-    NoticeKind.EXTENDED: "Extended",
-    NoticeKind.RETRYING: "Retry requested",
-    NoticeKind.DESTROYING: "Destroy requested",
-}
+_NOTE = Texts({
+    NoticeKind.EXTENDED: N_("Extended"),
+    NoticeKind.RETRYING: N_("Retry requested"),
+    NoticeKind.DESTROYING: N_("Destroy requested"),
+})
 
 
 class SlackNotifier:
@@ -92,7 +93,10 @@ class SlackNotifier:
         if notice.lab.pool:
             return
         try:
-            self._accept(notice)
+            # Cards, threads and channel notices are read by many: LABBOT_LANGUAGE, not the language of the person
+            # whose request made the notice (the outbox tasks started here keep this context).
+            with use_language(default_language()):
+                self._accept(notice)
         except Exception:
             log.exception("Slack notifier could not take %s for lab %s", notice.kind, notice.lab.name)
 
@@ -194,10 +198,11 @@ class SlackNotifier:
                 actor = notice.actor or "labbot"
                 what = _AUDITED[kind]
                 if kind == NoticeKind.DESTROYING and notice.details.get("reason") == "expired":
-                    what += " because it expired"
+                    what += _(" because it expired")
                     outbox.post_to_channel(build_expired(lab))
                 if kind == NoticeKind.EXTENDED:
-                    what += f" until {lab.expires_at:%Y-%m-%d %H:%M} UTC"  # a date token in the thread
+                    # a date token in the thread
+                    what += _(" until {expires_at:%Y-%m-%d %H:%M} UTC").format(expires_at=lab.expires_at)
                     if notice.text:
                         what += f" {notice.text}"
                     outbox.replace_kept(_WARNING, build_warning_retired(lab, outcome="extended", actor=actor))

@@ -23,6 +23,7 @@ from handlers.slack.create_modal import open_create_modal
 from services.commands import ClassCreateCommand, Command, CreateCommand, HelpCommand, help_text, parse_command
 from services.dispatch import ReplyKind, execute
 from services.errors import LabbotError
+from services.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,8 @@ async def run_lab_command(parsed: Command, *, deps: SlackDeps, reply: UserReply,
             and (deps.service.is_admin(reply.user_id) or reply.user_id == cls.trainer):
         # The trainer's overview lives in their DM with labbot and stays up to date there.
         await deps.class_board.show(cls, user=reply.user_id, text=result.text)
-        await reply.send(build_notice(f"{result.text or f'Class `{cls.name}`'}: the overview is in your DM with "
-                                      "labbot and stays up to date."))
+        await reply.send(build_notice(_("{value}: the overview is in your DM with labbot and stays up to "
+                                        "date.").format(value=result.text or f'Class `{cls.name}`')))
         return
     await reply.send(build_reply(result, now=deps.now()))
 

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from services import shell
 from services.capture.spec import CaptureSpec
 from services.errors import ExternalError
+from services.i18n import _
 from services.iscsi.base import CHAP_SECRET, CHAP_USER
 from services.iscsi.initiator import read_initiator_name
 from services.ssh.detached import follow, job_dir, job_status, read_log, reset_job, start_detached
@@ -104,8 +105,11 @@ async def capture_on_vm1(ssh: LabSSH, spec: CaptureSpec, *, job: str, bpf: str, 
     logging in with the lab's CHAP user and secret when it has them)."""
     setup = await ssh.run("vm1", f"sh -c {shell.quote(_ENSURE_TCPDUMP)}", timeout=300, check=False)
     if not setup.ok:
-        raise CaptureRemoteError(f"tcpdump is missing on VM1 and could not be installed: "
-                                 f"{(setup.stderr or setup.stdout).strip()[-300:]}")
+        raise CaptureRemoteError(
+            _("tcpdump is missing on VM1 and could not be installed: {value}").format(
+                value=(setup.stderr or setup.stdout).strip()[-300:]
+            )
+        )
     directory = job_dir(ssh.lab, job)
     pcap = f"{directory}/{PCAP_NAME}"
     await start_detached(ssh, "vm1", job, tcpdump_command(spec, pcap=pcap, bpf=bpf))
@@ -125,50 +129,58 @@ async def capture_on_vm1(ssh: LabSSH, spec: CaptureSpec, *, job: str, bpf: str, 
             await reset_job(ssh, "vm1", job)
         except Exception:
             log.warning("could not remove capture job %s on VM1 of %s", job, ssh.lab, exc_info=True)
-    return RemoteCapture(data=data, tcpdump_log="\n".join(text_lines), exercised=exercised,
-                         hit_byte_limit=len(data) >= spec.max_bytes)
+    return RemoteCapture(
+        data=data, tcpdump_log="\n".join(text_lines), exercised=exercised, hit_byte_limit=len(data) >= spec.max_bytes
+    )
 
 
 async def _wait_listening(ssh: LabSSH, job: str) -> None:
     """Wait until tcpdump says it is listening, so the traffic that follows is seen."""
     deadline = time.monotonic() + LISTEN_TIMEOUT
     while True:
-        text, _ = await read_log(ssh, "vm1", job, 0)
+        text, _offset = await read_log(ssh, "vm1", job, 0)
         if "listening on" in text:
             return
         if (await job_status(ssh, "vm1", job)).state != "running":
-            raise CaptureRemoteError(f"tcpdump stopped on VM1: {text.strip()[-300:] or 'no output'}")
+            raise CaptureRemoteError(
+                _("tcpdump stopped on VM1: {value}").format(value=text.strip()[-300:] or "no output")
+            )
         if time.monotonic() > deadline:
-            raise CaptureRemoteError(f"tcpdump did not start on VM1: {text.strip()[-300:] or 'no output'}")
+            raise CaptureRemoteError(
+                _("tcpdump did not start on VM1: {value}").format(value=text.strip()[-300:] or "no output")
+            )
         await asyncio.sleep(0.3)
 
 
-async def _exercise(ssh: LabSSH, portal: str, target_iqn: str, lun: int, *,
-                    chap: tuple[str, SecretStr] | None) -> str:
+async def _exercise(ssh: LabSSH, portal: str, target_iqn: str, lun: int, *, chap: tuple[str, SecretStr] | None) -> str:
     """Make iSCSI traffic from VM2's initiator; returns what was done, for the summary."""
     initiator = await read_initiator_name(ssh.runner("vm2", timeout=60))
     auth = ""
     if chap is not None:  # both checked against the target's own rules (services.iscsi.base) before they were set
         user, secret = chap
         if not (CHAP_USER.fullmatch(user) and CHAP_SECRET.fullmatch(secret.get_secret_value())):
-            raise CaptureRemoteError("the lab's CHAP credentials are not in the form labbot set them")
+            raise CaptureRemoteError(_("the lab's CHAP credentials are not in the form labbot set them"))
         auth = f"{user}%{secret.get_secret_value()}@"
-    command = "sh -c " + " ".join(shell.quote(part) for part in (
-        _EXERCISE, "labbot", shell.iqn(initiator), portal, shell.iqn(target_iqn), int(lun), auth))
+    command = "sh -c " + " ".join(
+        shell.quote(part)
+        for part in (_EXERCISE, "labbot", shell.iqn(initiator), portal, shell.iqn(target_iqn), int(lun), auth)
+    )
     result = await ssh.run("vm2", command, timeout=120, check=False)
     if not result.ok:
-        raise CaptureRemoteError(f"could not make iSCSI traffic from VM2 (exit {result.exit_status}): "
-                                 f"{(result.stderr or result.stdout).strip()[-300:]}")
-    return "discovery, login, INQUIRY, READ CAPACITY and a one-second read burst from VM2's initiator"
+        raise CaptureRemoteError(
+            _("could not make iSCSI traffic from VM2 (exit {exit_status}): {value}").format(
+                exit_status=result.exit_status, value=(result.stderr or result.stdout).strip()[-300:]
+            )
+        )
+    return _("discovery, login, INQUIRY, READ CAPACITY and a one-second read burst from VM2's initiator")
 
 
 async def _fetch(ssh: LabSSH, path: str, limit: int) -> bytes:
     """The capture file's first ``limit`` bytes, over SFTP."""
     conn = await ssh.connection("vm1")
     try:
-        async with asyncio.timeout(FETCH_TIMEOUT), conn.start_sftp_client() as sftp, \
-                sftp.open(path, "rb") as remote:
+        async with asyncio.timeout(FETCH_TIMEOUT), conn.start_sftp_client() as sftp, sftp.open(path, "rb") as remote:
             data: bytes | str = await remote.read(limit)  # "rb": bytes
             return data if isinstance(data, bytes) else data.encode()
     except (asyncssh.SFTPError, OSError, TimeoutError) as err:
-        raise CaptureRemoteError(f"could not fetch the capture from VM1: {err}") from None
+        raise CaptureRemoteError(_("could not fetch the capture from VM1: {err}").format(err=err)) from None

@@ -28,6 +28,7 @@ from services.crypto import SecretBox
 from services.db import utcnow
 from services.errors import ConflictError
 from services.files import private_dir, private_file
+from services.i18n import N_, Texts
 from services.labs import repository as repo
 from services.labs.build.connections import LabConnections
 from services.labs.build.context import chap_credentials
@@ -40,12 +41,12 @@ from services.ssh.hostkeys import HostKeyStore
 log = logging.getLogger(__name__)
 
 # Every user-facing string of this module (one place, for the message catalogue).
-TEXT = {
-    "busy": "a capture of lab `{name}` is already running; wait for it to finish",
-    "not_ready": "lab `{name}` is {state}; captures run on ready labs",
-    "no_iscsi": "lab `{name}` has no iSCSI target recorded, so there is no iSCSI traffic to make",
-    "empty": "the capture of lab `{name}` came back empty: {reason}",
-}
+TEXT = Texts({
+    "busy": N_("a capture of lab `{name}` is already running; wait for it to finish"),
+    "not_ready": N_("lab `{name}` is {state}; captures run on ready labs"),
+    "no_iscsi": N_("lab `{name}` has no iSCSI target recorded, so there is no iSCSI traffic to make"),
+    "empty": N_("the capture of lab `{name}` came back empty: {reason}"),
+})
 _DEFAULT_LUN = {"tgt": 1, "targetcli": 0}
 
 # The lab's VMs as a capture sees them: (lab record, profile, spec, job name, BPF filter, exercise) → the pcap.

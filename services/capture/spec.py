@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.i18n import _
+
 FLOWS = ("iscsi", "ui", "api")
 CHOICES = (*FLOWS, "all")
 
@@ -27,11 +29,11 @@ class CaptureSpec:
 
     def __post_init__(self) -> None:
         if self.flows not in CHOICES:
-            raise ValueError(f"unknown flow {self.flows!r}")
+            raise ValueError(_("unknown flow {flows!r}").format(flows=self.flows))
         if not 1 <= self.seconds <= MAX_SECONDS or not 1 <= self.packets <= MAX_PACKETS:
-            raise ValueError("capture limits out of range")
+            raise ValueError(_("capture limits out of range"))
         if not 1024 <= self.max_bytes <= MAX_BYTES:
-            raise ValueError("capture byte limit out of range")
+            raise ValueError(_("capture byte limit out of range"))
 
     @property
     def flow_keys(self) -> tuple[str, ...]:

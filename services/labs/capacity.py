@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from config.profiles import LabProfile
 from services.errors import ConfigError, QuotaError
+from services.i18n import _
 from services.zstack.client import ZStackClient
 from services.zstack.inventories import HostInventory
 
@@ -34,7 +35,7 @@ class Need:
     memory: int
 
     def __str__(self) -> str:
-        return f"{self.role} {self.cpu} CPU / {self.memory / GiB:g} GiB"
+        return _("{role} {cpu} CPU / {value:g} GiB").format(role=self.role, cpu=self.cpu, value=self.memory / GiB)
 
 
 async def needs(outer: ZStackClient, profile: LabProfile) -> list[Need]:
@@ -43,8 +44,8 @@ async def needs(outer: ZStackClient, profile: LabProfile) -> list[Need]:
     for role, spec in (("VM1", profile.vm1), ("VM2", profile.vm2)):
         offering = await outer.find_instance_offering_by_name(spec.instance_offering)
         if offering is None:
-            raise ConfigError(f"the lab platform has no instance offering called `{spec.instance_offering}` "
-                              f"(profile {profile.name})")
+            raise ConfigError(_("the lab platform has no instance offering called `{instance_offering}` "
+                                "(profile {name})").format(instance_offering=spec.instance_offering, name=profile.name))
         found.append(Need(role, int(offering.cpu_num or 0), int(offering.memory_size or 0)))
     return found
 
@@ -75,7 +76,15 @@ async def check_capacity(outer: ZStackClient, profile: LabProfile) -> None:
         most_cpu = max((int(h.available_cpu_capacity or 0) for h in usable), default=0)
         most_memory = max((int(h.available_memory_capacity or 0) for h in usable), default=0)
         raise CapacityError(
-            f"the lab platform has no room for a `{profile.name}` lab now: {', '.join(map(str, homeless))} "
-            f"fits on none of its {len(usable)} usable hosts (the roomiest has {most_cpu} CPU / "
-            f"{most_memory / GiB:.0f} GiB free); try later or ask an admin to free capacity"
+            _(
+                "the lab platform has no room for a `{name}` lab now: {join} fits on none of its {len} usable "
+                "hosts (the roomiest has {most_cpu} CPU / {value:.0f} GiB free); try later or ask an admin to "
+                "free capacity"
+            ).format(
+                name=profile.name,
+                join=", ".join(map(str, homeless)),
+                len=len(usable),
+                most_cpu=most_cpu,
+                value=most_memory / GiB,
+            )
         )

@@ -21,6 +21,7 @@ from config.profiles import LabProfile
 from config.settings import Settings
 from services import claims
 from services.errors import ConflictError, NotFoundError, PermissionDeniedError, QuotaError
+from services.i18n import _
 from services.labs import repository as repo
 from services.labs.models import Lab, LabClass, LabState
 from services.labs.notifier import Notice, NoticeKind, Notifier
@@ -104,11 +105,14 @@ class ClassService:
                      profile: str | None = None, channel: str | None = None) -> ClassView:
         """Register a class and its labs in one transaction (all or none), then start building them."""
         if not actor.is_admin:
-            raise PermissionDeniedError("only trainers (labbot's admins) can create a class")
+            raise PermissionDeniedError(_("only trainers (labbot's admins) can create a class"))
         settings = self.labs.settings
         if count > settings.max_labs_per_class:
-            raise QuotaError(f"a class may have at most {settings.max_labs_per_class} labs "
-                             f"(LABBOT_MAX_LABS_PER_CLASS); asked for {count}")
+            raise QuotaError(
+                _(
+                    "a class may have at most {max_labs_per_class} labs (LABBOT_MAX_LABS_PER_CLASS); asked for {count}"
+                ).format(max_labs_per_class=settings.max_labs_per_class, count=count)
+            )
         profile_name, recipe, lifetime = self.labs.recipe(profile, ttl)
         exercise_start = self.labs.exercise_start(recipe, start) if exercise else None
         if self.labs.capacity_check is not None:
@@ -117,31 +121,64 @@ class ClassService:
         async with self.labs.sessions() as session, session.begin():
             await claims.serialize_lab_creates(session=session)  # the global quota holds against concurrent creates
             if await self._live_class(session, name) is not None:
-                raise ConflictError(f"a class called `{name}` already exists (`/lab class status {name}`)")
-            taken = (await session.scalars(
-                select(Lab.name).where(Lab.name.in_(names), Lab.state != LabState.DESTROYED)
-            )).all()
+                raise ConflictError(
+                    _("a class called `{name}` already exists (`/lab class status {name}`)").format(name=name)
+                )
+            taken = (
+                await session.scalars(select(Lab.name).where(Lab.name.in_(names), Lab.state != LabState.DESTROYED))
+            ).all()
             if taken:
-                raise ConflictError(f"live labs already have the names {', '.join(sorted(taken))}; "
-                                    "pick another class name")
+                raise ConflictError(
+                    _("live labs already have the names {join}; pick another class name").format(
+                        join=", ".join(sorted(taken))
+                    )
+                )
             live = await repo.count_live(session=session)
             if live + count > settings.max_labs_total:
-                raise QuotaError(f"labbot runs {live} labs and allows {settings.max_labs_total} in all "
-                                 f"(LABBOT_MAX_LABS_TOTAL): no room for {count} more")
-            row = LabClass(name=name, trainer=actor.user_id, profile=profile_name, channel=channel,
-                           exercise_start=exercise_start, size=count, warned_offsets=[])
+                raise QuotaError(
+                    _(
+                        "labbot runs {live} labs and allows {max_labs_total} in all "
+                        "(LABBOT_MAX_LABS_TOTAL): no room for {count} more"
+                    ).format(live=live, max_labs_total=settings.max_labs_total, count=count)
+                )
+            row = LabClass(
+                name=name,
+                trainer=actor.user_id,
+                profile=profile_name,
+                channel=channel,
+                exercise_start=exercise_start,
+                size=count,
+                warned_offsets=[],
+            )
             session.add(row)
             await session.flush()
             expires = self.labs.clock() + lifetime
             created = []
             for index, lab_name in enumerate(names):
                 student = students[index] if index < len(students) else None
-                lab = await repo.create(session=session, name=lab_name, owner=student or actor.user_id,
-                                        profile=profile_name, channel=channel, expires_at=expires)
+                lab = await repo.create(
+                    session=session,
+                    name=lab_name,
+                    owner=student or actor.user_id,
+                    profile=profile_name,
+                    channel=channel,
+                    expires_at=expires,
+                )
                 lab.class_id, lab.claimable, lab.exercise_start = row.id, student is None, exercise_start
-                whom = f"for <@{student}>" if student else "unassigned (`/lab class claim` gives it to a student)"
-                await repo.add_event(session=session, lab=lab, actor=actor.user_id, kind="created",
-                                     detail=f"class {name}, {whom}, profile {profile_name}")
+                whom = (
+                    _("for <@{student}>").format(student=student)
+                    if student
+                    else _("unassigned (`/lab class claim` gives it to a student)")
+                )
+                await repo.add_event(
+                    session=session,
+                    lab=lab,
+                    actor=actor.user_id,
+                    kind="created",
+                    detail=_("class {name}, {whom}, profile {profile_name}").format(
+                        name=name, whom=whom, profile_name=profile_name
+                    ),
+                )
                 created.append(lab)
             await session.flush()
             views = [lab_view(lab) for lab in created]
@@ -157,7 +194,7 @@ class ClassService:
         async with self.labs.sessions() as session:
             row = await self._live_class(session, name) or await self._latest_class(session, name)
             if row is None:
-                raise NotFoundError(f"there is no class called `{name}`")
+                raise NotFoundError(_("there is no class called `{name}`").format(name=name))
             labs = (await session.scalars(select(Lab).where(Lab.class_id == row.id).order_by(Lab.name))).all()
             return self._view(row, [lab_view(lab) for lab in labs])
 
@@ -166,32 +203,52 @@ class ClassService:
         async with self.labs.sessions() as session, session.begin():
             row = await self._live_class(session, name)
             if row is None:
-                raise NotFoundError(f"there is no class called `{name}`")
-            mine = await session.scalar(select(Lab.name).where(
-                Lab.class_id == row.id, Lab.owner == actor.user_id, Lab.claimable.is_(False),
-                Lab.state.in_([s.value for s in LIVE_STATES])))
+                raise NotFoundError(_("there is no class called `{name}`").format(name=name))
+            mine = await session.scalar(
+                select(Lab.name).where(
+                    Lab.class_id == row.id,
+                    Lab.owner == actor.user_id,
+                    Lab.claimable.is_(False),
+                    Lab.state.in_([s.value for s in LIVE_STATES]),
+                )
+            )
             if mine is not None:
-                raise ConflictError(f"you already have lab `{mine}` in class `{name}`")
-            candidates = (await session.scalars(select(Lab.id).where(
-                Lab.class_id == row.id, Lab.claimable.is_(True), Lab.state.in_([s.value for s in LIVE_STATES])
-            ).order_by(Lab.name))).all()
+                raise ConflictError(_("you already have lab `{mine}` in class `{name}`").format(mine=mine, name=name))
+            candidates = (
+                await session.scalars(
+                    select(Lab.id)
+                    .where(
+                        Lab.class_id == row.id, Lab.claimable.is_(True), Lab.state.in_([s.value for s in LIVE_STATES])
+                    )
+                    .order_by(Lab.name)
+                )
+            ).all()
             for lab_id in candidates:
                 # A conditional update: of two students racing for one lab (in any replica), one row count is 0.
                 taken = await session.execute(
-                    update(Lab).where(Lab.id == lab_id, Lab.claimable.is_(True))
+                    update(Lab)
+                    .where(Lab.id == lab_id, Lab.claimable.is_(True))
                     .values(owner=actor.user_id, claimable=False, version=Lab.version + 1)
                     .execution_options(synchronize_session=False)
                 )
                 if taken.rowcount == 1:  # type: ignore[attr-defined]
                     lab = await repo.get(session=session, lab_id=lab_id)
                     await session.refresh(lab)
-                    await repo.add_event(session=session, lab=lab, actor=actor.user_id, kind="claimed",
-                                         detail=f"class {name}: claimed by <@{actor.user_id}>")
+                    await repo.add_event(
+                        session=session,
+                        lab=lab,
+                        actor=actor.user_id,
+                        kind="claimed",
+                        detail=_("class {name}: claimed by <@{user_id}>").format(name=name, user_id=actor.user_id),
+                    )
                     view = lab_view(lab)
                     break
             else:
-                raise ConflictError(f"every lab of class `{name}` has a student already; ask the trainer "
-                                    f"(<@{row.trainer}>) for one more")
+                raise ConflictError(
+                    _(
+                        "every lab of class `{name}` has a student already; ask the trainer (<@{trainer}>) for one more"
+                    ).format(name=name, trainer=row.trainer)
+                )
         await self.labs.notifier.notify(Notice(NoticeKind.CLAIMED, view, actor=actor.user_id))
         return view
 
@@ -246,9 +303,18 @@ class ClassService:
         """Live classes whose first live lab expires within ``within`` (for the trainer's reminder)."""
         horizon = self.labs.clock() + within
         async with self.labs.sessions() as session:
-            ids = (await session.scalars(select(Lab.class_id).where(
-                Lab.class_id.is_not(None), Lab.state.in_([LabState.READY, LabState.EXPIRING]),
-                Lab.expires_at <= horizon).group_by(Lab.class_id).having(func.count() > 0))).all()
+            ids = (
+                await session.scalars(
+                    select(Lab.class_id)
+                    .where(
+                        Lab.class_id.is_not(None),
+                        Lab.state.in_([LabState.READY, LabState.EXPIRING]),
+                        Lab.expires_at <= horizon,
+                    )
+                    .group_by(Lab.class_id)
+                    .having(func.count() > 0)
+                )
+            ).all()
         views = []
         for class_id in ids:
             async with self.labs.sessions() as session:
@@ -273,9 +339,13 @@ class ClassService:
     async def _trainer_class(self, actor: Person, name: str, verb: str) -> ClassView:
         cls = await self.status(name)
         if cls.destroyed_at is not None:
-            raise ConflictError(f"class `{name}` has ended")
+            raise ConflictError(_("class `{name}` has ended").format(name=name))
         if not (actor.is_admin or actor.user_id == cls.trainer):
-            raise PermissionDeniedError(f"only the trainer (<@{cls.trainer}>) or an admin can {verb} class `{name}`")
+            raise PermissionDeniedError(
+                _("only the trainer (<@{trainer}>) or an admin can {verb} class `{name}`").format(
+                    trainer=cls.trainer, verb=verb, name=name
+                )
+            )
         return cls
 
     @staticmethod
@@ -284,15 +354,21 @@ class ClassService:
 
     @staticmethod
     async def _latest_class(session: AsyncSession, name: str) -> LabClass | None:
-        return await session.scalar(
-            select(LabClass).where(LabClass.name == name).order_by(LabClass.id.desc()).limit(1)
-        )
+        return await session.scalar(select(LabClass).where(LabClass.name == name).order_by(LabClass.id.desc()).limit(1))
 
     @staticmethod
     def _view(row: LabClass, labs: list[LabView]) -> ClassView:
-        return ClassView(name=row.name, trainer=row.trainer, profile=row.profile, exercise_start=row.exercise_start,
-                         size=row.size, created_at=row.created_at, destroyed_at=row.destroyed_at,
-                         status_ref=row.status_ref, labs=tuple(labs))
+        return ClassView(
+            name=row.name,
+            trainer=row.trainer,
+            profile=row.profile,
+            exercise_start=row.exercise_start,
+            size=row.size,
+            created_at=row.created_at,
+            destroyed_at=row.destroyed_at,
+            status_ref=row.status_ref,
+            labs=tuple(labs),
+        )
 
 
 @dataclass(frozen=True)
@@ -307,15 +383,24 @@ class ClassReminder:
     live: int
 
 
-async def due_reminders(session: AsyncSession, offsets: list[tuple[str, timedelta]],
-                        now: datetime) -> list[ClassReminder]:
+async def due_reminders(
+    session: AsyncSession, offsets: list[tuple[str, timedelta]], now: datetime
+) -> list[ClassReminder]:
     """The classes whose trainer is due a reminder that their labs expire (the expiry sweep's part for classes)."""
     if not offsets:
         return []
     horizon = now + offsets[0][1]
-    labs = (await session.scalars(select(Lab).where(
-        Lab.class_id.is_not(None), Lab.state.in_([LabState.READY, LabState.EXPIRING, LabState.PROVISIONING]),
-        Lab.expires_at <= horizon).order_by(Lab.expires_at))).all()
+    labs = (
+        await session.scalars(
+            select(Lab)
+            .where(
+                Lab.class_id.is_not(None),
+                Lab.state.in_([LabState.READY, LabState.EXPIRING, LabState.PROVISIONING]),
+                Lab.expires_at <= horizon,
+            )
+            .order_by(Lab.expires_at)
+        )
+    ).all()
     first: dict[int, Lab] = {}
     counts: dict[int, int] = {}
     for lab in labs:

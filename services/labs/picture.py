@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from config.profiles import LabProfile
+from services.i18n import _
 from services.labs.models import Lab, LabStep
 
 _LUN_IN_OUTPUT = re.compile(r"\bLUN (\d{1,5})\b")
@@ -91,9 +92,9 @@ def build_picture(lab: Lab, profile: LabProfile, steps: list[LabStep] | None = N
 def lab_flows(profile: LabProfile) -> tuple[Flow, ...]:
     """The three flows: storage (VM2's initiator → VM1's target), the UI and the API (through VM1 to VM2)."""
     return (
-        Flow("iscsi", "vm2", "vm1", profile.iscsi.port, "iSCSI: VM2's initiator → VM1's target"),
-        Flow("ui", "vm1", "vm2", profile.install.ui_port, "ZStack UI, tunnelled through VM1 (ssh -L)"),
-        Flow("api", "vm1", "vm2", profile.install.api_port, "ZStack API, tunnelled through VM1"),
+        Flow("iscsi", "vm2", "vm1", profile.iscsi.port, _("iSCSI: VM2's initiator → VM1's target")),
+        Flow("ui", "vm1", "vm2", profile.install.ui_port, _("ZStack UI, tunnelled through VM1 (ssh -L)")),
+        Flow("api", "vm1", "vm2", profile.install.api_port, _("ZStack API, tunnelled through VM1")),
     )
 
 

@@ -30,6 +30,7 @@ from config.profiles import LabProfile
 from config.settings import Settings
 from services import claims
 from services.errors import ConflictError, LabbotError
+from services.i18n import _
 from services.labs import repository as repo
 from services.labs.models import Health, Lab, LabState
 from services.labs.notifier import Notifier
@@ -92,10 +93,10 @@ class PoolSummary:
         return bool(self.created or self.retired or self.short)
 
     def lines(self) -> list[str]:
-        lines = [f"built for the pool: {', '.join(self.created)}" if self.created else "",
-                 f"retired from the pool: {', '.join(self.retired)}" if self.retired else "",
+        lines = [_("built for the pool: {join}").format(join=', '.join(self.created)) if self.created else "",
+                 _("retired from the pool: {join}").format(join=', '.join(self.retired)) if self.retired else "",
                  *self.short]
-        return [line for line in lines if line] or ["pool: nothing to do"]
+        return [line for line in lines if line] or [_("pool: nothing to do")]
 
 
 class PoolService:
@@ -149,15 +150,24 @@ class PoolService:
                 made = await self._build(name, digest, missing)
                 summary.created += made
                 if len(made) < missing:
-                    summary.short.append(f"pool {name}: {missing - len(made)} short (the global quota is full)")
+                    summary.short.append(_("pool {name}: {short} short (the global quota is full)").format(
+                        name=name, short=missing - len(made)))
             elif missing > 0:
-                summary.created += [f"({missing} for {name})"]
+                summary.created += [_("({missing} for {name})").format(missing=missing, name=name)]
         if summary.acted and not dry_run:
             log.info("pool refill: %s", "; ".join(summary.lines()))
         return summary
 
-    async def claim(self, actor_id: str, *, profile: str, name: str, channel: str | None, lifetime: timedelta,
-                    check_quota: Callable[[AsyncSession], Awaitable[None]]) -> LabView | None:
+    async def claim(
+        self,
+        actor_id: str,
+        *,
+        profile: str,
+        name: str,
+        channel: str | None,
+        lifetime: timedelta,
+        check_quota: Callable[[AsyncSession], Awaitable[None]],
+    ) -> LabView | None:
         """Hand a ready pool lab of ``profile`` to ``actor_id`` as lab ``name``; None when the pool has none."""
         recipe = self.labs.profiles[profile]
         if recipe.pool.size <= 0:
@@ -167,17 +177,29 @@ class PoolService:
             await claims.serialize_lab_creates(session=session)
             await check_quota(session)
             if await session.scalar(select(Lab.id).where(Lab.name == name, Lab.state != LabState.DESTROYED)):
-                raise ConflictError(f"a live lab is already called `{name}`")
-            candidates = (await session.scalars(select(Lab.id).where(
-                Lab.pool.is_(True), Lab.profile == profile, Lab.profile_digest == digest,
-                Lab.state == LabState.READY, Lab.health != Health.DEGRADED).order_by(Lab.created_at))).all()
+                raise ConflictError(_("a live lab is already called `{name}`").format(name=name))
+            candidates = (
+                await session.scalars(
+                    select(Lab.id)
+                    .where(
+                        Lab.pool.is_(True),
+                        Lab.profile == profile,
+                        Lab.profile_digest == digest,
+                        Lab.state == LabState.READY,
+                        Lab.health != Health.DEGRADED,
+                    )
+                    .order_by(Lab.created_at)
+                )
+            ).all()
             lab_id = None
             for candidate in candidates:
                 # Conditional: of two claims racing for one lab (in any replica), one updates no row.
                 taken = await session.execute(
-                    update(Lab).where(Lab.id == candidate, Lab.pool.is_(True), Lab.state == LabState.READY)
+                    update(Lab)
+                    .where(Lab.id == candidate, Lab.pool.is_(True), Lab.state == LabState.READY)
                     .values(pool=False, owner=actor_id, version=Lab.version + 1)
-                    .execution_options(synchronize_session=False))
+                    .execution_options(synchronize_session=False)
+                )
                 if taken.rowcount == 1:  # type: ignore[attr-defined]
                     lab_id = candidate
                     break
@@ -188,8 +210,9 @@ class PoolService:
                 await self.hand_over(lab_id, name)
         except Exception as err:
             reason = err.user_message if isinstance(err, LabbotError) else type(err).__name__
-            log.warning("pool lab %s could not be handed over (%s); it is destroyed and a lab is built instead",
-                        lab_id, reason)
+            log.warning(
+                "pool lab %s could not be handed over (%s); it is destroyed and a lab is built instead", lab_id, reason
+            )
             async with self.labs.sessions() as session:
                 pool_name = (await repo.get(session=session, lab_id=lab_id)).name
             if self.destroy is not None:
@@ -199,10 +222,17 @@ class PoolService:
             lab = await repo.get(session=session, lab_id=lab_id)
             was, now = lab.name, self.labs.clock()
             lab.name, lab.channel, lab.created_at, lab.expires_at = name, channel, now, now + lifetime
-            lab.summary = {key: str(value).replace(f"`/lab access {was}`", f"`/lab access {name}`")
-                           for key, value in (lab.summary or {}).items()}
-            await repo.add_event(session=session, lab=lab, actor=actor_id, kind="claimed",
-                                 detail=f"from the warm pool ({was}); fresh credentials, platform names updated")
+            lab.summary = {
+                key: str(value).replace(f"`/lab access {was}`", f"`/lab access {name}`")
+                for key, value in (lab.summary or {}).items()
+            }
+            await repo.add_event(
+                session=session,
+                lab=lab,
+                actor=actor_id,
+                kind="claimed",
+                detail=_("from the warm pool ({was}); fresh credentials, platform names updated").format(was=was),
+            )
             steps = await repo.list_steps(session=session, lab_id=lab_id)
             view = lab_view(lab, steps)
         return view
@@ -212,12 +242,23 @@ class PoolService:
         async with self.labs.sessions() as session, session.begin():
             await claims.serialize_lab_creates(session=session)
             room = self.labs.settings.max_labs_total - await repo.count_live(session=session)
-            for _ in range(max(0, min(count, room))):
-                lab = await repo.create(session=session, name=_pool_name(), owner=POOL_OWNER, profile=profile,
-                                        channel=None, expires_at=self.labs.clock() + UNCLAIMED_EXPIRY)
+            for _slot in range(max(0, min(count, room))):
+                lab = await repo.create(
+                    session=session,
+                    name=_pool_name(),
+                    owner=POOL_OWNER,
+                    profile=profile,
+                    channel=None,
+                    expires_at=self.labs.clock() + UNCLAIMED_EXPIRY,
+                )
                 lab.pool, lab.profile_digest = True, digest
-                await repo.add_event(session=session, lab=lab, actor=POOL_OWNER, kind="created",
-                                     detail=f"warm pool of profile {profile}")
+                await repo.add_event(
+                    session=session,
+                    lab=lab,
+                    actor=POOL_OWNER,
+                    kind="created",
+                    detail=_("warm pool of profile {profile}").format(profile=profile),
+                )
                 made.append(lab)
         for lab in made:
             self.labs.kick(lab.id)
@@ -225,19 +266,26 @@ class PoolService:
 
     @staticmethod
     async def _pool_labs(session: AsyncSession) -> list[Lab]:
-        return list((await session.scalars(select(Lab).where(
-            Lab.pool.is_(True), Lab.state.in_([s.value for s in LIVE_STATES])).order_by(Lab.id))).all())
+        return list(
+            (
+                await session.scalars(
+                    select(Lab)
+                    .where(Lab.pool.is_(True), Lab.state.in_([s.value for s in LIVE_STATES]))
+                    .order_by(Lab.id)
+                )
+            ).all()
+        )
 
 
 def _retire_reason(lab: Lab, digest: str, now: datetime, max_wait: timedelta) -> str | None:
     if lab.profile_digest != digest:
-        return "the profile changed"
+        return _("the profile changed")
     if lab.state == LabState.FAILED:
-        return f"its build failed at {lab.failed_step}"
+        return _("its build failed at {failed_step}").format(failed_step=lab.failed_step)
     if lab.state in (LabState.READY, LabState.EXPIRING) and lab.health == Health.DEGRADED:
-        return "its health check failed"
+        return _("its health check failed")
     if lab.state == LabState.READY and lab.created_at + max_wait <= now:
-        return "it waited the pool's ttl"
+        return _("it waited the pool's ttl")
     return None
 
 

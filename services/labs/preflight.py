@@ -27,6 +27,7 @@ from typing import Literal
 
 from config.profiles import LabProfile, VmSpec
 from services.errors import ConfigError
+from services.i18n import _
 from services.zstack.client import ZStackClient
 from services.zstack.errors import ZStackError
 
@@ -63,7 +64,7 @@ class PlatformReport:
     def raise_for_problems(self, profile: LabProfile) -> None:
         """A ConfigError naming every problem, when there is one."""
         if self.problems:
-            raise ConfigError(f"the lab platform does not fit profile {profile.name}: "
+            raise ConfigError(_("the lab platform does not fit profile {name}: ").format(name=profile.name)
                               + "; ".join(c.detail for c in self.problems))
 
     def add(self, name: str, ok: bool, detail: str) -> None:
@@ -90,57 +91,109 @@ async def _guard(report: PlatformReport, name: str, check: object) -> None:
     try:
         await check  # type: ignore[misc]
     except ZStackError as err:
-        report.add(name, False, f"{name}: the platform did not answer the check: {err}")
+        report.add(name, False, _("{name}: the platform did not answer the check: {err}").format(name=name, err=err))
 
 
 async def _image(outer: ZStackClient, report: PlatformReport, role: Role, spec: VmSpec, profile: str) -> None:
     name = f"{role}_image"
     image = await outer.find_image_by_name(spec.image)
     if image is None:
-        report.add(name, False, f"{role}: the lab platform has no image called `{spec.image}`: add it, or change "
-                                f"{role}.image in profile {profile}")
+        report.add(
+            name,
+            False,
+            _(
+                "{role}: the lab platform has no image called `{image}`: add it, or change "
+                "{role}.image in profile {profile}"
+            ).format(role=role, image=spec.image, profile=profile),
+        )
         return
     report.uuids[name] = image.uuid
     wrong = []
     if image.media_type != "RootVolumeTemplate":
-        wrong.append(f"is a {image.media_type or 'image of unknown media type'}, not a RootVolumeTemplate (a VM "
-                     "cannot boot from it without a root disk offering): add the image as a root volume template")
+        wrong.append(
+            _(
+                "is a {value}, not a RootVolumeTemplate (a VM cannot boot from it without a root disk "
+                "offering): add the image as a root volume template"
+            ).format(value=image.media_type or "image of unknown media type")
+        )
     if image.architecture and image.architecture != spec.architecture:
-        wrong.append(f"is {image.architecture}, but the profile's {role}.architecture is {spec.architecture}")
+        wrong.append(
+            _("is {architecture}, but the profile's {role}.architecture is {architecture2}").format(
+                architecture=image.architecture, role=role, architecture2=spec.architecture
+            )
+        )
     if not image.usable:
-        wrong.append(f"is not usable (status {image.status}, state {image.state}): wait for it or re-add it")
+        wrong.append(
+            _("is not usable (status {status}, state {state}): wait for it or re-add it").format(
+                status=image.status, state=image.state
+            )
+        )
     if wrong:
-        report.add(name, False, f"{role}: image `{spec.image}` " + "; ".join(wrong))
+        report.add(name, False, _("{role}: image `{image}` ").format(role=role, image=spec.image) + "; ".join(wrong))
     else:
-        report.add(name, True, f"{role}: image `{spec.image}` is a {image.architecture or spec.architecture} root "
-                               "volume template")
+        report.add(
+            name,
+            True,
+            _("{role}: image `{image}` is a {value} root volume template").format(
+                role=role, image=spec.image, value=image.architecture or spec.architecture
+            ),
+        )
 
 
 async def _offering(outer: ZStackClient, report: PlatformReport, role: Role, spec: VmSpec, profile: str) -> None:
     name = f"{role}_offering"
     offering = await outer.find_instance_offering_by_name(spec.instance_offering)
     if offering is None:
-        report.add(name, False, f"{role}: the lab platform has no instance offering called "
-                                f"`{spec.instance_offering}`: add it, or change {role}.instance_offering in "
-                                f"profile {profile}")
+        report.add(
+            name,
+            False,
+            _(
+                "{role}: the lab platform has no instance offering called "
+                "`{instance_offering}`: add it, or change {role}.instance_offering in "
+                "profile {profile}"
+            ).format(role=role, instance_offering=spec.instance_offering, profile=profile),
+        )
         return
     report.uuids[name] = offering.uuid
     cpus, memory = offering.cpu_num or 0, offering.memory_size or 0
-    shape = f"{cpus} CPUs, {memory / 1024**3:.1f} GiB"
+    shape = _("{cpus} CPUs, {value:.1f} GiB").format(cpus=cpus, value=memory / 1024**3)
     if role == "vm2" and (cpus < INSTALL_MIN_CPUS or memory < INSTALL_MIN_MEMORY):
-        report.add(name, False, f"vm2: instance offering `{spec.instance_offering}` has {shape}; the ZStack "
-                                f"installer needs at least {INSTALL_MIN_CPUS} CPUs and "
-                                f"{INSTALL_MIN_MEMORY // 1024**3} GiB: use a bigger offering")
+        report.add(
+            name,
+            False,
+            _(
+                "vm2: instance offering `{instance_offering}` has {shape}; the ZStack "
+                "installer needs at least {INSTALL_MIN_CPUS} CPUs and {value} GiB: use a "
+                "bigger offering"
+            ).format(
+                instance_offering=spec.instance_offering,
+                shape=shape,
+                INSTALL_MIN_CPUS=INSTALL_MIN_CPUS,
+                value=INSTALL_MIN_MEMORY // 1024**3,
+            ),
+        )
         return
-    report.add(name, True, f"{role}: instance offering `{spec.instance_offering}` ({shape})")
+    report.add(
+        name,
+        True,
+        _("{role}: instance offering `{instance_offering}` ({shape})").format(
+            role=role, instance_offering=spec.instance_offering, shape=shape
+        ),
+    )
 
 
 async def _network(outer: ZStackClient, report: PlatformReport, name: str, profile: LabProfile) -> None:
     network = await outer.find_l3_network_by_name(name)
     key = f"l3:{name}"
     if network is None:
-        report.add(key, False, f"the lab platform has no L3 network called `{name}`: add it, or change the "
-                               f"l3_networks of profile {profile.name}")
+        report.add(
+            key,
+            False,
+            _(
+                "the lab platform has no L3 network called `{name}`: add it, or change the "
+                "l3_networks of profile {name2}"
+            ).format(name=name, name2=profile.name),
+        )
         return
     report.uuids[key] = network.uuid
     if name == profile.vpc_network:
@@ -148,22 +201,38 @@ async def _network(outer: ZStackClient, report: PlatformReport, name: str, profi
         ranges = [ipaddress.IPv4Network(r.network_cidr) for r in network.ip_ranges if r.network_cidr]
         clash = next((net for net in ranges if net.overlaps(nested)), None)
         if clash is not None:
-            report.add(key, False, f"nested.network ({nested}) of profile {profile.name} overlaps {clash} of `{name}`, "
-                                   "the network VM2 sits on: pick a nested range outside it")
+            report.add(
+                key,
+                False,
+                _(
+                    "nested.network ({nested}) of profile {name} overlaps {clash} of "
+                    "`{name2}`, the network VM2 sits on: pick a nested range outside it"
+                ).format(nested=nested, name=profile.name, clash=clash, name2=name),
+            )
             return
     default_of = [role for role in ("vm1", "vm2") if getattr(profile, role).l3_networks[:1] == [name]]
     if not default_of:
-        report.add(key, True, f"L3 network `{name}` exists")
+        report.add(key, True, _("L3 network `{name}` exists").format(name=name))
         return
     services = {s.get("networkServiceType") for s in network.network_services}
     if "Userdata" not in services:
         others = [n for role in default_of for n in getattr(profile, role).l3_networks[1:]]
-        hint = f", or list first one that has it (of {others})" if others else ""
-        report.add(key, False, f"L3 network `{name}` is the default network of {' and '.join(default_of)} but "
-                               "offers no Userdata service, so the VM would never get labbot's SSH key: attach "
-                               f"the Flat provider's Userdata service to it{hint}")
+        hint = _(", or list first one that has it (of {others})").format(others=others) if others else ""
+        report.add(
+            key,
+            False,
+            _(
+                "L3 network `{name}` is the default network of {join} but offers no "
+                "Userdata service, so the VM would never get labbot's SSH key: attach the "
+                "Flat provider's Userdata service to it{hint}"
+            ).format(name=name, join=" and ".join(default_of), hint=hint),
+        )
         return
-    report.add(key, True, f"L3 network `{name}` (default of {' and '.join(default_of)}) offers Userdata")
+    report.add(
+        key,
+        True,
+        _("L3 network `{name}` (default of {join}) offers Userdata").format(name=name, join=" and ".join(default_of)),
+    )
 
 
 async def _vxlan_pool(outer: ZStackClient, report: PlatformReport, profile: LabProfile) -> None:
@@ -171,9 +240,20 @@ async def _vxlan_pool(outer: ZStackClient, report: PlatformReport, profile: LabP
     name = profile.lab_network.vxlan_pool
     pool = await outer.find_l2_network_by_name(name, network_type=VXLAN_POOL_TYPE)
     if pool is None:
-        report.add("vxlan_pool", False, f"the lab platform has no VXLAN pool called `{name}` (profile {profile.name}): "
-                                        "a platform admin creates it once (CreateL2VxlanNetworkPool, CreateVniRange, "
-                                        "attached to the lab cluster)")
+        report.add(
+            "vxlan_pool",
+            False,
+            _(
+                "the lab platform has no VXLAN pool called `{name}` (profile "
+                "{name2}): a platform admin creates it once "
+                "(CreateL2VxlanNetworkPool, CreateVniRange, attached to the lab "
+                "cluster)"
+            ).format(name=name, name2=profile.name),
+        )
         return
     report.uuids["vxlan_pool"] = pool.uuid
-    report.add("vxlan_pool", True, f"VXLAN pool `{name}` for the per-lab networks ({profile.lab_network.cidr})")
+    report.add(
+        "vxlan_pool",
+        True,
+        _("VXLAN pool `{name}` for the per-lab networks ({cidr})").format(name=name, cidr=profile.lab_network.cidr),
+    )

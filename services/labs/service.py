@@ -31,6 +31,7 @@ from services.errors import (
     PermissionDeniedError,
     QuotaError,
 )
+from services.i18n import _
 from services.labs import repository as repo
 from services.labs.access import AccessDetails
 from services.labs.build.health import HealthReport
@@ -130,7 +131,9 @@ class LabService:
             try:
                 validate_start(recipe.exercise.start)
             except CommandError as err:
-                raise ConfigError(f"profile {recipe.name}: exercise.start: {err.message}") from None
+                raise ConfigError(
+                    _("profile {name}: exercise.start: {message}").format(name=recipe.name, message=err.message)
+                ) from None
 
     # --- reads ---------------------------------------------------------------------------------------
 
@@ -159,13 +162,15 @@ class LabService:
         """The steps (or one step) of a lab with their output tails (owner or admin: the output of a lab's
         commands is the owner's business, and the install log says a lot about their VMs)."""
         view = await self.status(name)
-        self.check_can_act(actor, view, "read the logs of")
+        self.check_can_act(actor, view, _("read the logs of"))
         if step is None:
             return [s for s in view.steps if s.state != StepState.PENDING]
         found = [s for s in view.steps if s.name == step]
         if not found:
-            known = ", ".join(s.name for s in view.steps) or "none yet"
-            raise NotFoundError(f"lab `{name}` has no step `{step}` (steps: {known})")
+            known = ", ".join(s.name for s in view.steps) or _("none yet")
+            raise NotFoundError(
+                _("lab `{name}` has no step `{step}` (steps: {known})").format(name=name, step=step, known=known)
+            )
         return found
 
     async def events(self, name: str, limit: int = 50) -> list[tuple[datetime, str, str, str]]:
@@ -198,13 +203,19 @@ class LabService:
         async with self.sessions() as session:
             await self._check_quota(session, actor)
         if exercise_start is None and recipe.pool.size > 0:
-            claimed = await self.pool.claim(actor.user_id, profile=profile_name, name=name or _generated_name(),
-                                            channel=channel, lifetime=lifetime,
-                                            check_quota=lambda session: self._check_quota(session, actor))
+            claimed = await self.pool.claim(
+                actor.user_id,
+                profile=profile_name,
+                name=name or _generated_name(),
+                channel=channel,
+                lifetime=lifetime,
+                check_quota=lambda session: self._check_quota(session, actor),
+            )
             if claimed is not None:
                 await self.notifier.notify(Notice(NoticeKind.CREATED, claimed, actor=actor.user_id))
-                await self.notifier.notify(Notice(NoticeKind.READY, claimed, actor=actor.user_id,
-                                                  text="from the warm pool"))
+                await self.notifier.notify(
+                    Notice(NoticeKind.READY, claimed, actor=actor.user_id, text=_("from the warm pool"))
+                )
                 return claimed
         if self.capacity_check is not None:
             # Asked before anything is written, so a full platform leaves no lab behind; the quota is checked
@@ -215,14 +226,16 @@ class LabService:
             await self._lock_quotas(session)
             await self._check_quota(session, actor)  # again, atomically: another create may have won meanwhile
 
-        kind = f", exercise from {exercise_start}" if exercise_start else ""
+        kind = _(", exercise from {exercise_start}").format(exercise_start=exercise_start) if exercise_start else ""
         return await self.lifecycle.create(
             name=name or _generated_name(),
             owner=actor.user_id,
             profile=profile_name,
             channel=channel,
             expires_at=self.clock() + lifetime,
-            detail=f"profile {profile_name}, ttl {_human(lifetime)}{kind}",
+            detail=_("profile {profile_name}, ttl {human}{kind}").format(
+                profile_name=profile_name, human=_human(lifetime), kind=kind
+            ),
             before=quota_held,
             fields={"exercise_start": exercise_start},
         )
@@ -238,12 +251,16 @@ class LabService:
         recipe = self.profiles.get(profile_name)
         if recipe is None:
             raise NotFoundError(
-                f"there is no lab profile `{profile_name}` (profiles: {', '.join(sorted(self.profiles))})"
+                _("there is no lab profile `{profile_name}` (profiles: {join})").format(
+                    profile_name=profile_name, join=", ".join(sorted(self.profiles))
+                )
             )
         lifetime = ttl or recipe.default_ttl
         if lifetime > recipe.max_ttl:
             raise QuotaError(
-                f"a `{profile_name}` lab may live at most {_human(recipe.max_ttl)}; asked for {_human(lifetime)}"
+                _("a `{profile_name}` lab may live at most {human}; asked for {human2}").format(
+                    profile_name=profile_name, human=_human(recipe.max_ttl), human2=_human(lifetime)
+                )
             )
         return profile_name, recipe, lifetime
 
@@ -262,14 +279,22 @@ class LabService:
         lab = await self.status(name)
         self.check_can_act(actor, lab, "check")
         if lab.exercise is None:
-            raise ConflictError(f"lab `{name}` is not an exercise lab; `/lab health {name}` checks a built lab")
+            raise ConflictError(
+                _("lab `{name}` is not an exercise lab; `/lab health {name}` checks a built lab").format(name=name)
+            )
         if lab.state not in (LabState.READY, LabState.EXPIRING):
-            raise ConflictError(f"lab `{name}` is {lab.state}; its tasks can be checked once it is handed out")
+            raise ConflictError(
+                _("lab `{name}` is {state}; its tasks can be checked once it is handed out").format(
+                    name=name, state=lab.state
+                )
+            )
         if self.exercise_checker is None:
-            raise ConflictError("exercise checks are not available in this labbot")
+            raise ConflictError(_("exercise checks are not available in this labbot"))
         lock = self._checking.setdefault(lab.id, asyncio.Lock())
         if lock.locked():
-            raise ConflictError(f"lab `{name}` is being checked right now; the card shows the result shortly")
+            raise ConflictError(
+                _("lab `{name}` is being checked right now; the card shows the result shortly").format(name=name)
+            )
         async with lock:
             results = await self.exercise_checker(lab.id)
             await self._record_check(lab.id, results, actor)
@@ -284,23 +309,33 @@ class LabService:
         def decide(lab: Lab) -> Change:
             nonlocal completed
             now = self.clock()
-            record = {**(lab.exercise or {}), "results": {r.step: r.as_record() for r in results},
-                      "checked_at": now.isoformat()}
+            record = {
+                **(lab.exercise or {}),
+                "results": {r.step: r.as_record() for r in results},
+                "checked_at": now.isoformat(),
+            }
             completed = all(r.done for r in results) and not record.get("completed_at")
             fields: dict[str, object] = {}
             nested = dict(lab.nested_ids or {})
             for result in (r for r in results if r.done):
-                fields.update({k: v for k, v in result.facts.items() if k in ("iscsi_iqn", "iscsi_wwid",
-                                                                                "iscsi_size_bytes")})
+                fields.update(
+                    {k: v for k, v in result.facts.items() if k in ("iscsi_iqn", "iscsi_wwid", "iscsi_size_bytes")}
+                )
                 nested.update(result.facts.get("nested_ids", {}))
             events: tuple[Event, ...] = ()
             if completed:
                 record["completed_at"] = now.isoformat()
                 took = _human_long(now - lab.created_at)
-                events = (Event("exercise_complete", f"every task passed, {took} after the lab was made"),)
+                events = (
+                    Event("exercise_complete", _("every task passed, {took} after the lab was made").format(took=took)),
+                )
             fields.update(nested_ids=nested, exercise=record)
-            return Change(fields=fields, events=events, text=f"{done} of {len(results)} tasks done",
-                          notice=NoticeKind.EXERCISE_COMPLETE if completed else NoticeKind.EXERCISE_CHECKED)
+            return Change(
+                fields=fields,
+                events=events,
+                text=_("{done} of {len} tasks done").format(done=done, len=len(results)),
+                notice=NoticeKind.EXERCISE_COMPLETE if completed else NoticeKind.EXERCISE_CHECKED,
+            )
 
         await self.lifecycle.apply(decide, actor=actor.user_id, lab_id=lab_id)
         async with self.sessions() as session, session.begin():
@@ -314,20 +349,43 @@ class LabService:
         """Let labbot do an exercise task (and any earlier one not done) for a stuck student; audited."""
 
         def decide(lab: Lab) -> Change:
-            self.check_can_act(actor, lab, "solve a step of")
+            self.check_can_act(actor, lab, _("solve a step of"))
             if lab.exercise_start is None:
-                raise ConflictError(f"lab `{name}` is not an exercise lab: labbot already built all of it")
+                raise ConflictError(
+                    _("lab `{name}` is not an exercise lab: labbot already built all of it").format(name=name)
+                )
             tasks = student_steps(lab.exercise_start)
             if step not in tasks:
-                raise CommandError(f"`{step[:40]}` is not a task of lab `{name}`; its tasks: {', '.join(tasks)}")
+                raise CommandError(
+                    _("`{value}` is not a task of lab `{name}`; its tasks: {join}").format(
+                        value=step[:40], name=name, join=", ".join(tasks)
+                    )
+                )
             if lab.state != LabState.READY:
-                hint = f" (extend it first: `/lab extend {name}`)" if lab.state == LabState.EXPIRING else ""
-                raise ConflictError(f"lab `{name}` is {lab.state}; labbot can do a task of a ready lab{hint}")
+                hint = (
+                    _(" (extend it first: `/lab extend {name}`)").format(name=name)
+                    if lab.state == LabState.EXPIRING
+                    else ""
+                )
+                raise ConflictError(
+                    _("lab `{name}` is {state}; labbot can do a task of a ready lab{hint}").format(
+                        name=name, state=lab.state, hint=hint
+                    )
+                )
             if (lab.exercise or {}).get("results", {}).get(step, {}).get("done"):
-                raise ConflictError(f"`{step}` of lab `{name}` is already done (`/lab check {name}` to see)")
-            return Change(to=LabState.PROVISIONING, fields={"exercise": {**(lab.exercise or {}), "solving": step}},
-                          detail=f"solve {step} asked by {actor.user_id}", notice=NoticeKind.RETRYING,
-                          text=f"labbot does {step} for <@{actor.user_id}>", kick=True)
+                raise ConflictError(
+                    _("`{step}` of lab `{name}` is already done (`/lab check {name}` to see)").format(
+                        step=step, name=name
+                    )
+                )
+            return Change(
+                to=LabState.PROVISIONING,
+                fields={"exercise": {**(lab.exercise or {}), "solving": step}},
+                detail=_("solve {step} asked by {user_id}").format(step=step, user_id=actor.user_id),
+                notice=NoticeKind.RETRYING,
+                text=_("labbot does {step} for <@{user_id}>").format(step=step, user_id=actor.user_id),
+                kick=True,
+            )
 
         return await self._apply(decide, actor, name)
 
@@ -337,10 +395,14 @@ class LabService:
         def decide(lab: Lab) -> Change:
             self.check_can_act(actor, lab, "destroy")
             if lab.state == LabState.DESTROYING:
-                raise ConflictError(f"lab `{name}` is already being destroyed")
-            return Change(to=LabState.DESTROYING, fields={"destroy_requested_by": actor.user_id,
-                                                          "next_attempt_at": None},
-                          detail="destroy requested", notice=NoticeKind.DESTROYING, kick=True)
+                raise ConflictError(_("lab `{name}` is already being destroyed").format(name=name))
+            return Change(
+                to=LabState.DESTROYING,
+                fields={"destroy_requested_by": actor.user_id, "next_attempt_at": None},
+                detail=_("destroy requested"),
+                notice=NoticeKind.DESTROYING,
+                kick=True,
+            )
 
         return await self._apply(decide, actor, name)
 
@@ -351,7 +413,9 @@ class LabService:
             self.check_can_act(actor, lab, "extend")
             if lab.state not in EXTENDABLE:
                 raise ConflictError(
-                    f"lab `{name}` is {lab.state}; only a lab that is not being destroyed can be extended"
+                    _("lab `{name}` is {state}; only a lab that is not being destroyed can be extended").format(
+                        name=name, state=lab.state
+                    )
                 )
             recipe = self.profiles.get(lab.profile)
             step = duration or (recipe.default_ttl if recipe else timedelta(hours=4))
@@ -359,15 +423,21 @@ class LabService:
             new_expiry = min(max(lab.expires_at, self.clock()) + step, cap)
             if new_expiry <= lab.expires_at:
                 raise QuotaError(
-                    f"lab `{name}` already runs until its maximum lifetime "
-                    f"({_human(recipe.max_ttl) if recipe else '?'} after creation)"
+                    _("lab `{name}` already runs until its maximum lifetime ({value} after creation)").format(
+                        name=name, value=_human(recipe.max_ttl) if recipe else "?"
+                    )
                 )
-            capped = " (capped at the profile's maximum lifetime)" if new_expiry == cap else ""
+            capped = _(" (capped at the profile's maximum lifetime)") if new_expiry == cap else ""
             return Change(
                 to=LabState.READY if lab.state == LabState.EXPIRING else None,
                 fields={"expires_at": new_expiry, "ttl_extensions": lab.ttl_extensions + 1, "warned_offsets": []},
                 detail="extended",
-                events=(Event("extended", f"until {new_expiry:%Y-%m-%d %H:%M} UTC{capped}"),),
+                events=(
+                    Event(
+                        "extended",
+                        _("until {new_expiry:%Y-%m-%d %H:%M} UTC{capped}").format(new_expiry=new_expiry, capped=capped),
+                    ),
+                ),
                 notice=NoticeKind.EXTENDED,
                 text=capped.strip(),
             )
@@ -380,11 +450,13 @@ class LabService:
         def decide(lab: Lab) -> Change:
             self.check_can_act(actor, lab, "retry")
             if lab.state != LabState.FAILED:
-                raise ConflictError(f"lab `{name}` is {lab.state}; only a failed lab can be retried")
+                raise ConflictError(
+                    _("lab `{name}` is {state}; only a failed lab can be retried").format(name=name, state=lab.state)
+                )
             return Change(
                 to=LabState.DESTROYING if lab.failed_step == "destroy" else LabState.PROVISIONING,
                 fields={"error": None, "next_attempt_at": None},
-                detail=f"retry from {lab.failed_step or 'the start'}",
+                detail=_("retry from {value}").format(value=lab.failed_step or "the start"),
                 notice=NoticeKind.RETRYING,
                 kick=True,
             )
@@ -394,35 +466,48 @@ class LabService:
     async def access(self, actor: Actor, name: str) -> AccessDetails:
         """The owner's (or an admin's) way into a ready lab: commands and credentials (show privately)."""
         lab = await self.status(name)
-        self.check_can_act(actor, lab, "see how to reach")
+        self.check_can_act(actor, lab, _("see how to reach"))
         if lab.state not in (LabState.READY, LabState.EXPIRING) or not lab.vm1_public_ip or not lab.vm2_ip:
-            raise ConflictError(f"lab `{name}` is {lab.state}; access details exist once it is ready")
+            raise ConflictError(
+                _("lab `{name}` is {state}; access details exist once it is ready").format(name=name, state=lab.state)
+            )
         async with self.sessions() as session:
             row = await repo.get(session=session, lab_id=lab.id)
         if not row.host_password_enc or self.box is None:
-            raise NotFoundError(f"lab `{name}` has no credentials any more")
+            raise NotFoundError(_("lab `{name}` has no credentials any more").format(name=name))
         profile = self.profiles[lab.profile]
-        commands = access_commands(lab.vm1_public_ip, profile.vm1.ssh_port, lab.vm2_ip, self.settings.ssh_user,
-                                   ui_port=profile.install.ui_port, api_port=profile.install.api_port)
+        commands = access_commands(
+            lab.vm1_public_ip,
+            profile.vm1.ssh_port,
+            lab.vm2_ip,
+            self.settings.ssh_user,
+            ui_port=profile.install.ui_port,
+            api_port=profile.install.api_port,
+        )
         return AccessDetails(
             lab=lab,
             commands=commands,
             root_password=self.box.decrypt(row.host_password_enc).get_secret_value(),
             zstack_user="admin",
             # Labs made before the per-lab password still have the installer's default.
-            zstack_password=(self.box.decrypt(row.nested_password_enc) if row.nested_password_enc
-                             else self.settings.nested_admin_password).get_secret_value(),
+            zstack_password=(
+                self.box.decrypt(row.nested_password_enc)
+                if row.nested_password_enc
+                else self.settings.nested_admin_password
+            ).get_secret_value(),
         )
 
     async def health(self, actor: Actor, name: str) -> HealthReport:
         """Run a ready lab's health checks now (owner or admin, at most once per interval per lab: each run
         opens SSH sessions into the lab's VMs and writes health rows)."""
         lab = await self.status(name)
-        self.check_can_act(actor, lab, "check the health of")
+        self.check_can_act(actor, lab, _("check the health of"))
         if lab.state not in (LabState.READY, LabState.EXPIRING):
-            raise ConflictError(f"lab `{name}` is {lab.state}; health checks run on ready labs")
+            raise ConflictError(
+                _("lab `{name}` is {state}; health checks run on ready labs").format(name=name, state=lab.state)
+            )
         if self.health_runner is None:
-            raise ConflictError("health checks are not available in this labbot")
+            raise ConflictError(_("health checks are not available in this labbot"))
         await self._limit_on_demand_health(lab)
         return await self.health_runner(lab.id)
 
@@ -433,25 +518,28 @@ class LabService:
             steps = await repo.list_steps(session=session, lab_id=lab_id)
             profile = self.profiles.get(lab.profile)
             if profile is None:
-                raise NotFoundError(f"lab `{lab.name}` uses profile `{lab.profile}`, which labbot no longer has")
+                raise NotFoundError(
+                    _("lab `{name}` uses profile `{profile}`, which labbot no longer has").format(
+                        name=lab.name, profile=lab.profile
+                    )
+                )
             return build_picture(lab, profile, steps)
 
     async def picture(self, actor: Actor, name: str) -> LabPicture:
         """Post the picture of a live lab again, in its thread (anyone may look, as with ``status``)."""
         view = await self.status(name)
         if view.state == LabState.DESTROYED:
-            raise ConflictError(f"lab `{name}` is destroyed; there is nothing left to draw")
+            raise ConflictError(_("lab `{name}` is destroyed; there is nothing left to draw").format(name=name))
         picture = await self.picture_of(view.id)
-        await self.notifier.notify(Notice(NoticeKind.PICTURE, view, actor=actor.user_id,
-                                          details={"picture": picture}))
+        await self.notifier.notify(Notice(NoticeKind.PICTURE, view, actor=actor.user_id, details={"picture": picture}))
         return picture
 
     async def capture(self, actor: Actor, name: str, spec: CaptureSpec) -> CaptureReport:
         """A bounded packet capture on a ready lab's VM1 (owner or admin), shown in the lab's thread."""
         lab = await self.status(name)
-        self.check_can_act(actor, lab, "capture the traffic of")
+        self.check_can_act(actor, lab, _("capture the traffic of"))
         if self.capture_runner is None:
-            raise ConflictError("packet captures are not available in this labbot")
+            raise ConflictError(_("packet captures are not available in this labbot"))
         return await self.capture_runner(lab, spec, actor.user_id)
 
     async def set_progress_ref(self, lab_id: int, ref: str) -> None:
@@ -462,14 +550,18 @@ class LabService:
     def check_can_act(self, actor: Actor, lab: Lab | LabView, verb: str) -> None:
         """Only the owner or an admin may destroy, extend, retry or see how to reach a lab."""
         if not (actor.is_admin or actor.user_id == lab.owner):
-            raise PermissionDeniedError(f"only <@{lab.owner}> (the owner) or an admin can {verb} lab `{lab.name}`")
+            raise PermissionDeniedError(
+                _("only <@{owner}> (the owner) or an admin can {verb} lab `{name}`").format(
+                    owner=lab.owner, verb=verb, name=lab.name
+                )
+            )
 
     async def doctor(self, actor: Actor, profile: str | None) -> list[Check]:
         """Run ``labbot doctor``'s checks (admins only: they describe the platform and its credentials' use)."""
         if not actor.is_admin:
-            raise PermissionDeniedError("only an admin can run `/lab doctor`")
+            raise PermissionDeniedError(_("only an admin can run `/lab doctor`"))
         if self.doctor_runner is None:
-            raise ConflictError("this labbot process cannot run the doctor (no platform client)")
+            raise ConflictError(_("this labbot process cannot run the doctor (no platform client)"))
         return await self.doctor_runner(profile)
 
     # --- helpers -------------------------------------------------------------------------------------
@@ -481,11 +573,18 @@ class LabService:
     async def _limit_on_demand_health(self, lab: LabView) -> None:
         """At most one on-demand health run per lab per interval, across replicas (a claim in the database)."""
         interval = self.settings.health_on_demand_interval_seconds
-        if interval and not await claims.claim(self.sessions, f"health:{lab.id}",
-                                               until=self.clock() + timedelta(seconds=interval)):
-            raise QuotaError(f"lab `{lab.name}` was checked on demand less than {interval} s ago; try again "
-                             f"later (the health sweep also checks it every "
-                             f"{self.settings.health_interval_minutes} minutes)")
+        if interval and not await claims.claim(
+            self.sessions, f"health:{lab.id}", until=self.clock() + timedelta(seconds=interval)
+        ):
+            raise QuotaError(
+                _(
+                    "lab `{name}` was checked on demand less than {interval} s ago; try again "
+                    "later (the health sweep also checks it every {health_interval_minutes} "
+                    "minutes)"
+                ).format(
+                    name=lab.name, interval=interval, health_interval_minutes=self.settings.health_interval_minutes
+                )
+            )
 
     async def check_may_create(self, actor: Actor) -> None:
         """Refuse people ``LABBOT_ALLOWED_USERS`` does not name, directly or through a user group (admins may
@@ -496,8 +595,12 @@ class LabService:
         for group in (entry for entry in allowed if entry.startswith("S")):
             if self.group_directory is not None and actor.user_id in await self.group_directory.members(group):
                 return
-        raise PermissionDeniedError("you may not create labs here: ask a labbot admin to add you (or a group "
-                                    "you are in) to LABBOT_ALLOWED_USERS")
+        raise PermissionDeniedError(
+            _(
+                "you may not create labs here: ask a labbot admin to add you (or a "
+                "group you are in) to LABBOT_ALLOWED_USERS"
+            )
+        )
 
     async def _lock_quotas(self, session: AsyncSession) -> None:
         """Serialize creates until this transaction ends, so counting live labs and inserting one is atomic
@@ -507,11 +610,17 @@ class LabService:
     async def _check_quota(self, session: AsyncSession, actor: Actor) -> None:
         if await repo.count_live(session=session, owner=actor.user_id) >= self.settings.max_labs_per_user:
             raise QuotaError(
-                f"you already have {self.settings.max_labs_per_user} live labs (the limit); "
-                "destroy one first (`/lab list` shows them)"
+                _(
+                    "you already have {max_labs_per_user} live labs (the limit); destroy one first (`/lab "
+                    "list` shows them)"
+                ).format(max_labs_per_user=self.settings.max_labs_per_user)
             )
         if await repo.count_live(session=session) >= self.settings.max_labs_total:
-            raise QuotaError(f"labbot already runs {self.settings.max_labs_total} labs (the global limit); try later")
+            raise QuotaError(
+                _("labbot already runs {max_labs_total} labs (the global limit); try later").format(
+                    max_labs_total=self.settings.max_labs_total
+                )
+            )
 
     async def _apply(self, decide: Callable[[Lab], Change], actor: Actor, name: str) -> LabView:
         view = await self.lifecycle.apply(decide, actor=actor.user_id, name=name)

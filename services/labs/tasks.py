@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.errors import CommandError
+from services.i18n import N_, Texts, _
 
 # The build steps a student can do by hand, in the course's order. The steps before them (keys, the VMs,
 # the data disk, SSH) need the lab platform's account, which students do not have: labbot always does those.
@@ -22,15 +23,16 @@ TASK_STEPS: tuple[str, ...] = (
     "nested_vm",
 )
 # The course's own words for each task, as the card lists them.
-TASK_TITLES: dict[str, str] = {
-    "iscsi_target": "On VM1, export the 50 GB data disk as an iSCSI target on port 3260 (targetcli), "
-                    "admitting VM2's initiator",
-    "install_zstack": "On VM2 (through VM1), install ZStack and wait for its API on port 8080",
-    "nested_compute": "In ZStack, create a zone and a KVM cluster, and add VM2 as a KVM host",
-    "nested_storage": "Add the iSCSI server VM1:3260, find the LUN, and build SharedBlock primary storage on it",
-    "nested_network_image": "Add backup storage, a flat network with an IP range, the image and an instance offering",
-    "nested_vm": "Create a VM whose root volume is on the SharedBlock storage, and start it",
-}
+TASK_TITLES = Texts({
+    "iscsi_target": N_("On VM1, export the 50 GB data disk as an iSCSI target on port 3260 (targetcli), "
+                       "admitting VM2's initiator"),
+    "install_zstack": N_("On VM2 (through VM1), install ZStack and wait for its API on port 8080"),
+    "nested_compute": N_("In ZStack, create a zone and a KVM cluster, and add VM2 as a KVM host"),
+    "nested_storage": N_("Add the iSCSI server VM1:3260, find the LUN, and build SharedBlock primary storage on it"),
+    "nested_network_image": N_("Add backup storage, a flat network with an IP range, the image and an "
+                               "instance offering"),
+    "nested_vm": N_("Create a VM whose root volume is on the SharedBlock storage, and start it"),
+})
 DEFAULT_START = "iscsi_target"
 # The course counts the two steps labbot always seeds (create the VMs, attach the disk) as its first two.
 SEEDED_COURSE_STEPS = 2
@@ -53,7 +55,7 @@ class TaskResult:
 def validate_start(step: str) -> str:
     """``step`` if a student can start an exercise there, else CommandError listing where they can."""
     if step not in TASK_STEPS:
-        raise CommandError(f"`{step[:40]}` is not a step a student can do by hand; use one of: "
+        raise CommandError(_("`{value}` is not a step a student can do by hand; use one of: ").format(value=step[:40])
                            + ", ".join(TASK_STEPS))
     return step
 

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from config.settings import Settings, parse_duration
 from services.errors import StaleWriteError
+from services.i18n import _
 from services.labs import classes
 from services.labs import repository as repo
 from services.labs.lifecycle import SYSTEM, Change, Event, destroy_backoff
@@ -59,16 +60,18 @@ class ExpirySummary:
 
     def lines(self) -> list[str]:
         """One line per kind of action, for ``labbot sweep`` and the scheduler's log."""
-        would = "would " if self.dry_run else ""
+        would = _("would ") if self.dry_run else ""
         parts = [
             (f"{would}warn", self.warned),
-            (f"{would}destroy (expired)", self.expired),
-            (f"{would}retry destroy", self.redriven),
-            ("failed destroys waiting for their next try", self.waiting),
-            ("left to another process", self.lost),
+            (_("{would}destroy (expired)").format(would=would), self.expired),
+            (_("{would}retry destroy").format(would=would), self.redriven),
+            (_("failed destroys waiting for their next try"), self.waiting),
+            (_("left to another process"), self.lost),
         ]
-        lines = [f"expiry: {label}: {', '.join(names)}" for label, names in parts if names]
-        return lines or ["expiry: nothing due"]
+        lines = [
+            _("expiry: {label}: {join}").format(label=label, join=", ".join(names)) for label, names in parts if names
+        ]
+        return lines or [_("expiry: nothing due")]
 
 
 def warning_offsets(settings: Settings) -> list[tuple[str, timedelta]]:
@@ -107,7 +110,9 @@ async def expiry_sweep(ctx: SweepContext, *, now: datetime | None = None, dry_ru
     for lab, failed_at in gave_up:
         due_at = (failed_at or lab.updated_at) + destroy_backoff(ctx.settings, lab.destroy_attempts)
         if now < due_at:
-            summary.waiting.append(f"{lab.name} (next try {due_at:%Y-%m-%d %H:%M} UTC)")
+            summary.waiting.append(
+                _("{name} (next try {due_at:%Y-%m-%d %H:%M} UTC)").format(name=lab.name, due_at=due_at)
+            )
         else:
             await _redrive(ctx, lab, now, summary)
     if summary.acted and not dry_run:
@@ -115,23 +120,35 @@ async def expiry_sweep(ctx: SweepContext, *, now: datetime | None = None, dry_ru
     return summary
 
 
-async def _remind_trainers(ctx: SweepContext, offsets: list[tuple[str, timedelta]], now: datetime,
-                           summary: ExpirySummary) -> None:
+async def _remind_trainers(
+    ctx: SweepContext, offsets: list[tuple[str, timedelta]], now: datetime, summary: ExpirySummary
+) -> None:
     """Tell each class's trainer, once per offset, that the class's labs are about to expire."""
     async with ctx.sessions() as session:
         due = await classes.due_reminders(session, offsets, now)
     for reminder in due:
         when = reminder.first_lab.expires_at
-        text = (f"class {reminder.name}: {reminder.live} labs expire from {when:%Y-%m-%d %H:%M} UTC "
-                f"(`/lab class extend {reminder.name} 2h` gives them more time)")
-        summary.warned.append(f"class {reminder.name} ({reminder.offsets[-1]}, trainer)")
+        text = _(
+            "class {name}: {live} labs expire from {when:%Y-%m-%d %H:%M} UTC (`/lab class extend "
+            "{name} 2h` gives them more time)"
+        ).format(name=reminder.name, live=reminder.live, when=when)
+        summary.warned.append(
+            _("class {name} ({value}, trainer)").format(name=reminder.name, value=reminder.offsets[-1])
+        )
         if summary.dry_run:
             continue
         async with ctx.sessions() as session, session.begin():
             if not await classes.mark_reminded(session, reminder):
                 continue
-        await ctx.notifier.notify(Notice(NoticeKind.CLASS_EXPIRING, reminder.first_lab, actor=SYSTEM, text=text,
-                                         details={"class": reminder.name, "trainer": reminder.trainer}))
+        await ctx.notifier.notify(
+            Notice(
+                NoticeKind.CLASS_EXPIRING,
+                reminder.first_lab,
+                actor=SYSTEM,
+                text=text,
+                details={"class": reminder.name, "trainer": reminder.trainer},
+            )
+        )
 
 
 async def _warn(ctx: SweepContext, lab: Lab, texts: list[str], now: datetime, summary: ExpirySummary) -> None:
@@ -151,19 +168,27 @@ async def _warn(ctx: SweepContext, lab: Lab, texts: list[str], now: datetime, su
         if limit is None:
             text = ""
         elif extendable:
-            text = f"It can be extended until {limit:%Y-%m-%d %H:%M} UTC (its profile's maximum lifetime)."
+            text = _("It can be extended until {limit:%Y-%m-%d %H:%M} UTC (its profile's maximum lifetime).").format(
+                limit=limit
+            )
         else:
-            text = "It is at its profile's maximum lifetime and cannot be extended."
+            text = _("It is at its profile's maximum lifetime and cannot be extended.")
         expiry = f"{fresh.expires_at:%Y-%m-%d %H:%M} UTC"
         return Change(
             to=LabState.EXPIRING if fresh.state == LabState.READY else None,
             fields={"warned_offsets": [*(fresh.warned_offsets or []), *due]},
-            detail=f"expires at {expiry}",
-            events=(Event(WARNING_EVENT, f"{offset} before expiry at {expiry}"),),
+            detail=_("expires at {expiry}").format(expiry=expiry),
+            events=(
+                Event(WARNING_EVENT, _("{offset} before expiry at {expiry}").format(offset=offset, expiry=expiry)),
+            ),
             notice=NoticeKind.EXPIRY_WARNING,
             text=text,
-            details={"offset": offset, "expires_at": fresh.expires_at, "max_expires_at": limit,
-                     "extendable": extendable},
+            details={
+                "offset": offset,
+                "expires_at": fresh.expires_at,
+                "max_expires_at": limit,
+                "extendable": extendable,
+            },
         )
 
     if await _claim(ctx, lab, decide) is None:
@@ -184,9 +209,9 @@ async def _expire(ctx: SweepContext, lab: Lab, now: datetime, summary: ExpirySum
         return Change(
             to=LabState.DESTROYING,
             fields={"destroy_requested_by": SYSTEM, "next_attempt_at": None},
-            detail=f"expired at {fresh.expires_at:%Y-%m-%d %H:%M} UTC",
+            detail=_("expired at {expires_at:%Y-%m-%d %H:%M} UTC").format(expires_at=fresh.expires_at),
             notice=NoticeKind.DESTROYING,
-            text="the lab expired",
+            text=_("the lab expired"),
             details={"reason": "expired", "expires_at": fresh.expires_at},
             kick=True,
         )
@@ -207,12 +232,18 @@ async def _redrive(ctx: SweepContext, lab: Lab, now: datetime, summary: ExpirySu
         return Change(
             to=LabState.DESTROYING,
             fields={"next_attempt_at": None},
-            detail=f"destroy tried again by labbot after {attempts} failed attempts",
+            detail=_("destroy tried again by labbot after {attempts} failed attempts").format(attempts=attempts),
             notice=NoticeKind.RETRYING,
-            text=f"destroy failed {attempts} times (last: {fresh.error or 'unknown error'}); labbot tries again "
-                 f"now and, if it fails, again in {next_delay}",
-            details={"reason": "destroy_redrive", "attempts": attempts,
-                     "next_delay_seconds": next_delay.total_seconds(), "at": now},
+            text=_(
+                "destroy failed {attempts} times (last: {value}); labbot tries again now and, if it "
+                "fails, again in {next_delay}"
+            ).format(attempts=attempts, value=fresh.error or "unknown error", next_delay=next_delay),
+            details={
+                "reason": "destroy_redrive",
+                "attempts": attempts,
+                "next_delay_seconds": next_delay.total_seconds(),
+                "at": now,
+            },
             kick=True,
         )
 

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from services.db import utcnow
 from services.errors import LabbotError
+from services.i18n import _
 from services.labs import repository as repo
 from services.labs.build.dag import describe_error
 from services.labs.build.health import HealthReport
@@ -59,14 +60,28 @@ class HealthSummary:
     def lines(self) -> list[str]:
         """A short report for ``labbot sweep`` and the scheduler's log."""
         if self.dry_run:
-            return [f"health: would check {', '.join(self.checked)}" if self.checked else "health: no ready labs"]
+            return [
+                _("health: would check {join}").format(join=", ".join(self.checked))
+                if self.checked
+                else _("health: no ready labs")
+            ]
         if not self.checked:
-            return ["health: no ready labs"]
-        lines = [f"health: checked {len(self.checked)}, healthy {len(self.healthy)}, degraded {len(self.degraded)}"]
-        lines += [f"health: {name} degraded: {', '.join(checks)}" for name, checks in self.degraded.items()]
+            return [_("health: no ready labs")]
+        lines = [
+            _("health: checked {len}, healthy {len2}, degraded {len3}").format(
+                len=len(self.checked), len2=len(self.healthy), len3=len(self.degraded)
+            )
+        ]
+        lines += [
+            _("health: {name} degraded: {join}").format(name=name, join=", ".join(checks))
+            for name, checks in self.degraded.items()
+        ]
         if self.announced:
-            lines.append(f"health: announced {', '.join(self.announced)}")
-        lines += [f"health: could not check {name}: {error}" for name, error in self.errors.items()]
+            lines.append(_("health: announced {join}").format(join=", ".join(self.announced)))
+        lines += [
+            _("health: could not check {name}: {error}").format(name=name, error=error)
+            for name, error in self.errors.items()
+        ]
         return lines
 
 
@@ -75,8 +90,9 @@ async def health_sweep(ctx: SweepContext, *, dry_run: bool = False) -> HealthSum
     summary = HealthSummary(dry_run=dry_run)
     async with ctx.sessions() as session:
         labs = await repo.list_(session=session, states=[s.value for s in WATCHED], limit=100_000)
-        heard = await repo.latest_events(session=session, lab_ids=[lab.id for lab in labs],
-                                         kinds=[DEGRADED_EVENT, RECOVERED_EVENT])
+        heard = await repo.latest_events(
+            session=session, lab_ids=[lab.id for lab in labs], kinds=[DEGRADED_EVENT, RECOVERED_EVENT]
+        )
     summary.checked = [lab.name for lab in reversed(labs)]
     if dry_run:
         return summary
@@ -89,8 +105,12 @@ async def health_sweep(ctx: SweepContext, *, dry_run: bool = False) -> HealthSum
                     report = await ctx.health(lab.id)
             except Exception as err:
                 summary.errors[lab.name] = describe_error(err)
-                log.warning("health sweep could not check lab %s: %s", lab.name, summary.errors[lab.name],
-                            exc_info=not isinstance(err, LabbotError))
+                log.warning(
+                    "health sweep could not check lab %s: %s",
+                    lab.name,
+                    summary.errors[lab.name],
+                    exc_info=not isinstance(err, LabbotError),
+                )
                 return
         if report.healthy:
             summary.healthy.append(lab.name)
@@ -100,7 +120,9 @@ async def health_sweep(ctx: SweepContext, *, dry_run: bool = False) -> HealthSum
             if await _announce_change(ctx, lab, report, heard.get(lab.id)):
                 summary.announced.append(f"{lab.name} {'recovered' if report.healthy else 'degraded'}")
         except Exception as err:
-            summary.errors[lab.name] = f"checked, but the change was not announced: {describe_error(err)}"
+            summary.errors[lab.name] = _("checked, but the change was not announced: {describe_error}").format(
+                describe_error=describe_error(err)
+            )
             log.exception("health sweep could not announce lab %s", lab.name)
 
     await asyncio.gather(*(check(lab) for lab in reversed(labs)))

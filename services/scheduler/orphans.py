@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from config.settings import Settings
 from services.errors import ExternalError
+from services.i18n import _
 from services.labs import repository as repo
 from services.labs.build.dag import describe_error
 from services.labs.lifecycle import SYSTEM
@@ -102,32 +103,63 @@ class OrphanSummary:
     def lines(self) -> list[str]:
         """A short report for ``labbot sweep`` and the scheduler's log."""
         if self.error:
-            return [f"orphans: could not read the lab platform: {self.error}"]
-        lines = [f"orphans: {len(self.orphans)} of {self.scanned} marked resources are orphans"]
-        lines += [f"orphans: {o.label} ({o.resource.uuid}): {o.why}" for o in self.orphans]
+            return [_("orphans: could not read the lab platform: {error}").format(error=self.error)]
+        lines = [
+            _("orphans: {len} of {scanned} marked resources are orphans").format(
+                len=len(self.orphans), scanned=self.scanned
+            )
+        ]
+        lines += [
+            _("orphans: {label} ({uuid}): {why}").format(label=o.label, uuid=o.resource.uuid, why=o.why)
+            for o in self.orphans
+        ]
         if self.deleted:
-            lines.append(f"orphans: deleted {', '.join(o.label for o in self.deleted)}")
-        lines += [f"orphans: could not delete {uuid}: {error}" for uuid, error in self.failed.items()]
+            lines.append(_("orphans: deleted {join}").format(join=", ".join(o.label for o in self.deleted)))
+        lines += [
+            _("orphans: could not delete {uuid}: {error}").format(uuid=uuid, error=error)
+            for uuid, error in self.failed.items()
+        ]
         if self.dry_run:
-            lines.append("orphans: dry run, nothing recorded, deleted or reported")
+            lines.append(_("orphans: dry run, nothing recorded, deleted or reported"))
         elif self.orphans and not self.delete_enabled:
-            lines.append("orphans: deletion is off (LABBOT_ORPHAN_DELETE); nothing deleted")
+            lines.append(_("orphans: deletion is off (LABBOT_ORPHAN_DELETE); nothing deleted"))
         return lines
 
 
 def platform_view(settings: Settings, now: datetime) -> LabView:
     """The stand-in "lab" platform-wide notices travel with (the Notice type needs one)."""
-    return LabView(id=0, uuid="0" * _UUID_WIDTH, name="lab-platform", owner=SYSTEM, channel=settings.channel,
-                   profile="-", state=LabState.READY.value, created_at=now, expires_at=now, destroyed_at=None,
-                   ttl_extensions=0, failed_step=None, error=None, health="unknown", health_failing=(),
-                   vm1_public_ip=None, vm1_vpc_ip=None, vm2_ip=None, iscsi_iqn=None, iscsi_wwid=None,
-                   progress_ref=None)
+    return LabView(
+        id=0,
+        uuid="0" * _UUID_WIDTH,
+        name="lab-platform",
+        owner=SYSTEM,
+        channel=settings.channel,
+        profile="-",
+        state=LabState.READY.value,
+        created_at=now,
+        expires_at=now,
+        destroyed_at=None,
+        ttl_extensions=0,
+        failed_step=None,
+        error=None,
+        health="unknown",
+        health_failing=(),
+        vm1_public_ip=None,
+        vm1_vpc_ip=None,
+        vm2_ip=None,
+        iscsi_iqn=None,
+        iscsi_wwid=None,
+        progress_ref=None,
+    )
 
 
 async def scan_platform(platform: OrphanPlatform, prefix: str) -> list[PlatformResource]:
     """Every VM and data volume with labbot's tag or name prefix, with the lab uuid its tag names."""
-    lab_of = {t.resource_uuid: t.tag.removeprefix(TAG_PREFIX)
-              for t in await platform.query_user_tags(f"{TAG_PREFIX}%") if t.tag.startswith(TAG_PREFIX)}
+    lab_of = {
+        t.resource_uuid: t.tag.removeprefix(TAG_PREFIX)
+        for t in await platform.query_user_tags(f"{TAG_PREFIX}%")
+        if t.tag.startswith(TAG_PREFIX)
+    }
     found: dict[str, PlatformResource] = {}
     for kind, action in _QUERIES:
         tagged = await platform.query(action, [like("__userTag__", f"{TAG_PREFIX}%")])
@@ -141,31 +173,39 @@ async def scan_platform(platform: OrphanPlatform, prefix: str) -> list[PlatformR
     return sorted(found.values(), key=lambda r: (_ORDER[r.kind], r.name, r.uuid))
 
 
-def classify(resource: PlatformResource, *, prefix: str, owners: dict[str, str], labs: dict[str, Lab]
-             ) -> tuple[str, bool, Lab | None] | None:
+def classify(
+    resource: PlatformResource, *, prefix: str, owners: dict[str, str], labs: dict[str, Lab]
+) -> tuple[str, bool, Lab | None] | None:
     """``(why, deletable, lab)`` for an orphan; None for a resource some live lab (or another labbot) owns."""
     named = resource.name.startswith(f"{prefix}-")
     if resource.uuid in owners:
         return None
     if resource.lab_uuid is None:
-        return ("named like labbot's resources but carries no labbot tag", False, None) if named else None
+        return (_("named like labbot's resources but carries no labbot tag"), False, None) if named else None
     lab = labs.get(resource.lab_uuid)
     if lab is not None and lab.state != LabState.DESTROYED:
         return None
     if not named:
         return None  # the tag is labbot's, the name prefix another deployment's
     if lab is None:
-        return f"its tag names lab {resource.lab_uuid}, which this labbot's database does not know", False, None
-    when = f" at {lab.destroyed_at:%Y-%m-%d %H:%M} UTC" if lab.destroyed_at else ""
-    return f"lab {lab.name} was destroyed{when}", True, lab
+        return (
+            _("its tag names lab {lab_uuid}, which this labbot's database does not know").format(
+                lab_uuid=resource.lab_uuid
+            ),
+            False,
+            None,
+        )
+    when = _(" at {destroyed_at:%Y-%m-%d %H:%M} UTC").format(destroyed_at=lab.destroyed_at) if lab.destroyed_at else ""
+    return _("lab {name} was destroyed{when}").format(name=lab.name, when=when), True, lab
 
 
 async def orphan_sweep(ctx: SweepContext, *, now: datetime | None = None, dry_run: bool = False) -> OrphanSummary:
     """Find orphans, remember when each was first seen, delete the overdue ones if allowed, tell the admins."""
     now = clock_or_now(now)
     settings = ctx.settings
-    summary = OrphanSummary(dry_run=dry_run, delete_enabled=settings.orphan_delete,
-                            grace=timedelta(minutes=settings.orphan_grace_minutes))
+    summary = OrphanSummary(
+        dry_run=dry_run, delete_enabled=settings.orphan_delete, grace=timedelta(minutes=settings.orphan_grace_minutes)
+    )
     try:
         resources = await scan_platform(ctx.platform, settings.resource_prefix)
     except ExternalError as err:
@@ -176,8 +216,9 @@ async def orphan_sweep(ctx: SweepContext, *, now: datetime | None = None, dry_ru
     async with ctx.sessions() as session:
         owners = await repo.live_resource_owners(session=session)
         labs = await repo.labs_by_uuid(session=session, uuids=[r.lab_uuid for r in resources if r.lab_uuid])
-        seen = await repo.first_seen(session=session, kind=SEEN_EVENT,
-                                     keys=[r.uuid for r in resources if len(r.uuid) == _UUID_WIDTH])
+        seen = await repo.first_seen(
+            session=session, kind=SEEN_EVENT, keys=[r.uuid for r in resources if len(r.uuid) == _UUID_WIDTH]
+        )
     for resource in resources:
         verdict = classify(resource, prefix=settings.resource_prefix, owners=owners, labs=labs)
         if verdict is not None:
@@ -204,8 +245,14 @@ async def _record(ctx: SweepContext, kind: str, orphans: Sequence[Orphan], now: 
     async with ctx.sessions() as session, session.begin():
         for orphan in orphans:
             r = orphan.resource
-            await repo.add_event_at(session=session, lab_id=orphan.lab.id if orphan.lab else None, actor=SYSTEM,
-                                    kind=kind, detail=f"{r.uuid} {r.kind} {r.name or '-'}: {orphan.why}", at=now)
+            await repo.add_event_at(
+                session=session,
+                lab_id=orphan.lab.id if orphan.lab else None,
+                actor=SYSTEM,
+                kind=kind,
+                detail=f"{r.uuid} {r.kind} {r.name or '-'}: {orphan.why}",
+                at=now,
+            )
 
 
 async def _delete_overdue(ctx: SweepContext, summary: OrphanSummary, now: datetime) -> None:
@@ -226,8 +273,12 @@ async def _delete_overdue(ctx: SweepContext, summary: OrphanSummary, now: dateti
                 await ctx.platform.delete_l2_network(uuid)
         except Exception as err:
             summary.failed[orphan.resource.uuid] = describe_error(err)
-            log.warning("orphan sweep could not delete %s: %s", orphan.label, summary.failed[orphan.resource.uuid],
-                        exc_info=not isinstance(err, ExternalError))
+            log.warning(
+                "orphan sweep could not delete %s: %s",
+                orphan.label,
+                summary.failed[orphan.resource.uuid],
+                exc_info=not isinstance(err, ExternalError),
+            )
             continue
         summary.deleted.append(orphan)
     await _record(ctx, DELETED_EVENT, summary.deleted, now)
@@ -237,27 +288,36 @@ async def _report(ctx: SweepContext, summary: OrphanSummary, now: datetime) -> N
     """Tell the admins about new orphans, deletions and failures; remind them of old ones now and then."""
     async with ctx.sessions() as session:
         last = await repo.last_event_at(session=session, kind=REPORT_EVENT)
-    reminder_due = bool(summary.orphans) and (last is None or now - last >= timedelta(
-        hours=ctx.settings.orphan_report_hours))
+    reminder_due = bool(summary.orphans) and (
+        last is None or now - last >= timedelta(hours=ctx.settings.orphan_report_hours)
+    )
     if not (summary.new or summary.deleted or summary.failed or reminder_due):
         return
     deleted = {o.resource.uuid for o in summary.deleted}
     details: dict[str, object] = {}
     for orphan in summary.orphans:
         details[orphan.label] = f"{orphan.resource.uuid}; {orphan.why}; {_fate(orphan, summary, deleted)}"
-    text = f"{len(summary.orphans)} resource(s) on the lab platform that no live lab owns"
+    text = _("{len} resource(s) on the lab platform that no live lab owns").format(len=len(summary.orphans))
     if summary.deleted:
-        text += f"; deleted {len(summary.deleted)}"
+        text += _("; deleted {len}").format(len=len(summary.deleted))
     if summary.failed:
-        text += f"; {len(summary.failed)} could not be deleted"
+        text += _("; {len} could not be deleted").format(len=len(summary.failed))
     if not summary.delete_enabled:
-        text += "; automatic deletion is off (LABBOT_ORPHAN_DELETE), so nothing is deleted"
-    await ctx.notifier.notify(Notice(NoticeKind.ORPHANS_FOUND, platform_view(ctx.settings, now), actor=SYSTEM,
-                                     text=text, details=details))
+        text += _("; automatic deletion is off (LABBOT_ORPHAN_DELETE), so nothing is deleted")
+    await ctx.notifier.notify(
+        Notice(NoticeKind.ORPHANS_FOUND, platform_view(ctx.settings, now), actor=SYSTEM, text=text, details=details)
+    )
     async with ctx.sessions() as session, session.begin():
-        await repo.add_event_at(session=session, lab_id=None, actor=SYSTEM, kind=REPORT_EVENT, at=now,
-                                detail=f"{len(summary.orphans)} orphans, {len(summary.new)} new, "
-                                       f"{len(summary.deleted)} deleted, {len(summary.failed)} failed")
+        await repo.add_event_at(
+            session=session,
+            lab_id=None,
+            actor=SYSTEM,
+            kind=REPORT_EVENT,
+            at=now,
+            detail=_("{len} orphans, {len2} new, {len3} deleted, {len4} failed").format(
+                len=len(summary.orphans), len2=len(summary.new), len3=len(summary.deleted), len4=len(summary.failed)
+            ),
+        )
     summary.reported = True
 
 
@@ -266,10 +326,14 @@ def _fate(orphan: Orphan, summary: OrphanSummary, deleted: set[str]) -> str:
     if uuid in deleted:
         return "deleted"
     if uuid in summary.failed:
-        return f"delete failed: {summary.failed[uuid]}"
+        return _("delete failed: {value}").format(value=summary.failed[uuid])
     if not orphan.deletable:
-        return "never deleted automatically: check it by hand"
+        return _("never deleted automatically: check it by hand")
     if not summary.delete_enabled:
-        return f"first seen {orphan.first_seen:%Y-%m-%d %H:%M} UTC; kept (deletion is off)"
+        return _("first seen {first_seen:%Y-%m-%d %H:%M} UTC; kept (deletion is off)").format(
+            first_seen=orphan.first_seen
+        )
     due = orphan.first_seen + summary.grace
-    return f"first seen {orphan.first_seen:%Y-%m-%d %H:%M} UTC; deleted from {due:%Y-%m-%d %H:%M} UTC on"
+    return _("first seen {first_seen:%Y-%m-%d %H:%M} UTC; deleted from {due:%Y-%m-%d %H:%M} UTC on").format(
+        first_seen=orphan.first_seen, due=due
+    )

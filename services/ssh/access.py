@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from services import shell
+from services.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,13 @@ class AccessInfo:
     def lines(self) -> list[tuple[str, str]]:
         """(label, text) pairs in the order a person needs them."""
         return [
-            ("SSH to VM1 (jump host)", self.ssh_vm1),
-            ("SSH to VM2 through VM1", self.ssh_vm2),
-            ("Open a tunnel to the ZStack UI", self.ui_tunnel),
-            ("then browse", self.ui_url),
-            ("Tunnel to the ZStack API", self.api_tunnel),
-            ("API base URL", self.api_url),
-            ("Browser on VM1 itself", self.ui_url_on_vm1),
+            (_("SSH to VM1 (jump host)"), self.ssh_vm1),
+            (_("SSH to VM2 through VM1"), self.ssh_vm2),
+            (_("Open a tunnel to the ZStack UI"), self.ui_tunnel),
+            (_("then browse"), self.ui_url),
+            (_("Tunnel to the ZStack API"), self.api_tunnel),
+            (_("API base URL"), self.api_url),
+            (_("Browser on VM1 itself"), self.ui_url_on_vm1),
         ]
 
 

@@ -154,6 +154,8 @@ class FakeSlack:
         # User groups (subteams) by id: their members, and whether the group is disabled.
         self.usergroups: dict[str, list[str]] = {}
         self.disabled_usergroups: set[str] = set()
+        # Each user's locale as Slack keeps it (users.info answers it only with include_locale=true).
+        self.user_locales: dict[str, str] = {}
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], StoredMessage] = {}
         self.ephemerals: list[dict[str, Any]] = []
@@ -543,6 +545,21 @@ class FakeSlack:
         if group not in self.usergroups or (group in self.disabled_usergroups and not include_disabled):
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": list(self.usergroups[group])}
+
+    def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """users.info (docs.slack.dev/reference/methods/users.info): scope users:read; ``user.locale`` only when
+        ``include_locale`` is true; an unknown id is ``user_not_found``."""
+        if self.scopes is not None and "users:read" not in self.scopes:
+            return {"ok": False, "error": "missing_scope", "needed": "users:read"}
+        user = str(args.get("user") or "")
+        if not user:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not user.startswith(("U", "W")):
+            return {"ok": False, "error": "user_not_found"}
+        answer: dict[str, Any] = {"id": user, "name": user.lower(), "is_bot": False, "tz": "Asia/Shanghai"}
+        if str(args.get("include_locale", "")).lower() in {"1", "true"}:
+            answer["locale"] = self.user_locales.get(user, "en-US")
+        return {"ok": True, "user": answer}
 
     def _m_views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         trigger = str(args.get("trigger_id") or "")

@@ -31,6 +31,7 @@ SCOPE_OF_METHOD: dict[str, set[str]] = {
     "files_upload_v2": {"files:write"},  # files.getUploadURLExternal + files.completeUploadExternal
     "views_open": set(), "views_publish": set(), "views_update": set(),  # need no scope beyond the app's
     "usergroups_users_list": {"usergroups:read"}, "usergroups.users.list": {"usergroups:read"},
+    "users_info": {"users:read"}, "users.info": {"users:read"},
 }
 # Scopes no method call shows: the slash command, and posting in public channels labbot was not invited to
 # (bot.slack.conversations treats a public channel as a place a card can go).

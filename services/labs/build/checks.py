@@ -19,6 +19,7 @@ from typing import Any
 
 from config.profiles import LabProfile
 from services import shell
+from services.i18n import _
 from services.iscsi.backends import backend_for
 from services.iscsi.base import Export, device_size
 from services.iscsi.disk import find_data_disk
@@ -86,7 +87,9 @@ class ExerciseChecker:
             started = time.monotonic()
             waiting = [need for need in NEEDS.get(step, ()) if need in steps and need not in done]
             if waiting:
-                results.append(TaskResult(step, False, f"comes after {', '.join(waiting)}, not done yet"))
+                results.append(
+                    TaskResult(step, False, _("comes after {join}, not done yet").format(join=", ".join(waiting)))
+                )
                 continue
             try:
                 async with asyncio.timeout(CHECK_TIMEOUT):
@@ -118,27 +121,49 @@ class ExerciseChecker:
         device = await find_data_disk(on_vm1, self.facts.volume_uuid, self.profile.data_volume.data_disk)
         exports = (await backend_for(self.profile.iscsi.backend, on_vm1).exports())[:MAX_EXPORTS]
         if not exports:
-            raise CheckHint(f"VM1 exports no iSCSI target on {port} yet (targetcli: a block backstore on the "
-                            "50 GB disk, an iSCSI target, a LUN)")
+            raise CheckHint(
+                _(
+                    "VM1 exports no iSCSI target on {port} yet (targetcli: a block backstore on "
+                    "the 50 GB disk, an iSCSI target, a LUN)"
+                ).format(port=port)
+            )
         ours = await self._backed_by(on_vm1, device, exports)
         if not ours:
             shown = ", ".join(sorted({e.iqn for e in exports}))[:200]
-            raise CheckHint(f"the target has no LUN backed by the 50 GB disk ({device}); targets seen: {shown}")
+            raise CheckHint(
+                _("the target has no LUN backed by the 50 GB disk ({device}); targets seen: {shown}").format(
+                    device=device, shown=shown
+                )
+            )
         listening = [e for e in ours if e.listens_on(vpc_ip, port)]
         if not listening:
-            raise CheckHint(f"target {ours[0].iqn} has no portal on {vpc_ip}:{port} (VM1's VPC address)")
+            raise CheckHint(
+                _("target {iqn} has no portal on {vpc_ip}:{port} (VM1's VPC address)").format(
+                    iqn=ours[0].iqn, vpc_ip=vpc_ip, port=port
+                )
+            )
         initiator = await read_initiator_name(ssh.runner("vm2", timeout=20))
         admitted = [e for e in listening if e.admits(initiator)]
         if not admitted:
-            raise CheckHint(f"VM2's initiator {initiator} is not allowed by the target's ACL ({listening[0].iqn})")
+            raise CheckHint(
+                _("VM2's initiator {initiator} is not allowed by the target's ACL ({iqn})").format(
+                    initiator=initiator, iqn=listening[0].iqn
+                )
+            )
         export = admitted[0]
         probe = f"timeout 5 bash -c {shell.quote(f'exec 3<>/dev/tcp/{shell.ipv4(vpc_ip)}/{shell.port(port)}')}"
         reach = await ssh.run("vm2", probe, timeout=15, check=False)
         if not reach.ok:
-            raise CheckHint(f"VM2 cannot reach VM1's portal {vpc_ip}:{port} (is the port open in VM1's firewall?)")
+            raise CheckHint(
+                _("VM2 cannot reach VM1's portal {vpc_ip}:{port} (is the port open in VM1's firewall?)").format(
+                    vpc_ip=vpc_ip, port=port
+                )
+            )
         size = await device_size(on_vm1, device)
         facts = {"iscsi_iqn": export.iqn, "iscsi_wwid": export.wwid, "iscsi_size_bytes": size}
-        return f"{export.iqn} LUN {export.lun} on {device}, wwid {export.wwid}, admits {initiator}", facts
+        return _("{iqn} LUN {lun} on {device}, wwid {wwid}, admits {initiator}").format(
+            iqn=export.iqn, lun=export.lun, device=device, wwid=export.wwid, initiator=initiator
+        ), facts
 
     @staticmethod
     async def _backed_by(on_vm1: Callable[..., Any], device: str, exports: list[Export]) -> list[Export]:
@@ -158,12 +183,20 @@ class ExerciseChecker:
             client = await self._nested()
             ready = await client.is_ready()
         except Exception as err:
-            raise CheckHint(f"ZStack's API is not answering on {api} ({describe_error(err)})") from None
+            raise CheckHint(
+                _("ZStack's API is not answering on {api} ({describe_error})").format(
+                    api=api, describe_error=describe_error(err)
+                )
+            ) from None
         if not ready:
-            raise CheckHint(f"ZStack's API is not answering on {api} (is ZStack installed and its management node "
-                            "started? `zstack-ctl status` on VM2)")
+            raise CheckHint(
+                _(
+                    "ZStack's API is not answering on {api} (is ZStack installed and its "
+                    "management node started? `zstack-ctl status` on VM2)"
+                ).format(api=api)
+            )
         await client.login()  # IsReadyToGo needs no session: a real login proves the install is usable
-        return f"ZStack {await client.get_version()} answering on {api}, login ok", {}
+        return _("ZStack {value} answering on {api}, login ok").format(value=await client.get_version(), api=api), {}
 
     # --- the nested ZStack -------------------------------------------------------------------------------
 
@@ -173,69 +206,97 @@ class ExerciseChecker:
         hosts = await n.query("QueryHost", [eq("managementIp", vm2)])
         if not hosts:
             if not await n.query("QueryZone"):
-                raise CheckHint("the nested ZStack has no zone yet")
+                raise CheckHint(_("the nested ZStack has no zone yet"))
             if not await n.query("QueryCluster", [eq("hypervisorType", "KVM")]):
-                raise CheckHint("the nested ZStack has no KVM cluster yet")
-            raise CheckHint(f"VM2 ({vm2}) is not added as a KVM host yet")
+                raise CheckHint(_("the nested ZStack has no KVM cluster yet"))
+            raise CheckHint(_("VM2 ({vm2}) is not added as a KVM host yet").format(vm2=vm2))
         host = hosts[0]
         if host.get("status") != "Connected":
-            raise CheckHint(f"the KVM host VM2 ({vm2}) is {host.get('status')}, not Connected")
+            raise CheckHint(
+                _("the KVM host VM2 ({vm2}) is {get}, not Connected").format(vm2=vm2, get=host.get("status"))
+            )
         ids = {"zone": host["zoneUuid"], "cluster": host["clusterUuid"], "host": host["uuid"]}
-        return f"KVM host {vm2} Connected in cluster {host['clusterUuid'][:8]}", {"nested_ids": ids}
+        return _("KVM host {vm2} Connected in cluster {value}").format(vm2=vm2, value=host["clusterUuid"][:8]), {
+            "nested_ids": ids
+        }
 
     async def nested_storage(self) -> tuple[str, dict[str, Any]]:
         n = await self._nested()
         vpc_ip, port = self.facts.vm1_vpc_ip, self.profile.iscsi.port
         wwid = self.facts.iscsi_wwid
         if not wwid:
-            raise CheckHint("the iSCSI target step is not done yet: there is no LUN to build storage on")
+            raise CheckHint(_("the iSCSI target step is not done yet: there is no LUN to build storage on"))
         servers = [s for s in await n.query("QueryIscsiServer", [eq("ip", vpc_ip)]) if int(s.get("port", 0)) == port]
         if not servers:
-            raise CheckHint(f"no iSCSI server VM1 ({vpc_ip}:{port}) in the nested ZStack yet")
+            raise CheckHint(
+                _("no iSCSI server VM1 ({vpc_ip}:{port}) in the nested ZStack yet").format(vpc_ip=vpc_ip, port=port)
+            )
         groups = await n.query("QuerySharedBlockGroupPrimaryStorage")
         storage = next((g for g in groups if any(b.get("diskUuid") == wwid for b in g.get("sharedBlocks", []))), None)
         if storage is None:
-            raise CheckHint(f"no SharedBlock primary storage uses the LUN {wwid}")
+            raise CheckHint(_("no SharedBlock primary storage uses the LUN {wwid}").format(wwid=wwid))
         if storage.get("status") != "Connected":
-            raise CheckHint(f"SharedBlock storage {storage.get('name')} is {storage.get('status')}, not Connected")
+            raise CheckHint(
+                _("SharedBlock storage {get} is {get2}, not Connected").format(
+                    get=storage.get("name"), get2=storage.get("status")
+                )
+            )
         cluster = self.facts.nested_ids.get("cluster")
         if cluster and cluster not in storage.get("attachedClusterUuids", []):
-            raise CheckHint(f"SharedBlock storage {storage.get('name')} is not attached to VM2's cluster")
+            raise CheckHint(
+                _("SharedBlock storage {get} is not attached to VM2's cluster").format(get=storage.get("name"))
+            )
         ids = {"iscsi_server": servers[0]["uuid"], "primary_storage": storage["uuid"]}
-        return f"SharedBlock {storage.get('name')} on LUN {wwid}, Connected", {"nested_ids": ids}
+        return _("SharedBlock {get} on LUN {wwid}, Connected").format(get=storage.get("name"), wwid=wwid), {
+            "nested_ids": ids
+        }
 
     async def nested_network_image(self) -> tuple[str, dict[str, Any]]:
         n = await self._nested()
         stores = [b for b in await n.query("QueryBackupStorage") if b.get("status") == "Connected"]
         if not stores:
-            raise CheckHint("the nested ZStack has no Connected backup storage yet")
+            raise CheckHint(_("the nested ZStack has no Connected backup storage yet"))
         networks = [l3 for l3 in await n.query("QueryL3Network") if l3.get("ipRanges")]
         if not networks:
-            raise CheckHint("the nested ZStack has no L3 network with an IP range yet")
-        images = [i for i in await n.query("QueryImage", [eq("status", "Ready")])
-                  if i.get("mediaType") == "RootVolumeTemplate"]
+            raise CheckHint(_("the nested ZStack has no L3 network with an IP range yet"))
+        images = [
+            i
+            for i in await n.query("QueryImage", [eq("status", "Ready")])
+            if i.get("mediaType") == "RootVolumeTemplate"
+        ]
         if not images:
-            raise CheckHint("the nested ZStack has no Ready image (root volume template) yet")
+            raise CheckHint(_("the nested ZStack has no Ready image (root volume template) yet"))
         offerings = await n.query("QueryInstanceOffering")
         if not offerings:
-            raise CheckHint("the nested ZStack has no instance offering yet")
+            raise CheckHint(_("the nested ZStack has no instance offering yet"))
         l3 = networks[0]
-        ids = {"backup_storage": stores[0]["uuid"], "l2": l3.get("l2NetworkUuid", ""), "l3": l3["uuid"],
-               "image": images[0]["uuid"], "offering": offerings[0]["uuid"]}
-        return f"network {l3.get('name')}, image {images[0].get('name')}, offering {offerings[0].get('name')}", \
-            {"nested_ids": ids}
+        ids = {
+            "backup_storage": stores[0]["uuid"],
+            "l2": l3.get("l2NetworkUuid", ""),
+            "l3": l3["uuid"],
+            "image": images[0]["uuid"],
+            "offering": offerings[0]["uuid"],
+        }
+        return _("network {get}, image {get2}, offering {get3}").format(
+            get=l3.get("name"), get2=images[0].get("name"), get3=offerings[0].get("name")
+        ), {"nested_ids": ids}
 
     async def nested_vm(self) -> tuple[str, dict[str, Any]]:
         n = await self._nested()
         running = await n.query("QueryVmInstance", [eq("type", "UserVm"), eq("state", "Running")])
         if not running:
-            raise CheckHint("no VM is Running in the nested ZStack yet")
+            raise CheckHint(_("no VM is Running in the nested ZStack yet"))
         storage = self.facts.nested_ids.get("primary_storage")
         shared = {g["uuid"] for g in await n.query("QuerySharedBlockGroupPrimaryStorage")}
         for vm in running:
             root = next((v for v in vm.get("allVolumes", []) if v.get("uuid") == vm.get("rootVolumeUuid")), None)
             where = root.get("primaryStorageUuid") if root else None
             if where in shared and (storage is None or where == storage):
-                return f"{vm.get('name')} Running, root volume on SharedBlock", {"nested_ids": {"vm": vm["uuid"]}}
-        raise CheckHint(f"the VM's root volume is not on the SharedBlock storage ({running[0].get('name')} is "
-                        "Running elsewhere)")
+                return _("{get} Running, root volume on SharedBlock").format(get=vm.get("name")), {
+                    "nested_ids": {"vm": vm["uuid"]}
+                }
+        raise CheckHint(
+            _("the VM's root volume is not on the SharedBlock storage ({get} is Running elsewhere)").format(
+                get=running[0].get("name")
+            )
+        )

@@ -24,6 +24,7 @@ from config.settings import Settings
 from services.crypto import SecretBox
 from services.db import utcnow
 from services.errors import NotFoundError, StaleWriteError
+from services.i18n import _
 from services.labs import repository as repo
 from services.labs.models import Lab, LabStep, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
@@ -106,7 +107,7 @@ class LabContext:
     async def _write(self, changes_for: Callable[[Lab], dict[str, Any]]) -> Lab:
         async with self._write_lock:
             lab = await self.lab()
-            for _ in range(WRITE_ATTEMPTS):
+            for _attempt in range(WRITE_ATTEMPTS):
                 changes = changes_for(lab)
                 if await repo.update_lab(self.sessions, lab_id=self.lab_id, version=lab.version, values=changes):
                     for key, value in changes.items():
@@ -114,7 +115,9 @@ class LabContext:
                     lab.version += 1
                     return lab
                 lab = await self.refresh()  # someone else wrote first: decide again on what is there now
-            raise StaleWriteError(f"could not update lab {self.lab_name}: too much contention")
+            raise StaleWriteError(
+                _("could not update lab {lab_name}: too much contention").format(lab_name=self.lab_name)
+            )
 
     def resource_uuid(self, role: str) -> str:
         """The uuid labbot gives the lab's resource ``role`` (deterministic, so a retried create finds it)."""
@@ -133,7 +136,7 @@ class LabContext:
         """Decrypt one of the lab's stored secrets (``ssh_private_key_enc`` / ``host_password_enc``)."""
         ciphertext = getattr(await self.lab(), field)
         if not ciphertext:
-            raise RuntimeError(f"lab {self.lab_name} has no {field} yet")
+            raise RuntimeError(_("lab {lab_name} has no {field} yet").format(lab_name=self.lab_name, field=field))
         return self.box.decrypt(ciphertext)
 
     async def chap(self) -> tuple[str, SecretStr] | None:
@@ -148,7 +151,7 @@ class LabContext:
             await self.refresh()
         assert self._steps is not None
         if name not in self._steps:
-            raise NotFoundError(f"the lab has no step called `{name}`")
+            raise NotFoundError(_("the lab has no step called `{name}`").format(name=name))
         return self._steps[name]
 
     async def step_started(self, name: str) -> bool:
@@ -242,8 +245,12 @@ class LabContext:
         row = await self._step(step)
         self._flushed_at[step] = now
         self._unflushed.discard(step)
-        await repo.update_step(self.sessions, lab_id=self.lab_id, name=step,
-                               values={"output_tail": row.output_tail, "progress": row.progress})
+        await repo.update_step(
+            self.sessions,
+            lab_id=self.lab_id,
+            name=step,
+            values={"output_tail": row.output_tail, "progress": row.progress},
+        )
 
     async def announce(self, kind: NoticeKind, step: str | None, text: str = "") -> None:
         """Tell the notifier about ``step`` (or the lab), with the lab as this build knows it."""

@@ -19,6 +19,7 @@ from graphlib import CycleError, TopologicalSorter
 from typing import Protocol
 
 from services.errors import LabbotError
+from services.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class StepFailed(Exception):
     cause: BaseException | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
-        return f"step {self.step} failed: {self.error}"
+        return _("step {step} failed: {error}").format(step=self.step, error=self.error)
 
 
 def describe_error(err: BaseException) -> str:
@@ -69,8 +70,8 @@ def describe_error(err: BaseException) -> str:
     if isinstance(err, LabbotError):
         return err.user_message
     if isinstance(err, TimeoutError):
-        return "timed out"
-    return f"unexpected {type(err).__name__} (see labbot's log)"
+        return _("timed out")
+    return _("unexpected {name} (see labbot's log)").format(name=type(err).__name__)
 
 
 def _sorter(steps: Sequence[Step]) -> TopologicalSorter[str]:
@@ -168,7 +169,7 @@ async def _attempt(step: Step, recorder: StepRecorder, is_retryable: Callable[[B
             if last:
                 message = describe_error(err)
                 if isinstance(err, TimeoutError):
-                    message = f"timed out after {step.timeout:g} s"
+                    message = _("timed out after {timeout:g} s").format(timeout=step.timeout)
                 await recorder.failed(step.name, message)
                 raise StepFailed(step.name, message, err) from err
             await asyncio.sleep(step.retry_delay * attempt)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from services.errors import ExternalError
+from services.i18n import _, ngettext
 from services.labs.build.context import LabContext
 from services.labs.build.dag import describe_error
 from services.labs.views import LabView
@@ -80,17 +81,23 @@ def lun_verdict(output: str, target_iqn: str, wwid: str) -> str:
     """What the VM2 probe says about the lab's LUN; raises when VM2 cannot see it."""
     lines = [line.strip() for line in output.splitlines()]
     if f"BLOCKDEV {wwid}" in lines:
-        return f"wwid {wwid} is a block device on VM2"
+        return _("wwid {wwid} is a block device on VM2").format(wwid=wwid)
     current = None
     for line in lines:
         if match := _TARGET_LINE.match(line):
             current = match.group(1)
         elif current == target_iqn and (match := _DISK_LUN.match(line)):
-            return f"LUN {match.group(1)} of {target_iqn} seen by VM2's initiator"
+            return _("LUN {group} of {target_iqn} seen by VM2's initiator").format(
+                group=match.group(1), target_iqn=target_iqn
+            )
         elif (match := _SESSION.match(line)) and match.group(1) == target_iqn:
-            return f"VM2 has a session to {target_iqn}"
-    seen = output.strip()[-200:] or "no output"
-    raise CheckFailed(f"VM2 does not see a disk LUN of {target_iqn} (wwid {wwid}): {seen}")
+            return _("VM2 has a session to {target_iqn}").format(target_iqn=target_iqn)
+    seen = output.strip()[-200:] or _("no output")
+    raise CheckFailed(
+        _("VM2 does not see a disk LUN of {target_iqn} (wwid {wwid}): {seen}").format(
+            target_iqn=target_iqn, wwid=wwid, seen=seen
+        )
+    )
 
 
 async def _timed(name: str, probe: Callable[[], Awaitable[str]]) -> CheckResult:
@@ -105,8 +112,12 @@ async def _timed(name: str, probe: Callable[[], Awaitable[str]]) -> CheckResult:
 
 
 async def run_checks(
-    ctx: LabContext, outer: ZStackClient, ssh: Callable[[], Awaitable[LabSSH]],
-    nested: Callable[[], Awaitable[ZStackClient]], *, skip: Collection[str] = (),
+    ctx: LabContext,
+    outer: ZStackClient,
+    ssh: Callable[[], Awaitable[LabSSH]],
+    nested: Callable[[], Awaitable[ZStackClient]],
+    *,
+    skip: Collection[str] = (),
 ) -> list[CheckResult]:
     """Run every check of the lab but ``skip``, in order (later layers need earlier ones)."""
     lab = await ctx.lab()
@@ -118,60 +129,63 @@ async def run_checks(
             vm = await outer.get_vm(uuid) if uuid else None
             state = vm.state if vm else "missing"
             if state != "Running":
-                raise CheckFailed(f"{role} is {state}")
+                raise CheckFailed(_("{role} is {state}").format(role=role, state=state))
             states.append(f"{role} Running")
         return ", ".join(states)
 
     async def ssh_vm(target: str) -> str:
         result = await (await ssh()).run(target, "true", timeout=15)  # type: ignore[arg-type]
-        return f"exit {result.exit_status}"
+        return _("exit {exit_status}").format(exit_status=result.exit_status)
 
     async def iscsi_portal() -> str:
         address, portal = ipv4(lab.vm1_vpc_ip or ""), port(ctx.profile.iscsi.port)
         probe = f"timeout 5 bash -c {quote(f'exec 3<>/dev/tcp/{address}/{portal}')}"
         await (await ssh()).run("vm2", probe, timeout=15)
-        return f"{address}:{portal} reachable from VM2"
+        return _("{address}:{portal} reachable from VM2").format(address=address, portal=portal)
 
     async def iscsi_lun() -> str:
         if not lab.iscsi_iqn or not lab.iscsi_wwid:
-            raise CheckFailed("the lab has no iSCSI target recorded yet")
+            raise CheckFailed(_("the lab has no iSCSI target recorded yet"))
         portal = f"{ipv4(lab.vm1_vpc_ip or '')}:{port(ctx.profile.iscsi.port)}"
         chap = await ctx.chap()
         if chap is not None:  # libiscsi's iscsi://user%secret@host:port; both are alphanumeric (TargetSpec checks)
             portal = f"{chap[0]}%{chap[1].get_secret_value()}@{portal}"
-        command = _LUN_PROBE.format(wwid=quote(hex_string(lab.iscsi_wwid, max_length=80)),
-                                    iqn=quote(iqn(lab.iscsi_iqn)), portal=quote(portal))
+        command = _LUN_PROBE.format(
+            wwid=quote(hex_string(lab.iscsi_wwid, max_length=80)), iqn=quote(iqn(lab.iscsi_iqn)), portal=quote(portal)
+        )
         result = await (await ssh()).run("vm2", command, timeout=15, check=False)
         return lun_verdict(result.stdout, lab.iscsi_iqn, lab.iscsi_wwid)
 
     async def nested_api() -> str:
         client = await nested()
         if not await client.is_ready():
-            raise CheckFailed("management node not ready")
+            raise CheckFailed(_("management node not ready"))
         version = await client.get_version()
         # IsReadyToGo and GetVersion need no session: a call that does proves the admin login works.
         nodes = await client.list_management_nodes()
-        return f"ZStack {version}, login ok ({len(nodes)} management node{'s' if len(nodes) != 1 else ''})"
+        return ngettext("ZStack {version}, login ok ({n} management node)",
+                        "ZStack {version}, login ok ({n} management nodes)", len(nodes)).format(
+            version=version, n=len(nodes))
 
     async def kvm_host() -> str:
         host = await (await nested()).get_host(ids["host"])
         if host is None or host.status != "Connected":
-            raise CheckFailed(f"host is {host.status if host else 'missing'}")
+            raise CheckFailed(_("host is {value}").format(value=host.status if host else "missing"))
         return "Connected"
 
     async def shared_block() -> str:
         storage = await (await nested()).get_primary_storage(ids["primary_storage"])
         if storage is None or storage.status != "Connected":
-            raise CheckFailed(f"storage is {storage.status if storage else 'missing'}")
+            raise CheckFailed(_("storage is {value}").format(value=storage.status if storage else "missing"))
         if not storage.available_capacity:
-            raise CheckFailed("no capacity left")
+            raise CheckFailed(_("no capacity left"))
         free, total = storage.available_capacity / 1024**3, (storage.total_capacity or 0) / 1024**3
-        return f"Connected, {free:.1f} GiB free of {total:.1f} GiB"
+        return _("Connected, {free:.1f} GiB free of {total:.1f} GiB").format(free=free, total=total)
 
     async def nested_vm() -> str:
         vm = await (await nested()).get_vm(ids["vm"])
         if vm is None or vm.state != "Running":
-            raise CheckFailed(f"nested VM is {vm.state if vm else 'missing'}")
+            raise CheckFailed(_("nested VM is {value}").format(value=vm.state if vm else "missing"))
         return "Running"
 
     probes: list[tuple[str, Callable[[], Awaitable[str]]]] = [

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from services import shell
 from services.errors import ConfigError, ExternalError
+from services.i18n import _
 from services.iscsi.firewall import close_ports, open_port
 from services.ssh.detached import cancel_job, job_status, reset_job, start_detached
 from services.ssh.session import LabSSH
@@ -57,8 +58,11 @@ async def upload_image(ssh: LabSSH, local: Path) -> str:
     check = await ssh.run("vm1", f"sha256sum {shell.quote(remote)}", timeout=300, check=False)
     found = check.stdout.split()[:1]
     if not check.ok or found != [expected]:
-        raise ImageServeError(f"the nested image on VM1 ({remote}) does not match {local.name}: SHA-256 "
-                              f"{found[0] if found else 'unreadable'}, expected {expected}")
+        raise ImageServeError(
+            _("the nested image on VM1 ({remote}) does not match {name}: SHA-256 {value}, expected {expected}").format(
+                remote=remote, name=local.name, value=found[0] if found else "unreadable", expected=expected
+            )
+        )
     log.info("nested image %s on vm1 lab=%s (%s)", name, ssh.lab, "sent" if sent else "already there")
     return remote
 
@@ -71,8 +75,9 @@ async def serve_image(ssh: LabSSH, *, address: str, port: int, url: str) -> str:
     if status.state != "running":
         if status.state != "absent":
             await reset_job(ssh, "vm1", SERVE_JOB)  # it stopped (VM1 rebooted, killed): start it again
-        command = _SERVE.format(directory=shell.quote(IMAGE_DIR), address=shell.quote(shell.ipv4(address)),
-                                port=shell.port(port))
+        command = _SERVE.format(
+            directory=shell.quote(IMAGE_DIR), address=shell.quote(shell.ipv4(address)), port=shell.port(port)
+        )
         await start_detached(ssh, "vm1", SERVE_JOB, command)
         done = "server started"
     firewall = await open_port(ssh.runner("vm1"), port, FIREWALL_OWNER)
@@ -82,10 +87,13 @@ async def serve_image(ssh: LabSSH, *, address: str, port: int, url: str) -> str:
     while (await ssh.run("vm1", probe, timeout=60, check=False)).exit_status != 0:
         state = await job_status(ssh, "vm1", SERVE_JOB)
         if state.state != "running" or loop.time() > deadline:
-            raise ImageServeError(f"the image server for {url} does not listen on VM1 ({state.state}); "
-                                  "`/lab logs` shows its output")
+            raise ImageServeError(
+                _("the image server for {url} does not listen on VM1 ({state}); `/lab logs` shows its output").format(
+                    url=url, state=state.state
+                )
+            )
         await asyncio.sleep(0.5)
-    return f"{done}, firewall: {firewall}"
+    return _("{done}, firewall: {firewall}").format(done=done, firewall=firewall)
 
 
 async def stop_image_server(ssh: LabSSH) -> None:
@@ -97,5 +105,5 @@ async def stop_image_server(ssh: LabSSH) -> None:
 def local_image(path: Path | None, problem: str | None) -> Path:
     """The local image file, or a configuration error that says what is wrong with it."""
     if problem is not None or path is None:
-        raise ConfigError(problem or "the profile names no local nested image file")
+        raise ConfigError(problem or _("the profile names no local nested image file"))
     return path

@@ -15,6 +15,7 @@ import logging
 
 from services import shell
 from services.errors import ExternalError
+from services.i18n import _
 from services.ssh.session import LabSSH
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,10 @@ async def find_installer(ssh: LabSSH, patterns: list[str]) -> str:
         return shell.safe_path(found[0], absolute=True)
     tried = "; ".join(line.removeprefix("tried ") for line in lines if line.startswith("tried ")) or "nothing"
     raise InstallerNotFoundError(
-        f"no ZStack installer on VM2: tried {tried}. VM2's image must be a ZStack ISO OS (the installer is in "
-        "/opt/zstack-dvd/<arch>/<release>/zstack-installer.bin), or set install.installer in the profile"
+        _(
+            "no ZStack installer on VM2: tried {tried}. VM2's image must be a ZStack ISO OS (the installer is "
+            "in /opt/zstack-dvd/<arch>/<release>/zstack-installer.bin), or set install.installer in the profile"
+        ).format(tried=tried)
     )
 
 

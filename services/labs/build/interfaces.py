@@ -12,6 +12,7 @@ import logging
 
 from config.profiles import INTERFACE_NAME
 from services.errors import ExternalError
+from services.i18n import _
 from services.shell import quote
 from services.ssh.result import Runner
 
@@ -29,8 +30,11 @@ async def interface_carrying(run: Runner, ip: str) -> str:
     address = str(ipaddress.IPv4Address(ip))
     result = await run(f"ip -o -4 addr show | head -c {_MAX_OUTPUT}")
     if not result.ok:
-        raise InterfaceNotFoundError(f"cannot list the addresses of VM {quote(address)}: "
-                                     f"{result.stderr.strip()[-200:] or f'exit status {result.exit_status}'}")
+        raise InterfaceNotFoundError(
+            _("cannot list the addresses of VM {quote}: {value}").format(
+                quote=quote(address), value=result.stderr.strip()[-200:] or f"exit status {result.exit_status}"
+            )
+        )
     return parse_interface(result.stdout, address)
 
 
@@ -45,6 +49,10 @@ def parse_interface(listing: str, ip: str) -> str:
         seen.append(f"{device} {local}")
         if local == ip:
             if not INTERFACE_NAME.fullmatch(device):
-                raise InterfaceNotFoundError(f"the interface holding {ip} has an unusable name {device[:40]!r}")
+                raise InterfaceNotFoundError(
+                    _("the interface holding {ip} has an unusable name {value!r}").format(ip=ip, value=device[:40])
+                )
             return device
-    raise InterfaceNotFoundError(f"no interface holds {ip} (seen: {', '.join(seen[:10]) or 'no IPv4 address'})")
+    raise InterfaceNotFoundError(
+        _("no interface holds {ip} (seen: {value})").format(ip=ip, value=", ".join(seen[:10]) or "no IPv4 address")
+    )

@@ -23,6 +23,7 @@ from config.settings import Settings
 from services.crypto import SecretBox
 from services.db import utcnow
 from services.errors import ConflictError, ExternalError, NotFoundError
+from services.i18n import _
 from services.labs import repository as repo
 from services.labs.build.checks import ExerciseChecker, LabFacts
 from services.labs.build.connections import LabConnections
@@ -85,7 +86,7 @@ class DestroyRequested(Exception):
     """The lab was asked to be destroyed while being built: the build stops before its next step."""
 
     def __init__(self, step: str) -> None:
-        super().__init__(f"destroy requested; {step} not started")
+        super().__init__(_("destroy requested; {step} not started").format(step=step))
         self.step = step
 
 
@@ -143,19 +144,40 @@ class LabPipeline:
             lab = await repo.get(session=session, lab_id=lab_id)
         profile = self.profiles.get(lab.profile)
         if profile is None:
-            raise NotFoundError(f"lab {lab.name} uses profile {lab.profile}, which this labbot does not have")
+            raise NotFoundError(
+                _("lab {name} uses profile {profile}, which this labbot does not have").format(
+                    name=lab.name, profile=lab.profile
+                )
+            )
 
         async def key_changed(lab_uuid: str, host: str, old: str, new: str) -> None:
             async with self.sessions() as session, session.begin():
                 row = await repo.get(session=session, lab_id=lab_id)
-                await repo.add_event(session=session, lab=row, actor="labbot", kind="host_key_changed",
-                                     detail=f"{host}: pinned {old}, offered {new}; connection refused")
+                await repo.add_event(
+                    session=session,
+                    lab=row,
+                    actor="labbot",
+                    kind="host_key_changed",
+                    detail=_("{host}: pinned {old}, offered {new}; connection refused").format(
+                        host=host, old=old, new=new
+                    ),
+                )
 
-        connections = LabConnections(lab_uuid=lab.uuid, settings=self.settings, host_keys=self.host_keys,
-                                     on_key_changed=key_changed)
-        return LabContext(lab_id=lab.id, lab_uuid=lab.uuid, lab_name=lab.name, profile=profile,
-                          settings=self.settings, sessions=self.sessions, notifier=self.notifier, box=self.box,
-                          connections=connections, titles=TITLES)
+        connections = LabConnections(
+            lab_uuid=lab.uuid, settings=self.settings, host_keys=self.host_keys, on_key_changed=key_changed
+        )
+        return LabContext(
+            lab_id=lab.id,
+            lab_uuid=lab.uuid,
+            lab_name=lab.name,
+            profile=profile,
+            settings=self.settings,
+            sessions=self.sessions,
+            notifier=self.notifier,
+            box=self.box,
+            connections=connections,
+            titles=TITLES,
+        )
 
     # --- build ---------------------------------------------------------------------------------------
 
@@ -164,8 +186,9 @@ class LabPipeline:
         ctx = await self._context(lab_id)
         lab = await ctx.lab()
         if lab.state == LabState.REQUESTED:
-            await self.lifecycle.move(lab_id, LabState.PROVISIONING, detail="build started",
-                                      only_from=frozenset({LabState.REQUESTED}))
+            await self.lifecycle.move(
+                lab_id, LabState.PROVISIONING, detail=_("build started"), only_from=frozenset({LabState.REQUESTED})
+            )
         steps = build_steps(ctx, self.outer, self._health_for(ctx))
         names = [s.name for s in steps]
         solving = (lab.exercise or {}).get("solving")
@@ -196,9 +219,14 @@ class LabPipeline:
             log.info("build of lab %s stopped before %s: a destroy was requested", ctx.lab_name, stop.step)
             return
         except StepFailed as failure:
-            await self.lifecycle.move(lab_id, LabState.FAILED, notice=NoticeKind.FAILED,
-                                      detail=f"{failure.step}: {failure.error}", only_from=building,
-                                      fields={"failed_step": failure.step, "error": failure.error})
+            await self.lifecycle.move(
+                lab_id,
+                LabState.FAILED,
+                notice=NoticeKind.FAILED,
+                detail=f"{failure.step}: {failure.error}",
+                only_from=building,
+                fields={"failed_step": failure.step, "error": failure.error},
+            )
             raise
         finally:
             await ctx.connections.close()
@@ -208,14 +236,24 @@ class LabPipeline:
             tasks = set(student_steps(lab.exercise_start or solving))
             for step in (s.name for s in steps if s.name in tasks):
                 if not results.get(step, {}).get("done"):
-                    results[step] = {"done": True, "detail": "done by labbot (`/lab solve`)"}
+                    results[step] = {"done": True, "detail": _("done by labbot (`/lab solve`)")}
             record.update(results=results, solving=None)
-            await self.lifecycle.move(lab_id, LabState.READY, notice=NoticeKind.EXERCISE_SOLVED, only_from=building,
-                                      detail=f"labbot did {solving}",
-                                      fields={"failed_step": None, "error": None, "exercise": record})
+            await self.lifecycle.move(
+                lab_id,
+                LabState.READY,
+                notice=NoticeKind.EXERCISE_SOLVED,
+                only_from=building,
+                detail=_("labbot did {solving}").format(solving=solving),
+                fields={"failed_step": None, "error": None, "exercise": record},
+            )
             return
-        await self.lifecycle.move(lab_id, LabState.READY, notice=NoticeKind.READY, only_from=building,
-                                  fields={"failed_step": None, "error": None, "summary": await self._summary(ctx)})
+        await self.lifecycle.move(
+            lab_id,
+            LabState.READY,
+            notice=NoticeKind.READY,
+            only_from=building,
+            fields={"failed_step": None, "error": None, "summary": await self._summary(ctx)},
+        )
 
     async def _rebuild_if_vms_vanished(self, ctx: LabContext, done: set[str]) -> set[str]:
         """A resumed or retried build whose VM1 or VM2 is gone from the platform starts again from create_vms.
@@ -235,7 +273,7 @@ class LabPipeline:
                 gone.append(role)
         if not gone:
             return done
-        detail = f"{' and '.join(gone)} no longer on the lab platform; rebuilding from create_vms"
+        detail = _("{join} no longer on the lab platform; rebuilding from create_vms").format(join=" and ".join(gone))
         log.warning("lab %s: %s", ctx.lab_name, detail)
         async with self.sessions() as session, session.begin():
             row = await repo.get(session=session, lab_id=ctx.lab_id)
@@ -249,14 +287,21 @@ class LabPipeline:
     async def _summary(self, ctx: LabContext) -> dict[str, str]:
         lab = await ctx.lab()
         if lab.exercise_start is not None:
-            return {"exercise": f"labbot built the start; the student's tasks begin at {lab.exercise_start} "
-                                f"(`/lab check {lab.name}` checks them)"}
+            return {
+                "exercise": _(
+                    "labbot built the start; the student's tasks begin at {exercise_start} "
+                    "(`/lab check {name}` checks them)"
+                ).format(exercise_start=lab.exercise_start, name=lab.name)
+            }
         size = f"{(lab.iscsi_size_bytes or 0) / 1024**3:.0f} GB"
         return {
-            "primary_storage": f"{ctx.profile.nested.primary_storage} (SharedBlock) on VM1's {size} disk "
-                               f"via iSCSI, wwid {lab.iscsi_wwid}",
-            "nested_vm": f"{ctx.profile.nested.vm_name} Running on that storage",
-            "ui": f"http://{lab.vm2_ip}:{ctx.profile.install.ui_port} through VM1 (`/lab access {lab.name}`)",
+            "primary_storage": _(
+                "{primary_storage} (SharedBlock) on VM1's {size} disk via iSCSI, wwid {iscsi_wwid}"
+            ).format(primary_storage=ctx.profile.nested.primary_storage, size=size, iscsi_wwid=lab.iscsi_wwid),
+            "nested_vm": _("{vm_name} Running on that storage").format(vm_name=ctx.profile.nested.vm_name),
+            "ui": _("http://{vm2_ip}:{ui_port} through VM1 (`/lab access {name}`)").format(
+                vm2_ip=lab.vm2_ip, ui_port=ctx.profile.install.ui_port, name=lab.name
+            ),
         }
 
     # --- health --------------------------------------------------------------------------------------
@@ -281,12 +326,17 @@ class LabPipeline:
         results = await run_checks(ctx, self.outer, steps.ssh, steps.nested, skip=unbuilt_checks(lab_view(lab)))
         failing = [r.name for r in results if not r.ok]
         async with self.sessions() as session, session.begin():
-            await repo.add_health_checks(session=session, lab_id=ctx.lab_id, results=[
-                HealthCheck(check=r.name, ok=r.ok, latency_ms=r.latency_ms, detail=r.detail, at=utcnow())
-                for r in results
-            ])
-        lab = await ctx.update(health="degraded" if failing else "ok", health_checked_at=utcnow(),
-                               health_failing=failing)
+            await repo.add_health_checks(
+                session=session,
+                lab_id=ctx.lab_id,
+                results=[
+                    HealthCheck(check=r.name, ok=r.ok, latency_ms=r.latency_ms, detail=r.detail, at=utcnow())
+                    for r in results
+                ],
+            )
+        lab = await ctx.update(
+            health="degraded" if failing else "ok", health_checked_at=utcnow(), health_failing=failing
+        )
         return HealthReport(lab_view(lab), tuple(results))
 
     # --- warm pool -----------------------------------------------------------------------------------
@@ -309,8 +359,10 @@ class LabPipeline:
                 if ids.get("host"):
                     await nested.call("UpdateKVMHost", {"uuid": ids["host"], "password": password.get_secret_value()})
                 if ids.get("backup_storage"):
-                    await nested.call("UpdateImageStoreBackupStorage",
-                                      {"uuid": ids["backup_storage"], "password": password.get_secret_value()})
+                    await nested.call(
+                        "UpdateImageStoreBackupStorage",
+                        {"uuid": ids["backup_storage"], "password": password.get_secret_value()},
+                    )
             await ctx.update(host_password_enc=self.box.encrypt(password))
             prefix = self.settings.resource_prefix
             for role, uuid in (("vm1", lab.vm1_uuid), ("vm2", lab.vm2_uuid)):
@@ -328,10 +380,16 @@ class LabPipeline:
         ctx = await self._context(lab_id)
         lab = await ctx.lab()
         if lab.exercise_start is None:
-            raise ConflictError(f"lab `{lab.name}` is not an exercise lab")
+            raise ConflictError(_("lab `{name}` is not an exercise lab").format(name=lab.name))
         steps = _Steps(ctx, self.outer, None)
-        facts = LabFacts(volume_uuid=lab.volume_uuid or "", vm1_vpc_ip=lab.vm1_vpc_ip or "", vm2_ip=lab.vm2_ip or "",
-                         iscsi_iqn=lab.iscsi_iqn, iscsi_wwid=lab.iscsi_wwid, nested_ids=dict(lab.nested_ids or {}))
+        facts = LabFacts(
+            volume_uuid=lab.volume_uuid or "",
+            vm1_vpc_ip=lab.vm1_vpc_ip or "",
+            vm2_ip=lab.vm2_ip or "",
+            iscsi_iqn=lab.iscsi_iqn,
+            iscsi_wwid=lab.iscsi_wwid,
+            nested_ids=dict(lab.nested_ids or {}),
+        )
         checker = ExerciseChecker(profile=ctx.profile, facts=facts, ssh=steps.ssh, nested=steps.nested)
         try:
             return await checker.check(student_steps(lab.exercise_start))
@@ -349,29 +407,55 @@ class LabPipeline:
         except Exception as err:
             attempts = lab.destroy_attempts + 1
             error = describe_error(err)
-            log.warning("destroy of lab %s failed (attempt %d): %s", lab.name, attempts, error,
-                        exc_info=not isinstance(err, ExternalError))
+            log.warning(
+                "destroy of lab %s failed (attempt %d): %s",
+                lab.name,
+                attempts,
+                error,
+                exc_info=not isinstance(err, ExternalError),
+            )
             if attempts >= MAX_DESTROY_ATTEMPTS:
                 await self.lifecycle.move(
-                    lab_id, LabState.FAILED, notice=NoticeKind.DESTROY_FAILED,
-                    detail=f"destroy failed {attempts} times: {error}; `/lab retry {lab.name}` tries again",
-                    fields={"failed_step": "destroy", "error": error, "destroy_attempts": attempts})
+                    lab_id,
+                    LabState.FAILED,
+                    notice=NoticeKind.DESTROY_FAILED,
+                    detail=_("destroy failed {attempts} times: {error}; `/lab retry {name}` tries again").format(
+                        attempts=attempts, error=error, name=lab.name
+                    ),
+                    fields={"failed_step": "destroy", "error": error, "destroy_attempts": attempts},
+                )
             else:
                 delay = destroy_backoff(self.settings, attempts)
                 await self.lifecycle.move(
-                    lab_id, LabState.DESTROYING, notice=NoticeKind.DESTROY_FAILED, retry_after=delay,
-                    detail=f"destroy attempt {attempts} failed: {error}; retrying in {delay}",
-                    fields={"error": error, "destroy_attempts": attempts})
+                    lab_id,
+                    LabState.DESTROYING,
+                    notice=NoticeKind.DESTROY_FAILED,
+                    retry_after=delay,
+                    detail=_("destroy attempt {attempts} failed: {error}; retrying in {delay}").format(
+                        attempts=attempts, error=error, delay=delay
+                    ),
+                    fields={"error": error, "destroy_attempts": attempts},
+                )
             return
         finally:
             await ctx.connections.close()
         await self.host_keys.forget(lab.uuid)
         await self.lifecycle.move(
-            lab_id, LabState.DESTROYED, notice=NoticeKind.DESTROYED,
-            detail="every VM, volume and network of the lab is gone from the lab platform",
-            fields={"ssh_private_key_enc": None, "host_password_enc": None, "nested_password_enc": None,
-                    "chap_secret_enc": None, "error": None, "next_attempt_at": None, "lease_owner": None,
-                    "lease_expires_at": None})
+            lab_id,
+            LabState.DESTROYED,
+            notice=NoticeKind.DESTROYED,
+            detail=_("every VM, volume and network of the lab is gone from the lab platform"),
+            fields={
+                "ssh_private_key_enc": None,
+                "host_password_enc": None,
+                "nested_password_enc": None,
+                "chap_secret_enc": None,
+                "error": None,
+                "next_attempt_at": None,
+                "lease_owner": None,
+                "lease_expires_at": None,
+            },
+        )
 
     async def _stop_image_server(self, ctx: LabContext) -> None:
         """Stop VM1's nested-image server and close its port before VM1 goes. Best effort, bounded: an
@@ -420,10 +504,13 @@ class LabPipeline:
         leftovers += [n.uuid for n in await self.outer.find_l3_networks_by_user_tag(ctx.tag)]
         leftovers += [n.uuid for n in await self.outer.find_l2_networks_by_user_tag(ctx.tag)]
         if leftovers:
-            raise ExternalError(f"the lab platform still holds {', '.join(sorted(set(leftovers)))} after destroy")
+            raise ExternalError(
+                _("the lab platform still holds {join} after destroy").format(join=", ".join(sorted(set(leftovers))))
+            )
 
     async def notify_health_change(self, report: HealthReport, previous: str) -> None:
         """Announce a health verdict that changed (used by the scheduler's health job)."""
-        text = "recovered" if report.healthy else "degraded: " + ", ".join(report.failing)
-        await self.notifier.notify(Notice(NoticeKind.HEALTH_CHANGED, report.lab, text=text,
-                                          details={"previous": previous}))
+        text = "recovered" if report.healthy else _("degraded: ") + ", ".join(report.failing)
+        await self.notifier.notify(
+            Notice(NoticeKind.HEALTH_CHANGED, report.lab, text=text, details={"previous": previous})
+        )

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from config.profiles import PROJECT_DIR, nested_image_problem
 from services.db import PROJECT_ROOT
 from services.errors import ExternalError
+from services.i18n import N_, Texts, _
 from services.iscsi.backends import backend_for
 from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
@@ -48,20 +49,20 @@ from services.zstack.inventories import VmInstanceInventory
 
 log = logging.getLogger(__name__)
 
-TITLES = {
-    "prepare": "Prepare keys and check the platform",
-    "create_vms": "Create VM1 and VM2",
-    "attach_volume": "Attach the 50 GB data volume to VM1",
-    "wait_ssh": "Reach VM1, and VM2 through it",
-    "iscsi_target": "Export VM1's disk over iSCSI",
-    "serve_image": "Serve the nested image from VM1",
-    "install_zstack": "Install ZStack on VM2",
-    "nested_compute": "Zone, cluster and KVM host",
-    "nested_storage": "SharedBlock storage on the iSCSI LUN",
-    "nested_network_image": "Network, image and offering",
-    "nested_vm": "Boot the nested VM",
-    "first_health": "First health check",
-}
+TITLES = Texts({
+    "prepare": N_("Prepare keys and check the platform"),
+    "create_vms": N_("Create VM1 and VM2"),
+    "attach_volume": N_("Attach the 50 GB data volume to VM1"),
+    "wait_ssh": N_("Reach VM1, and VM2 through it"),
+    "iscsi_target": N_("Export VM1's disk over iSCSI"),
+    "serve_image": N_("Serve the nested image from VM1"),
+    "install_zstack": N_("Install ZStack on VM2"),
+    "nested_compute": N_("Zone, cluster and KVM host"),
+    "nested_storage": N_("SharedBlock storage on the iSCSI LUN"),
+    "nested_network_image": N_("Network, image and offering"),
+    "nested_vm": N_("Boot the nested VM"),
+    "first_health": N_("First health check"),
+})
 INSTALL_JOB = "install-zstack"
 # cloud-config for VM2, sent as ZStack's ``userdata::`` system tag (base64). ZStack adds it as its own part next
 # to the part it builds from ``sshkey::``/``rootPassword::`` (zstack UserdataBuilder), which sets the password but
@@ -110,7 +111,7 @@ class _Steps:
     async def ssh(self) -> LabSSH:
         lab = await self.ctx.lab()
         if not lab.vm1_public_ip:
-            raise ExternalStepError("VM1 has no address yet")
+            raise ExternalStepError(_("VM1 has no address yet"))
         return await self.ctx.connections.ssh(
             vm1=lab.vm1_public_ip,
             vm1_port=self.ctx.profile.vm1.ssh_port,
@@ -278,9 +279,10 @@ class _Steps:
             await ssh.check_password("vm2", password)
         except SSHAuthError:
             raise ExternalStepError(
-                "VM2 refuses SSH login with root's password, which the nested ZStack needs to add VM2 as its KVM "
-                "host and backup storage. labbot sends `ssh_pwauth: true` in VM2's userdata; check that the VM2 "
-                "image runs cloud-init and that nothing in it sets `PasswordAuthentication no` afterwards"
+                _("VM2 refuses SSH login with root's password, which the nested ZStack needs to add VM2 as "
+                  "its KVM host and backup storage. labbot sends `ssh_pwauth: true` in VM2's userdata; check "
+                  "that the VM2 image runs cloud-init and that nothing in it sets `PasswordAuthentication "
+                  "no` afterwards")
             ) from None
 
     async def _check_nested_virtualization(self, ssh: LabSSH) -> None:
@@ -292,14 +294,15 @@ class _Steps:
             return
         profile = self.ctx.profile
         if profile.vm2.cpu_mode is None:
-            todo = (f"set `vm2.cpu_mode: host-passthrough` in profile {profile.name} (labbot then sets kvm/vm.cpuMode "
-                    "on VM2), or set the platform's global config kvm/vm.cpuMode to host-passthrough")
+            todo = (_("set `vm2.cpu_mode: host-passthrough` in profile {name} (labbot then sets "
+                      "kvm/vm.cpuMode on VM2), or set the platform's global config kvm/vm.cpuMode to "
+                      "host-passthrough").format(name=profile.name))
         else:
-            todo = (f"VM2 runs with kvm/vm.cpuMode {profile.vm2.cpu_mode}, so the lab platform's hosts do not "
-                    "offer nested virtualisation: enable it on them (kvm_intel/kvm_amd `nested=1`) and "
-                    "`/lab retry`")
-        raise ExternalStepError(f"VM2's /proc/cpuinfo shows neither vmx nor svm, so ZStack cannot use it as a KVM "
-                                f"host: {todo}")
+            todo = (_("VM2 runs with kvm/vm.cpuMode {cpu_mode}, so the lab platform's hosts do not offer "
+                      "nested virtualisation: enable it on them (kvm_intel/kvm_amd `nested=1`) and `/lab "
+                      "retry`").format(cpu_mode=profile.vm2.cpu_mode))
+        raise ExternalStepError(_("VM2's /proc/cpuinfo shows neither vmx nor svm, so ZStack cannot use it as "
+                                  "a KVM host: {todo}").format(todo=todo))
 
     # --- VM1: iSCSI ----------------------------------------------------------------------------------
 
@@ -361,26 +364,47 @@ class _Steps:
         template = install.command
         if status.state == "lost" or (status.state == "finished" and status.exit_code != 0):
             lost = status.state == "lost"
-            what = "stopped without an exit code" if lost else f"exited with status {status.exit_code}"
-            done = await clean_failed_install(ssh, install.install_root) or "removed nothing"
+            what = (_("stopped without an exit code") if lost
+                    else _("exited with status {exit_code}").format(exit_code=status.exit_code))
+            done = await clean_failed_install(ssh, install.install_root) or _("removed nothing")
             await reset_job(ssh, "vm2", INSTALL_JOB)
-            await self.ctx.note("install_zstack", (
-                f"the previous ZStack install on VM2 {what}; the installer refuses a half-installed host "
-                f"(`{install.install_root} is existing`), so labbot ran `zstack-ctl stop`, {done}, and runs the "
-                f"installer again with `{install.retry_command.format(installer='…')}`"))
+            await self.ctx.note(
+                "install_zstack",
+                (
+                    _(
+                        "the previous ZStack install on VM2 {what}; the installer refuses a half-installed host "
+                        "(`{install_root} is existing`), so labbot ran `zstack-ctl stop`, {done}, and runs the "
+                        "installer again with `{format}`"
+                    ).format(
+                        what=what,
+                        install_root=install.install_root,
+                        done=done,
+                        format=install.retry_command.format(installer="…"),
+                    )
+                ),
+            )
             template, status = install.retry_command, JobStatus("absent")
         if status.state == "absent":
             installer = await self._installer(ssh)
             await start_detached(ssh, "vm2", INSTALL_JOB, template.format(installer=quote(installer)))
 
-        code = await follow(ssh, "vm2", INSTALL_JOB, offset=0, on_lines=self._install_log, poll_interval=1.0,
-                            timeout=install.timeout_minutes * 60.0)
+        code = await follow(
+            ssh,
+            "vm2",
+            INSTALL_JOB,
+            offset=0,
+            on_lines=self._install_log,
+            poll_interval=1.0,
+            timeout=install.timeout_minutes * 60.0,
+        )
         await self.ctx.flush("install_zstack")  # the installer's last lines and progress, whatever comes next
         if code != 0:
             raise ExternalStepError(
-                f"the ZStack installer exited with status {code} (`/lab logs {self.ctx.lab_name} install_zstack`)"
+                _("the ZStack installer exited with status {code} (`/lab logs {lab_name} install_zstack`)").format(
+                    code=code, lab_name=self.ctx.lab_name
+                )
             )
-        await self.ctx.progress("install_zstack", "waiting for the management node API", min_interval=0)
+        await self.ctx.progress("install_zstack", _("waiting for the management node API"), min_interval=0)
         nested = await self.nested()
         async with asyncio.timeout(600):
             while not await nested.is_ready():  # noqa: ASYNC110 - polling a remote API: no local event to wait on
@@ -405,8 +429,13 @@ class _Steps:
         try:
             await installed.change_password(mine)
         except ZStackAuthError:
-            raise ExternalStepError("the nested ZStack accepts neither the lab's admin password nor the installer's "
-                                    "default (LABBOT_NESTED_ADMIN_PASSWORD); someone changed it by hand") from None
+            raise ExternalStepError(
+                _(
+                    "the nested ZStack accepts neither the lab's admin password nor the "
+                    "installer's default (LABBOT_NESTED_ADMIN_PASSWORD); someone changed "
+                    "it by hand"
+                )
+            ) from None
         await (await self.nested()).login()  # proves the change, and leaves the lab's client in use
         await self.ctx.output("install_zstack", "nested admin password set to the lab's own\n")
 
@@ -441,14 +470,24 @@ class _Steps:
         spec = self.ctx.profile.nested
         rid = self.ctx.resource_uuid
         zone = await n.create_zone(spec.zone, resource_uuid=rid("nested-zone"))
-        cluster = await n.create_cluster(spec.cluster, zone.uuid, hypervisor_type="KVM",
-                                         resource_uuid=rid("nested-cluster"))
+        cluster = await n.create_cluster(
+            spec.cluster, zone.uuid, hypervisor_type="KVM", resource_uuid=rid("nested-cluster")
+        )
         await self.ctx.set_nested(zone=zone.uuid, cluster=cluster.uuid)
-        host = await n.add_kvm_host(f"{lab.name}-vm2", _known(lab.vm2_ip, "VM2 address"), cluster.uuid, username="root",
-                                    password=await self.ctx.secret("host_password_enc"),
-                                    resource_uuid=rid("nested-host"))
+        host = await n.add_kvm_host(
+            f"{lab.name}-vm2",
+            _known(lab.vm2_ip, "VM2 address"),
+            cluster.uuid,
+            username="root",
+            password=await self.ctx.secret("host_password_enc"),
+            resource_uuid=rid("nested-host"),
+        )
         if host.status != "Connected":
-            raise ExternalStepError(f"the nested ZStack cannot use VM2 ({lab.vm2_ip}) as a KVM host: {host.status}")
+            raise ExternalStepError(
+                _("the nested ZStack cannot use VM2 ({vm2_ip}) as a KVM host: {status}").format(
+                    vm2_ip=lab.vm2_ip, status=host.status
+                )
+            )
         await self.ctx.set_nested(host=host.uuid)
 
     async def nested_storage(self) -> None:
@@ -458,10 +497,14 @@ class _Steps:
         ids = lab.nested_ids
         rid = self.ctx.resource_uuid
         chap = await self.ctx.chap()
-        server = await n.add_iscsi_server(_known(lab.vm1_vpc_ip, "VM1 VPC address"), port=self.ctx.profile.iscsi.port,
-                                          name=f"{lab.name}-vm1", chap_user_name=chap[0] if chap else None,
-                                          chap_user_password=chap[1] if chap else None,
-                                          resource_uuid=rid("nested-iscsi"))
+        server = await n.add_iscsi_server(
+            _known(lab.vm1_vpc_ip, "VM1 VPC address"),
+            port=self.ctx.profile.iscsi.port,
+            name=f"{lab.name}-vm1",
+            chap_user_name=chap[0] if chap else None,
+            chap_user_password=chap[1] if chap else None,
+            resource_uuid=rid("nested-iscsi"),
+        )
         await n.attach_iscsi_server_to_cluster(server.uuid, ids["cluster"])
         storage = await n.get_primary_storage(rid("nested-ps"))
         if storage is None:
@@ -469,9 +512,16 @@ class _Steps:
             wanted = next((c for c in candidates if c.wwid == lab.iscsi_wwid), None)
             if wanted is None:
                 seen = ", ".join(c.wwid for c in candidates) or "none"
-                raise ExternalStepError(f"the nested ZStack does not see the LUN {lab.iscsi_wwid} (candidates: {seen})")
+                raise ExternalStepError(
+                    _("the nested ZStack does not see the LUN {iscsi_wwid} (candidates: {seen})").format(
+                        iscsi_wwid=lab.iscsi_wwid, seen=seen
+                    )
+                )
             storage = await n.add_shared_block_group_primary_storage(
-                self.ctx.profile.nested.primary_storage, ids["zone"], [wanted.wwid], force_wipe=True,
+                self.ctx.profile.nested.primary_storage,
+                ids["zone"],
+                [wanted.wwid],
+                force_wipe=True,
                 resource_uuid=rid("nested-ps"),
             )
         await n.attach_primary_storage_to_cluster(storage.uuid, ids["cluster"])
@@ -486,9 +536,12 @@ class _Steps:
         net = spec.network
         rid = self.ctx.resource_uuid
         bs = await n.add_image_store_backup_storage(
-            spec.backup_storage, _known(lab.vm2_ip, "VM2 address"), username="root",
+            spec.backup_storage,
+            _known(lab.vm2_ip, "VM2 address"),
+            username="root",
             password=await self.ctx.secret("host_password_enc"),
-            url=spec.backup_storage_url, resource_uuid=rid("nested-bs"),
+            url=spec.backup_storage_url,
+            resource_uuid=rid("nested-bs"),
         )
         await n.attach_backup_storage_to_zone(bs.uuid, ids["zone"])
         vm2_ip = _known(lab.vm2_ip, "VM2 address")
@@ -497,18 +550,33 @@ class _Steps:
         l2 = await n.create_l2_no_vlan_network(net.l2_name, ids["zone"], nic, resource_uuid=rid("nested-l2"))
         await n.attach_l2_network_to_cluster(l2.uuid, ids["cluster"])
         l3 = await n.create_l3_network(net.l3_name, l2.uuid, resource_uuid=rid("nested-l3"))
-        await n.add_ip_range(l3.uuid, f"{net.l3_name}-range", net.ip_start, net.ip_end, net.netmask, net.gateway,
-                             resource_uuid=rid("nested-ip-range"))
+        await n.add_ip_range(
+            l3.uuid,
+            f"{net.l3_name}-range",
+            net.ip_start,
+            net.ip_end,
+            net.netmask,
+            net.gateway,
+            resource_uuid=rid("nested-ip-range"),
+        )
         await n.attach_flat_network_services(l3.uuid)
-        offering = await n.create_instance_offering(spec.offering.name, spec.offering.cpu_num,
-                                                    spec.offering.memory_mb * 1024**2,
-                                                    resource_uuid=rid("nested-offering"))
+        offering = await n.create_instance_offering(
+            spec.offering.name,
+            spec.offering.cpu_num,
+            spec.offering.memory_mb * 1024**2,
+            resource_uuid=rid("nested-offering"),
+        )
         await self.ctx.set_nested(backup_storage=bs.uuid, l2=l2.uuid, l3=l3.uuid, offering=offering.uuid)
         await self.ctx.progress("nested_network_image", f"adding image {spec.image.name}", min_interval=0)
         url = spec.image.download_url(_known(lab.vm1_vpc_ip, "VM1 VPC address"))
-        image = await n.add_image(spec.image.name, url, [bs.uuid],
-                                  format=spec.image.format, platform=spec.image.platform,
-                                  resource_uuid=rid("nested-image"))
+        image = await n.add_image(
+            spec.image.name,
+            url,
+            [bs.uuid],
+            format=spec.image.format,
+            platform=spec.image.platform,
+            resource_uuid=rid("nested-image"),
+        )
         await self.ctx.set_nested(image=image.uuid)
 
     async def nested_vm(self) -> None:
@@ -532,18 +600,20 @@ class _Steps:
         report = await self.health(self.ctx.lab_id)  # type: ignore[operator]
         failing = [c.name for c in report.checks if not c.ok]
         if failing:
-            raise ExternalStepError("health checks failed: " + ", ".join(failing))
+            raise ExternalStepError(_("health checks failed: ") + ", ".join(failing))
 
 
 def _known(value: str | None, what: str) -> str:
     """A lab field an earlier step records; its absence means the build's record is inconsistent."""
     if not value:
-        raise ExternalStepError(f"the lab has no {what} recorded; an earlier step did not finish")
+        raise ExternalStepError(_("the lab has no {what} recorded; an earlier step did not finish").format(what=what))
     return value
 
 
 def _nic_ip(vm: VmInstanceInventory, l3_uuid: str) -> str:
     ip = vm.ip_on(l3_uuid)
     if not ip:
-        raise ExternalStepError(f"VM {vm.name} has no address on L3 network {l3_uuid}")
+        raise ExternalStepError(
+            _("VM {name} has no address on L3 network {l3_uuid}").format(name=vm.name, l3_uuid=l3_uuid)
+        )
     return ip
