@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from bot.blocks.format import state_word
 from services.i18n import N_, Texts, _
 from services.labs.picture import Flow, LabPicture
 
@@ -65,7 +66,7 @@ def to_dot(picture: LabPicture) -> str:
 
     p = picture
     graph = graphviz.Digraph("lab", graph_attr={
-        "label": TEXT["title"].format(lab=p.lab, state=p.state, profile=p.profile), "labelloc": "t",
+        "label": TEXT["title"].format(lab=p.lab, state=state_word(p.state), profile=p.profile), "labelloc": "t",
         "fontname": FONT, "fontsize": "16", "rankdir": "TB", "compound": "true", "nodesep": "0.35",
         "ranksep": "0.7", "bgcolor": "white",
     }, node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "white", "fontname": FONT,
@@ -140,7 +141,7 @@ def text_tree(picture: LabPicture) -> list[str]:
     """The same lab as indented lines (the console's picture, and the fallback everywhere)."""
     p = picture
     lines = [
-        TEXT["title"].format(lab=p.lab, state=p.state, profile=p.profile),
+        TEXT["title"].format(lab=p.lab, state=state_word(p.state), profile=p.profile),
         TEXT["computer"].replace("\n", " "),
         "└─ " + TEXT["platform"],
         "   ├─ " + TEXT["vm1"].format(public=_v(p.vm1_public_ip), vpc=_v(p.vm1_vpc_ip)).replace("\n", ": "),

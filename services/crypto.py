@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from config.settings import Settings
 from services.errors import ConfigError
+from services.i18n import _
 
 V2 = "v2$"
 _INFO = b"labbot-secretbox-v2"
@@ -49,18 +50,20 @@ def secret_key_problem(key: str) -> str | None:
     ``labbot secret-key new`` or ``openssl rand -base64 32`` have about 200).
     """
     if key == DEMO_KEY:
-        return "is the published demo key"
+        return _("is the published demo key")
     if _PLACEHOLDER.search(key):
-        return "looks like a placeholder"
+        return _("looks like a placeholder")
     if len(key) < MIN_LENGTH:
-        return f"is {len(key)} characters; use at least {MIN_LENGTH} (e.g. `labbot secret-key new`)"
+        return _("is {len} characters; use at least {MIN_LENGTH} (e.g. `labbot secret-key new`)").format(
+            len=len(key), MIN_LENGTH=MIN_LENGTH
+        )
     for period in range(1, len(key) // 2 + 1):
         if all(key[i] == key[i % period] for i in range(len(key))):
-            return "is a repeated pattern"
+            return _("is a repeated pattern")
     counts = Counter(key)
     per_char = -sum(n / len(key) * math.log2(n / len(key)) for n in counts.values())
     if len(counts) < 10 or per_char * len(key) < MIN_BITS:
-        return "has too little variety to be random (use `labbot secret-key new`)"
+        return _("has too little variety to be random (use `labbot secret-key new`)")
     return None
 
 
@@ -69,8 +72,12 @@ def require_strong_secret_key(settings: Settings) -> None:
     calls this (the demo, on its own throw-away database, does not)."""
     problem = secret_key_problem(settings.secret_key.get_secret_value())
     if problem is not None:
-        raise ConfigError(f"LABBOT_SECRET_KEY {problem}: it encrypts every lab's SSH key and passwords; "
-                          "`labbot secret-key new` prints a good one")
+        raise ConfigError(
+            _(
+                "LABBOT_SECRET_KEY {problem}: it encrypts every lab's SSH key and passwords; "
+                "`labbot secret-key new` prints a good one"
+            ).format(problem=problem)
+        )
 
 
 class SecretBox:
@@ -79,7 +86,7 @@ class SecretBox:
     def __init__(self, secret_key: SecretStr) -> None:
         raw = secret_key.get_secret_value().encode()
         if len(raw) < 16:
-            raise ConfigError("LABBOT_SECRET_KEY must be at least 16 characters")
+            raise ConfigError(_("LABBOT_SECRET_KEY must be at least 16 characters"))
         self._key = raw
         self._legacy = Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"labbot-secretbox-v1:" + raw).digest()))
 
@@ -98,7 +105,7 @@ class SecretBox:
         try:
             return SecretStr(self._open(ciphertext))
         except (InvalidToken, ValueError):
-            raise ConfigError("cannot decrypt a stored secret: LABBOT_SECRET_KEY changed?") from None
+            raise ConfigError(_("cannot decrypt a stored secret: LABBOT_SECRET_KEY changed?")) from None
 
     def can_decrypt(self, ciphertext: str) -> bool:
         """Whether this key opens ``ciphertext`` (Fernet tokens are authenticated: a wrong key never 'works')."""
@@ -115,6 +122,6 @@ class SecretBox:
 
     def _open(self, ciphertext: str) -> str:
         if ciphertext.startswith(V2):
-            salt, _, token = ciphertext[len(V2):].partition("$")
+            salt, _, token = ciphertext[len(V2) :].partition("$")
             return self._fernet(base64.urlsafe_b64decode(salt)).decrypt(token.encode()).decode()
         return self._legacy.decrypt(ciphertext.encode()).decode()

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import services.labs.models  # noqa: F401 - registers every table on Base.metadata
 from services.crypto import SecretBox
 from services.db import Base
+from services.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,12 @@ class RotationReport:
 
     def lines(self) -> list[str]:
         """A summary for the command line."""
-        lines = [f"re-encrypted {self.rewritten} secrets; {self.already_new} were already under the new key"]
-        lines += [f"neither key opens {where}" for where in self.unreadable]
+        lines = [
+            _("re-encrypted {rewritten} secrets; {already_new} were already under the new key").format(
+                rewritten=self.rewritten, already_new=self.already_new
+            )
+        ]
+        lines += [_("neither key opens {where}").format(where=where) for where in self.unreadable]
         return lines
 
 
@@ -49,8 +54,13 @@ def encrypted_columns() -> dict[Table, list[str]]:
     return found
 
 
-async def rotate_secrets(sessions: async_sessionmaker[AsyncSession], *, old: SecretBox, new: SecretBox,
-                         after_row: Callable[[], None] | None = None) -> RotationReport:
+async def rotate_secrets(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    old: SecretBox,
+    new: SecretBox,
+    after_row: Callable[[], None] | None = None,
+) -> RotationReport:
     """Re-encrypt every stored secret that ``old`` opens under ``new`` (see the module docstring)."""
     report = RotationReport()
     for table, columns in encrypted_columns().items():

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from services import shell
 from services.errors import ExternalError
+from services.i18n import _
 from services.ssh.result import CommandResult, Runner
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,13 @@ class TargetSpec:
         shell.ipv4(self.portal_ip)
         shell.port(self.port)
         if (self.chap_user is None) != (self.chap_secret is None):
-            raise ValueError("CHAP needs both a user name and a secret")
+            raise ValueError(_("CHAP needs both a user name and a secret"))
         if self.chap_user is not None and not CHAP_USER.fullmatch(self.chap_user):
-            raise ValueError(f"CHAP user name {self.chap_user[:40]!r} must be 1-64 of A-Z a-z 0-9 . _ : -")
+            raise ValueError(
+                _("CHAP user name {value!r} must be 1-64 of A-Z a-z 0-9 . _ : -").format(value=self.chap_user[:40])
+            )
         if self.chap_secret is not None and not CHAP_SECRET.fullmatch(self.chap_secret.get_secret_value()):
-            raise ValueError("a CHAP secret must be 12-16 letters and digits (what every initiator accepts)")
+            raise ValueError(_("a CHAP secret must be 12-16 letters and digits (what every initiator accepts)"))
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,11 @@ def checked(result: CommandResult, what: str) -> CommandResult:
     """``result`` if it succeeded, else an IscsiError saying what failed with the command's stderr tail."""
     if not result.ok:
         detail = (result.stderr.strip() or result.stdout.strip() or "(no output)")[-600:]
-        raise IscsiError(f"{what} failed on VM1 (exit {result.exit_status}): {detail}")
+        raise IscsiError(
+            _("{what} failed on VM1 (exit {exit_status}): {detail}").format(
+                what=what, exit_status=result.exit_status, detail=detail
+            )
+        )
     return result
 
 
@@ -133,4 +140,6 @@ async def device_size(run: Runner, device: str) -> int:
     try:
         return int(result.stdout.strip())
     except ValueError:
-        raise IscsiError(f"unexpected size of {device}: {result.stdout.strip()[:80]!r}") from None
+        raise IscsiError(
+            _("unexpected size of {device}: {value!r}").format(device=device, value=result.stdout.strip()[:80])
+        ) from None

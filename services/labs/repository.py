@@ -18,6 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from services.db import utcnow
 from services.errors import ConflictError, NotFoundError, StaleWriteError
+from services.i18n import _
 from services.labs.models import HealthCheck, HostKey, Lab, LabEvent, LabState, LabStep, StepState
 from services.labs.states import LIVE_STATES, check_transition
 
@@ -28,11 +29,11 @@ async def save(*, session: AsyncSession) -> None:
         await session.flush()
     except StaleDataError:
         await session.rollback()
-        raise StaleWriteError("the lab was changed by someone else at the same time; try again") from None
+        raise StaleWriteError(_("the lab was changed by someone else at the same time; try again")) from None
     except IntegrityError as err:
         await session.rollback()
         if "name" in str(err.orig).lower():
-            raise ConflictError("a live lab already has that name") from None  # create() names it
+            raise ConflictError(_("a live lab already has that name")) from None  # create() names it
         raise
 
 
@@ -57,8 +58,8 @@ async def create(
     try:
         await save(session=session)
     except ConflictError:
-        raise ConflictError(f"a live lab is already called `{name}`; pick another name "
-                            f"(`/lab status {name}` shows that one)") from None
+        raise ConflictError(_("a live lab is already called `{name}`; pick another name (`/lab status "
+                              "{name}` shows that one)").format(name=name)) from None
     return lab
 
 
@@ -66,7 +67,7 @@ async def get(*, session: AsyncSession, lab_id: int) -> Lab:
     """The lab with this id, or NotFoundError."""
     lab = await session.get(Lab, lab_id)
     if lab is None:
-        raise NotFoundError(f"no lab with id {lab_id}")
+        raise NotFoundError(_("no lab with id {lab_id}").format(lab_id=lab_id))
     return lab
 
 
@@ -74,7 +75,7 @@ async def get_live_by_name(*, session: AsyncSession, name: str) -> Lab:
     """The live lab called ``name``, or NotFoundError."""
     lab = await session.scalar(select(Lab).where(Lab.name == name, Lab.state != LabState.DESTROYED))
     if lab is None:
-        raise NotFoundError(f"there is no live lab called `{name}` (try `/lab list`)")
+        raise NotFoundError(_("there is no live lab called `{name}` (try `/lab list`)").format(name=name))
     return lab
 
 
@@ -84,7 +85,7 @@ async def get_latest_by_name(*, session: AsyncSession, name: str) -> Lab:
         select(Lab).where(Lab.name == name).order_by((Lab.state == LabState.DESTROYED).asc(), Lab.id.desc())
     )
     if lab is None:
-        raise NotFoundError(f"there is no lab called `{name}` (try `/lab list --all`)")
+        raise NotFoundError(_("there is no lab called `{name}` (try `/lab list --all`)").format(name=name))
     return lab
 
 
@@ -115,7 +116,7 @@ async def transition(
     Only ``services.labs.lifecycle`` calls this: it is the one writer of lab state (a test checks).
     """
     old = lab.state
-    lab.state = check_transition(lab.state, target, lab=f"lab `{lab.name}`")
+    lab.state = check_transition(lab.state, target, lab=_("lab `{name}`").format(name=lab.name))
     if lab.state == LabState.DESTROYED:
         lab.destroyed_at = utcnow()
     await add_event(session=session, lab=lab, actor=actor, kind=f"state:{target}", detail=detail or f"{old} → {target}")
@@ -143,7 +144,7 @@ async def update_lab(sessions: async_sessionmaker[AsyncSession], *, lab_id: int,
     try:
         return await execute_alone(sessions, statement) == 1
     except IntegrityError as err:
-        raise ConflictError(f"the lab could not be updated: {err.orig}") from None
+        raise ConflictError(_("the lab could not be updated: {orig}").format(orig=err.orig)) from None
 
 
 async def start_step(sessions: async_sessionmaker[AsyncSession], *, lab_id: int, name: str, at: datetime) -> bool:
@@ -172,7 +173,7 @@ async def set_progress_ref(*, session: AsyncSession, lab_id: int, ref: str) -> N
         update(Lab).where(Lab.id == lab_id).values(progress_ref=ref).execution_options(synchronize_session=False)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
-        raise NotFoundError(f"no lab with id {lab_id}")
+        raise NotFoundError(_("no lab with id {lab_id}").format(lab_id=lab_id))
 
 
 async def add_event(*, session: AsyncSession, lab: Lab | None, actor: str, kind: str, detail: str = "") -> None:
@@ -211,7 +212,7 @@ async def get_step(*, session: AsyncSession, lab_id: int, name: str) -> LabStep:
     """One step of a lab, or NotFoundError."""
     step = await session.scalar(select(LabStep).where(LabStep.lab_id == lab_id, LabStep.name == name))
     if step is None:
-        raise NotFoundError(f"the lab has no step called `{name}`")
+        raise NotFoundError(_("the lab has no step called `{name}`").format(name=name))
     return step
 
 

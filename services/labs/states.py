@@ -16,6 +16,7 @@ stays ``ready`` (its health says degraded): health is not a lifecycle state.
 from __future__ import annotations
 
 from services.errors import InvalidTransitionError
+from services.i18n import _
 from services.labs.models import LabState
 
 S = LabState
@@ -44,5 +45,7 @@ def can_transition(current: str, target: str) -> bool:
 def check_transition(current: str, target: str, *, lab: str = "lab") -> LabState:
     """Return ``target`` as a LabState, or raise InvalidTransitionError naming both states."""
     if not can_transition(current, target):
-        raise InvalidTransitionError(f"{lab} is {current}; it cannot become {target}")
+        raise InvalidTransitionError(
+            _("{lab} is {current}; it cannot become {target}").format(lab=lab, current=current, target=target)
+        )
     return LabState(target)

@@ -15,6 +15,7 @@ they fit in a chat message.
 from __future__ import annotations
 
 from services.errors import ExternalError
+from services.i18n import _
 
 TAIL_LINES = 15
 TAIL_CHARS = 2000
@@ -56,9 +57,11 @@ class HostKeyChangedError(SSHError):
 
     def __init__(self, *, lab: str, host: str, old_fingerprint: str, new_fingerprint: str) -> None:
         super().__init__(
-            f"SSH host key of {host} in lab {lab} changed (possible interception): pinned {old_fingerprint}, "
-            f"offered {new_fingerprint}. labbot refuses to connect; if the VM was really rebuilt, "
-            "an admin must forget the pinned key.",
+            _(
+                "SSH host key of {host} in lab {lab} changed (possible interception): pinned "
+                "{old_fingerprint}, offered {new_fingerprint}. labbot refuses to connect; if the VM was really "
+                "rebuilt, an admin must forget the pinned key."
+            ).format(host=host, lab=lab, old_fingerprint=old_fingerprint, new_fingerprint=new_fingerprint),
             lab=lab,
             host=host,
         )
@@ -69,16 +72,18 @@ class HostKeyChangedError(SSHError):
 class SSHCommandError(SSHError):
     """A command exited with a non-zero status."""
 
-    def __init__(
-        self, *, lab: str, host: str, command: str, exit_status: int, stdout: str, stderr: str
-    ) -> None:
+    def __init__(self, *, lab: str, host: str, command: str, exit_status: int, stdout: str, stderr: str) -> None:
         self.command = command
         self.exit_status = exit_status
         self.stdout_tail = tail(stdout)
         self.stderr_tail = tail(stderr)
-        detail = self.stderr_tail or self.stdout_tail or "(no output)"
+        detail = self.stderr_tail or self.stdout_tail or _("(no output)")
         super().__init__(
-            f"`{_short(command)}` on {host} exited with status {exit_status}:\n{detail}", lab=lab, host=host
+            _("`{short}` on {host} exited with status {exit_status}:\n{detail}").format(
+                short=_short(command), host=host, exit_status=exit_status, detail=detail
+            ),
+            lab=lab,
+            host=host,
         )
 
 
@@ -93,8 +98,12 @@ class SSHTimeoutError(SSHError):
         self.stdout = stdout
         self.stderr = stderr
         detail = tail(stderr) or tail(stdout)
-        message = f"`{_short(command)}` on {host} did not finish within {timeout:g}s"
-        super().__init__(message + (f"; last output:\n{detail}" if detail else ""), lab=lab, host=host)
+        message = _("`{short}` on {host} did not finish within {timeout:g}s").format(
+            short=_short(command), host=host, timeout=timeout
+        )
+        super().__init__(
+            message + (_("; last output:\n{detail}").format(detail=detail) if detail else ""), lab=lab, host=host
+        )
 
 
 class SSHOutputLimitError(SSHError):
@@ -109,6 +118,10 @@ class SSHOutputLimitError(SSHError):
         self.stdout_tail = tail(stdout)
         self.stderr_tail = tail(stderr)
         detail = self.stderr_tail or self.stdout_tail
-        message = (f"`{_short(command)}` on {host} printed more than {limit:,} characters; labbot stopped reading "
-                   "and closed it (output truncated)")
-        super().__init__(message + (f"; last output:\n{detail}" if detail else ""), lab=lab, host=host)
+        message = _(
+            "`{short}` on {host} printed more than {limit:,} characters; labbot stopped reading and "
+            "closed it (output truncated)"
+        ).format(short=_short(command), host=host, limit=limit)
+        super().__init__(
+            message + (_("; last output:\n{detail}").format(detail=detail) if detail else ""), lab=lab, host=host
+        )

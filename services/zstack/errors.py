@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from services.errors import ExternalError
+from services.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -166,15 +167,17 @@ def error_from_text(status: int, text: str, *, action: str | None, secrets: Iter
     details = scrub(text.strip()[:500], secrets)
     code = f"HTTP.{status}"
     if status == 400:
-        return ZStackInvalidArgumentError(code, "the REST server refused the request", details,
+        return ZStackInvalidArgumentError(code, _("the REST server refused the request"), details,
                                           action=action, http_status=status)
     if status == 404:
-        return ZStackNotFoundError(code, "not found", details, action=action, http_status=status)
-    return ZStackError(code, f"unexpected HTTP status {status}", details, action=action, http_status=status)
+        return ZStackNotFoundError(code, _("not found"), details, action=action, http_status=status)
+    return ZStackError(
+        code, _("unexpected HTTP status {status}").format(status=status), details, action=action, http_status=status
+    )
 
 
 def _compose(code: str, description: str, details: str, action: str | None) -> str:
-    where = f"ZStack {action} failed" if action else "ZStack call failed"
+    where = _("ZStack {action} failed").format(action=action) if action else _("ZStack call failed")
     text = f"{where}: {description or code}"
     if details and details != description:
         text += f": {details}"

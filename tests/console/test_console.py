@@ -132,3 +132,32 @@ async def test_trainer_commands_in_the_console(tmp_path: Path) -> None:
     assert "✓ 2 labs ready" in text and "✓ 2 labs destroyed" in text
     assert labs["c3-01"].owner == "U_STUDENT" and labs["c3-02"].owner == "console"
     assert {labs["c3-01"].state, labs["c3-02"].state} == {"destroyed"}
+
+
+async def test_the_console_speaks_chinese_with_labbot_language_zh_cn(tmp_path: Path) -> None:
+    from services import i18n
+
+    async with serve_simulator("outer") as sim:
+        settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'labbot.db'}", state_dir=tmp_path,
+                                 platform_url=sim.url, platform_account="admin",
+                                 platform_password=SecretStr("password"), default_profile="sandbox",
+                                 language="zh-CN")
+        assert settings.language == "zh_CN"
+        await db.upgrade(settings.database_url)
+        console, out = _console()
+        runtime = Runtime(settings, notifiers=[ConsoleNotifier(console)])  # makes zh_CN the process's language
+        await runtime.start()
+        i18n.forget_missing()
+        try:
+            front = ConsoleFrontEnd(runtime, console)
+            assert await front.run_script(["/lab help", "/lab list --all"]) == 0
+            assert await front.run_script(["/lab extend nosuch forever"]) == 1
+            assert await front.run_script(["/lab status nosuch"]) == 1
+        finally:
+            await runtime.stop()
+    text = out.getvalue()
+    assert "构建一个新的实验环境" in text  # the help, in the course's words
+    assert "没有实验环境" in text  # an empty list
+    assert "`forever` 不是时长" in text and "用法" in text  # a refusal, with the usage
+    assert "没有名为 `nosuch` 的实验环境" in text
+    assert i18n.missing_translations() == []

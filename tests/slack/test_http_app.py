@@ -49,8 +49,9 @@ async def test_signatures_health_and_metrics(sessions: Sessions) -> None:
         assert 'labbot_labs{state="ready"} 0.0' in metrics
         assert "labbot_slack_ack_seconds" in metrics
         assert BOT_TOKEN not in metrics and SIGNING_SECRET not in metrics
-        # Bolt's one-time auth.test is all that reached Slack for rejected or help-only requests.
-        assert [c.method for c in h.fake.calls] == ["auth.test"]
+        # Bolt's one-time auth.test and one users.info (the person's language, for the accepted request) is all
+        # that reached Slack: rejected requests reach nothing.
+        assert [c.method for c in h.fake.calls] == ["auth.test", "users.info"]
 
 
 async def test_help_and_errors_are_in_the_private_ack(sessions: Sessions) -> None:
