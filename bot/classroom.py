@@ -17,7 +17,7 @@ def progress_line(exercise: ExerciseView) -> str:
     """``exercise: 4 of 8 steps done`` (with the completion, once every task passed)."""
     line = _("exercise: {done} of {total} steps done").format(done=exercise.done, total=exercise.total)
     if exercise.completed_at is not None:
-        line += " — complete"
+        line += _(" — complete")
     if exercise.solving:
         line += _(" — labbot is doing {solving}").format(solving=exercise.solving)
     return line
@@ -29,14 +29,15 @@ def task_lines(exercise: ExerciseView, *, hints: bool = True) -> list[str]:
     for number, task in enumerate(exercise.tasks, start=exercise.total - len(exercise.tasks) + 1):
         line = f"{TASK_MARK[task.done]} {number}. {task.title} [{task.step}]"
         if hints and exercise.checked_at is not None:
-            line += f"\n      {'done: ' if task.done else 'not yet: '}{task.detail}"
+            hint = _("done: {detail}") if task.done else _("not yet: {detail}")
+            line += "\n      " + hint.format(detail=task.detail)
         lines.append(line)
     return lines
 
 
 def class_row(lab: LabView, now: datetime) -> tuple[str, str, str, str, str, str]:
     """A class overview row: lab, student, state, progress, health, time left."""
-    student = "(unclaimed)" if lab.claimable else lab.owner
+    student = _("(unclaimed)") if lab.claimable else lab.owner
     progress = f"{lab.exercise.done}/{lab.exercise.total}" if lab.exercise is not None else "-"
     if lab.exercise is not None and lab.exercise.completed_at is not None:
         progress += " ✓"
@@ -55,14 +56,14 @@ def class_headline(cls: ClassView) -> str:
         bits.append(_("exercise from {exercise_start}").format(exercise_start=cls.exercise_start))
     bits.append(_("profile {profile}").format(profile=cls.profile))
     if cls.destroyed_at is not None:
-        bits.append("ended")
+        bits.append(_("ended"))
     return ", ".join(bits)
 
 
 def _left(expires_at: datetime, now: datetime) -> str:
     minutes = int((expires_at - now).total_seconds() // 60)
     if minutes < 0:
-        return "expired"
+        return _("expired")
     return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 

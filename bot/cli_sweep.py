@@ -20,6 +20,7 @@ from config.settings import Settings, load_settings
 from services import db
 from services.crypto import require_strong_secret_key
 from services.errors import LabbotError
+from services.i18n import _
 from services.labs.runtime import Runtime
 from services.scheduler.context import SweepContext
 from services.scheduler.jobs import JOB_NAMES, JobName, run_job
@@ -84,10 +85,11 @@ async def pool_report(settings: Settings, echo: Callable[[str], None]) -> None:
         await db.require_migrated(rt.db_engine)
         pools = await rt.service.pool.status()
         if not pools:
-            echo("no profile asks for a warm pool (`pool: {size: N}` in a lab profile)")
+            echo(_("no profile asks for a warm pool (`pool: {size: N}` in a lab profile)"))
         for pool in pools:
-            echo(f"{pool.profile}: target {pool.target}, ready {pool.ready}, building {pool.building}, "
-                 f"failed {pool.failed}")
+            echo(_("{profile}: target {target}, ready {ready}, building {building}, failed {failed}").format(
+                profile=pool.profile, target=pool.target, ready=pool.ready, building=pool.building,
+                failed=pool.failed))
     finally:
         await rt.stop()
 

@@ -129,7 +129,7 @@ def build_pool_status(text: str, pools: list[PoolStatus]) -> Message:
         _("`{escape}` · target {target} · *{ready} ready* · {building} building").format(
             escape=escape(p.profile), target=p.target, ready=p.ready, building=p.building
         )
-        + (f" · :x: {p.failed} failed" if p.failed else "")
+        + (_(" · :x: {failed} failed").format(failed=p.failed) if p.failed else "")
         for p in pools
     ]
     body = f"*{escape(text)}*" + ("\n" + "\n".join(lines) if lines else "")

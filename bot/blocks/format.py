@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from bot.blocks.kit import clip, escape
-from services.i18n import N_, Texts, _
+from services.i18n import N_, Texts, _, ngettext
 from services.labs.views import LabView, StepView
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,10 @@ def short_duration(delta: timedelta) -> str:
     return " ".join(p for p in parts if p) or "0m"
 
 
-def slack_date(when: datetime, pattern: str = _("{date_short_pretty} at {time}")) -> str:
+def slack_date(when: datetime, pattern: str | None = None) -> str:
     """A Slack date token: shown in each reader's own time zone ("today at 15:50"), with a UTC fallback for
     clients that cannot render it (docs.slack.dev/messaging/formatting-message-text, Date formatting)."""
+    pattern = pattern or _("{date_short_pretty} at {time}")  # Slack fills in these tokens, not str.format
     return f"<!date^{int(when.timestamp())}^{pattern}|{when:%Y-%m-%d %H:%M} UTC>"
 
 
@@ -80,7 +81,8 @@ def countdown(expires_at: datetime, now: datetime) -> str:
     An absolute time, rendered by Slack in each reader's zone: a card is re-rendered only when its lab changes,
     so a relative figure ("3h 59m left") would stay on it, wrong, for hours.
     """
-    return f"{'until' if expires_at > now else 'expired'} {slack_date(expires_at)}"
+    when = slack_date(expires_at)
+    return (_("until {when}") if expires_at > now else _("expired {when}")).format(when=when)
 
 
 _UTC_TIME = re.compile(r"\b(\d{4}-\d{2}-\d{2} \d{2}:\d{2}) UTC\b")
@@ -94,7 +96,11 @@ def dates_to_tokens(text: str) -> str:
 
 def times(count: int) -> str:
     """``once``, ``twice``, ``3 times``."""
-    return {1: "once", 2: "twice"}.get(count, f"{count} times")
+    if count == 1:
+        return _("once")
+    if count == 2:
+        return _("twice")
+    return ngettext("{n} time", "{n} times", count).format(n=count)
 
 
 # What each health check (services.labs.build.health) looks at, in the words of someone running a course.

@@ -69,7 +69,7 @@ def build_home(
                 _("`{escape}` · target {target} · *{ready} ready* · {building} building").format(
                     escape=escape(p.profile), target=p.target, ready=p.ready, building=p.building
                 )
-                + (f" · :x: {p.failed} failed" if p.failed else "")
+                + (_(" · :x: {failed} failed").format(failed=p.failed) if p.failed else "")
                 for p in pools
             ]
             blocks.append(section(_("*Warm pools*\n") + "\n".join(lines)))

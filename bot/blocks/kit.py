@@ -123,8 +123,9 @@ def divider() -> Block:
     return {"type": "divider"}
 
 
-def confirm(title: str, text: str, yes: str, no: str = _("Cancel"), *, danger: bool = True) -> dict[str, Any]:
+def confirm(title: str, text: str, yes: str, no: str | None = None, *, danger: bool = True) -> dict[str, Any]:
     """A confirmation dialog object, clipped to Slack's limits."""
+    no = no or _("Cancel")
     dialog: dict[str, Any] = {
         "title": plain(title, MAX_CONFIRM_TITLE),
         "text": mrkdwn(text, MAX_CONFIRM_TEXT),

@@ -71,7 +71,7 @@ def build_create_modal(
                     "type": "plain_text_input",
                     "action_id": CreateField.NAME,
                     "max_length": 31,
-                    "placeholder": plain("e.g. zcct-alice"),
+                    "placeholder": plain(_("e.g. zcct-alice")),
                 },
             },
             {

@@ -13,7 +13,7 @@ from bot.blocks import format as fmt
 from bot.blocks.card import destroy_button, extend_menu
 from bot.blocks.ids import LabAction, LabRef, encode
 from bot.blocks.kit import Message, actions, button, clip, context, escape, fallback, fit_blocks, section
-from services.i18n import _
+from services.i18n import N_, Texts, _
 from services.labs.views import LabView
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,10 @@ def build_expiry_warning(
     return Message(text=fallback(_("Lab {name} expires soon").format(name=lab.name)), blocks=blocks)
 
 
+# What became of a lab whose expiry warning no longer holds (the outcome ids the Slack notifier passes).
+OUTCOMES = Texts({"destroyed": N_("destroyed"), "expired": N_("expired"), "extended": N_("extended")})
+
+
 def build_warning_retired(lab: LabView, *, outcome: str, actor: str | None = None) -> Message:
     """What an earlier expiry warning becomes once it no longer holds: what happened instead, and no buttons
     (its Extend menu would otherwise keep offering a choice made already)."""
@@ -90,7 +94,7 @@ def build_warning_retired(lab: LabView, *, outcome: str, actor: str | None = Non
             by=by, slack_date=fmt.slack_date(lab.expires_at)
         )
     else:
-        now_text = f"{escape(outcome)}{by}"
+        now_text = f"{escape(OUTCOMES.get(outcome, outcome))}{by}"
     text = _("~:alarm_clock: Lab `{name}` expires soon~ Lab `{name}` was {now_text}.").format(
         name=lab.name, now_text=now_text
     )
@@ -122,7 +126,7 @@ def build_owner_failed(lab: LabView, *, card_in: str) -> Message:
         if lab.failed_step and lab.failed_step != "destroy"
         else ""
     )
-    what = _("could not be destroyed") if lab.failed_step == "destroy" else f"failed{at}"
+    what = _("could not be destroyed") if lab.failed_step == "destroy" else _("failed{at}").format(at=at)
     error = escape(clip(lab.error or _("no error recorded"), 1000))
     text = _(
         ":x: Your lab `{escape}` {what}: {error}\nThe output is in its card's thread in {where}; "

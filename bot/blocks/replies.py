@@ -32,7 +32,7 @@ from bot.blocks.kit import (
     section,
 )
 from services.dispatch import Reply, ReplyKind
-from services.i18n import _
+from services.i18n import _, ngettext
 from services.labs.classes import ClassView
 from services.labs.views import LabView, StepView
 
@@ -102,7 +102,8 @@ def build_lab_list(labs: Sequence[LabView], *, everyone: bool, now: datetime) ->
     if len(labs) > MAX_LISTED_LABS:
         lines.append(_("_… and {value} more_").format(value=len(labs) - MAX_LISTED_LABS))
     title = _("*All labs*") if everyone else _("*Your labs*")
-    return Message(text=fallback(f"{len(labs)} labs"), blocks=fit_blocks([section(title + "\n" + "\n".join(lines))]))
+    count = ngettext("{n} lab", "{n} labs", len(labs)).format(n=len(labs))
+    return Message(text=fallback(count), blocks=fit_blocks([section(title + "\n" + "\n".join(lines))]))
 
 
 def build_logs(name: str, steps: Sequence[StepView]) -> Message:

@@ -29,12 +29,12 @@ def build_build_report(lab: LabView) -> Message:
         if step.duration_seconds is not None:
             bits.append(fmt.duration(step.duration_seconds))
         if step.attempt > 1:
-            bits.append(f"({step.attempt} attempts)")
+            bits.append(_("({attempts} attempts)").format(attempts=step.attempt))
         if step.state == "done" and step.progress:
             bits.append("— " + escape(clip(step.progress, 120)))
         lines.append(" ".join(bits))
     outcome = (
-        "built"
+        _("built")
         if lab.state in ("ready", "expiring")
         else _("stopped ({get})").format(get=fmt.STATE_WORD.get(lab.state, lab.state))
     )
