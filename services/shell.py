@@ -131,6 +131,12 @@ def quote(value: str | int) -> str:
     return shlex.quote(str(value))
 
 
+def sh_c(body: str, *args: str | int) -> str:
+    """``sh -c BODY labbot ARG…``: a script whose values arrive as ``$1 $2 …`` (``$0`` is ``labbot``), never inside
+    its text, so no value is ever parsed as shell code."""
+    return " ".join(["sh", "-c", quote(body), "labbot", *(quote(arg) for arg in args)])
+
+
 def join(argv: list[str | int]) -> str:
     """A command line from already-validated arguments, each quoted."""
     return " ".join(quote(arg) for arg in argv)

@@ -35,7 +35,7 @@ def serial_prefix(volume_uuid: str) -> str:
 
 def find_command(prefix: str) -> str:
     """The command listing whole-disk by-id entries whose name contains ``prefix``."""
-    return f"sh -c {shell.quote(_FIND)} labbot {shell.quote(shell.hex_string(prefix))}"
+    return shell.sh_c(_FIND, shell.hex_string(prefix))
 
 
 async def find_data_disk(run: Runner, volume_uuid: str, override: str | None) -> str:

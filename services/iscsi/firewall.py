@@ -47,18 +47,15 @@ exit 0
 """
 
 
-def _script(body: str, *args: str | int) -> str:
-    return f"sh -c {shell.quote(body)} labbot " + " ".join(shell.quote(a) for a in args)
-
 
 def open_command(port: int, owner: str) -> str:
     """The command that opens ``port`` for target ``owner`` (see ``open_port``)."""
-    return _script(_OPEN, shell.port(port), MARKER_DIR, shell.safe_path(owner))
+    return shell.sh_c(_OPEN, shell.port(port), MARKER_DIR, shell.safe_path(owner))
 
 
 def close_command(owner: str) -> str:
     """The command that closes the ports opened for ``owner`` (see ``close_ports``)."""
-    return _script(_CLOSE, MARKER_DIR, shell.safe_path(owner))
+    return shell.sh_c(_CLOSE, MARKER_DIR, shell.safe_path(owner))
 
 
 async def open_port(run: Runner, port: int, owner: str) -> str:

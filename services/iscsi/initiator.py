@@ -54,7 +54,7 @@ async def ensure_initiator_name(run: Runner, wanted: str) -> str:
     generates a name only when the file is missing (``iscsi-init.service``: ``iscsi-gen-initiatorname``), so the
     name written here is the one the host keeps and ZStack later logs in with.
     """
-    script = f"sh -c {shell.quote(_ENSURE)} labbot {shell.quote(INITIATOR_FILE)} {shell.quote(shell.iqn(wanted))}"
+    script = shell.sh_c(_ENSURE, INITIATOR_FILE, shell.iqn(wanted))
     result = await run(script)
     if not result.ok:
         raise IscsiError(f"cannot write {INITIATOR_FILE} on VM2: {result.stderr.strip()[-200:]}")

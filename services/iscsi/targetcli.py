@@ -30,7 +30,7 @@ for p in python3 /usr/libexec/platform-python; do
 done
 echo "no python3 on this host" >&2; exit 127
 """
-DUMP_COMMAND = f"sh -c {shell.quote(_PYTHON)} labbot {shell.quote(_DUMP_CODE)}"
+DUMP_COMMAND = shell.sh_c(_PYTHON, _DUMP_CODE)
 WILDCARD = "0.0.0.0"  # noqa: S104 - a portal on every address already covers the wanted one
 
 

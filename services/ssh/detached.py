@@ -116,9 +116,6 @@ rm -rf -- "$d"
 """
 
 
-def _script(body: str, *args: str | int) -> str:
-    return f"sh -c {shell.quote(body)} labbot " + " ".join(shell.quote(arg) for arg in args)
-
 
 async def start_detached(session: LabSSH, target: Target, job: str, command: str) -> None:
     """Start ``command`` as job ``job`` on ``target`` unless that job was already started (running or done).
@@ -127,7 +124,7 @@ async def start_detached(session: LabSSH, target: Target, job: str, command: str
     ``/bin/sh`` with stdout and stderr going to the job's log.
     """
     directory = job_dir(session.lab, job)
-    result = await session.run(target, _script(_START, directory, command), timeout=_POLL_TIMEOUT)
+    result = await session.run(target, shell.sh_c(_START, directory, command), timeout=_POLL_TIMEOUT)
     outcome = result.stdout.strip()
     log.info("detached job %s lab=%s host=%s job=%s", outcome, session.lab, target, job)
 
@@ -135,7 +132,7 @@ async def start_detached(session: LabSSH, target: Target, job: str, command: str
 async def _poll(session: LabSSH, target: Target, job: str, offset: int, timeout: float = _POLL_TIMEOUT,  # noqa: ASYNC109 - one poll's budget
                 chunk: int = MAX_CHUNK) -> tuple[JobStatus, bytes]:
     directory = job_dir(session.lab, job)
-    result = await session.run(target, _script(_POLL, directory, offset, chunk), timeout=timeout)
+    result = await session.run(target, shell.sh_c(_POLL, directory, offset, chunk), timeout=timeout)
     first, _, rest = result.stdout.partition("\n")
     words = first.split()
     if not words or words[0] not in {"absent", "running", "finished", "lost"}:
@@ -212,12 +209,13 @@ async def job_exit_code(session: LabSSH, target: Target, job: str) -> int | None
 
 async def cancel_job(session: LabSSH, target: Target, job: str) -> None:
     """Send SIGTERM to the job's process group and record exit code 143 (no-op if it already finished)."""
-    await session.run(target, _script(_CANCEL, job_dir(session.lab, job)), timeout=_POLL_TIMEOUT)
+    await session.run(target, shell.sh_c(_CANCEL, job_dir(session.lab, job)), timeout=_POLL_TIMEOUT)
 
 
 async def reset_job(session: LabSSH, target: Target, job: str) -> None:
     """Remove a finished or lost job's directory so that it can be started afresh; refuses a running job."""
-    result = await session.run(target, _script(_RESET, job_dir(session.lab, job)), timeout=_POLL_TIMEOUT, check=False)
+    command = shell.sh_c(_RESET, job_dir(session.lab, job))
+    result = await session.run(target, command, timeout=_POLL_TIMEOUT, check=False)
     if result.exit_status == 3:
         raise SSHError(f"job {job} on {target} is still running; cancel it first", lab=session.lab, host=target)
     if not result.ok:

@@ -23,6 +23,17 @@ WEAK = [DEMO_KEY, "changeme-changeme", "aaaaaaaaaaaaaaaa", "a" * 64, "abcd" * 16
         "0123456789" * 4]
 
 
+def v1_ciphertext(key: str, plain: bytes) -> str:
+    """A secret as labbot wrote it before the v2 format: Fernet under SHA-256("labbot-secretbox-v1:" + key)."""
+    import base64
+    import hashlib
+
+    from cryptography.fernet import Fernet
+
+    fernet_key = base64.urlsafe_b64encode(hashlib.sha256(b"labbot-secretbox-v1:" + key.encode()).digest())
+    return Fernet(fernet_key).encrypt(plain).decode()
+
+
 def test_weak_keys_are_refused_and_fresh_ones_accepted() -> None:
     for key in WEAK:
         assert secret_key_problem(key) is not None, key
@@ -57,11 +68,12 @@ async def test_every_command_on_a_real_database_refuses_a_weak_key(tmp_path: Pat
 
 
 def test_the_key_derivation_is_salted_and_versioned() -> None:
-    box = SecretBox(SecretStr(new_secret_key()))
+    box_key = new_secret_key()
+    box = SecretBox(SecretStr(box_key))
     first, second = box.encrypt(SecretStr("root-pw")), box.encrypt(SecretStr("root-pw"))
     assert first.startswith("v2$") and first != second
     assert box.decrypt(first).get_secret_value() == box.decrypt(second).get_secret_value() == "root-pw"
-    legacy = box._legacy.encrypt(b"old-pw").decode()  # what labbot stored before the v2 format
+    legacy = v1_ciphertext(box_key, b"old-pw")  # what labbot stored before the v2 format
     assert box.decrypt(legacy).get_secret_value() == "old-pw" and not box.is_current(legacy)
     assert not SecretBox(SecretStr(new_secret_key())).can_decrypt(first)
 
@@ -78,7 +90,7 @@ async def test_rotation_reencrypts_everything_and_survives_an_interruption(sessi
             lab = await repo.create(session=session, name=f"lab-{i}", owner="U_ALICE", profile="sandbox",
                                     expires_at=repo.utcnow(), channel=None)
             plain[lab.name] = (f"key-{i}", f"pw-{i}")
-            lab.ssh_private_key_enc = old._legacy.encrypt(f"key-{i}".encode()).decode()  # the old format
+            lab.ssh_private_key_enc = v1_ciphertext(DEMO_KEY, f"key-{i}".encode())  # the old format
             lab.host_password_enc = old.encrypt(SecretStr(f"pw-{i}"))  # the new format, old key
         await repo.save(session=session)
     rows = 0

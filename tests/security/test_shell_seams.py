@@ -97,12 +97,11 @@ def test_lab_derived_names_in_remote_paths(name: str, job: str) -> None:
 @FAST
 @given(args=st.lists(st.one_of(hostile, st.integers(0, 2**31)), min_size=1, max_size=5))
 def test_sh_c_scripts_round_trip_every_argument(args: list[str | int]) -> None:
-    """The detached-job and firewall scripts pass values as ``$1 $2 …``, never inside the script text."""
-    for build in (detached._script, firewall._script):
-        line = build("echo \"$@\"", *args)
-        argv = shlex.split(line)
-        assert argv[:4] == ["sh", "-c", "echo \"$@\"", "labbot"]
-        assert argv[4:] == [str(a) for a in args]
+    """Every ``sh -c`` script labbot runs (detached jobs, the firewall, the initiator, the installer search …) is
+    built by ``shell.sh_c``, which passes values as ``$1 $2 …``, never inside the script text."""
+    argv = shlex.split(shell.sh_c("echo \"$@\"", *args))
+    assert argv[:4] == ["sh", "-c", "echo \"$@\"", "labbot"]
+    assert argv[4:] == [str(a) for a in args]
 
 
 @FAST

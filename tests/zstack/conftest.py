@@ -63,3 +63,15 @@ async def nested(nested_sim: RunningSimulator, make_client: ClientFactory) -> ZS
 async def outer(outer_sim: RunningSimulator, make_client: ClientFactory) -> ZStackClient:
     """A client of the outer simulator."""
     return make_client(outer_sim.url)
+
+
+async def login_headers(base_url: str, account: str = "admin", password: str = "password") -> dict[str, str]:
+    """A session of the test's own, made with the real login call (``PUT /accounts/login``), for raw HTTP."""
+    import hashlib
+
+    import httpx
+
+    body = {"logInByAccount": {"accountName": account, "password": hashlib.sha512(password.encode()).hexdigest()}}
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        answer = (await http.put("/accounts/login", json=body)).json()
+    return {"Authorization": f"OAuth {answer['inventory']['uuid']}"}

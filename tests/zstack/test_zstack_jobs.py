@@ -18,12 +18,12 @@ from services.zstack import (
     ZStackTimeoutError,
     deadline_in,
 )
-from tests.zstack.conftest import ClientFactory
+from tests.zstack.conftest import ClientFactory, login_headers
 
 
 async def _session(client: ZStackClient) -> dict[str, str]:
-    await client.login()
-    return {"Authorization": f"OAuth {client._session.get_secret_value()}"}  # type: ignore[union-attr]
+    """Raw-HTTP headers with a session of the test's own (the client keeps its session to itself)."""
+    return await login_headers(client.base_url)
 
 
 async def test_async_call_answers_202_then_the_job_reports(make_client: ClientFactory) -> None:

@@ -20,7 +20,7 @@ from services.zstack import (
     not_null,
 )
 from services.zstack.query import Cond, ge, gt, le, lt
-from tests.zstack.conftest import ClientFactory
+from tests.zstack.conftest import ClientFactory, login_headers
 
 
 def test_conditions_render_as_zstack_expects() -> None:
@@ -103,9 +103,7 @@ async def test_joins_nested_lists_and_tags(outer: ZStackClient) -> None:
 
 async def test_get_by_uuid_path_answers_inventories(nested_sim: RunningSimulator, nested: ZStackClient) -> None:
     zone = await nested.create_zone("z")
-    await nested.login()
-    session = nested._session.get_secret_value()  # type: ignore[union-attr]
-    async with httpx.AsyncClient(base_url=nested_sim.url, headers={"Authorization": f"OAuth {session}"}) as http:
+    async with httpx.AsyncClient(base_url=nested_sim.url, headers=await login_headers(nested_sim.url)) as http:
         found = (await http.get(f"/zones/{zone.uuid}")).json()
         missing = (await http.get("/zones/0123456789abcdef0123456789abcdef")).json()
         counted = (await http.get("/zones", params={"count": "true"})).json()

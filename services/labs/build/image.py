@@ -81,7 +81,7 @@ async def serve_image(ssh: LabSSH, *, address: str, port: int, url: str) -> str:
         await start_detached(ssh, "vm1", SERVE_JOB, command)
         done = "server started"
     firewall = await open_port(ssh.runner("vm1"), port, FIREWALL_OWNER)
-    probe = f"sh -c {shell.quote(_PROBE)} labbot {shell.quote(address)} {shell.port(port)}"
+    probe = shell.sh_c(_PROBE, address, shell.port(port))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _READY_SECONDS
     while (await ssh.run("vm1", probe, timeout=60, check=False)).exit_status != 0:

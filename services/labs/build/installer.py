@@ -48,8 +48,7 @@ async def find_installer(ssh: LabSSH, patterns: list[str]) -> str:
     The patterns come from the profile, which allows only absolute paths of plain characters and glob marks;
     they reach the shell quoted and are expanded there on purpose.
     """
-    args = " ".join(shell.quote(p) for p in patterns)
-    result = await ssh.run("vm2", f"sh -c {shell.quote(_FIND)} labbot {args}", timeout=30, check=False)
+    result = await ssh.run("vm2", shell.sh_c(_FIND, *patterns), timeout=30, check=False)
     lines = result.stdout.splitlines()
     found = [line.removeprefix("found ") for line in lines if line.startswith("found ")]
     if result.exit_status == 0 and found:
@@ -66,5 +65,5 @@ async def find_installer(ssh: LabSSH, patterns: list[str]) -> str:
 async def clean_failed_install(ssh: LabSSH, install_root: str) -> str:
     """Stop what a failed install started and remove its install root; returns what was done."""
     root = shell.safe_path(install_root, absolute=True)
-    result = await ssh.run("vm2", f"sh -c {shell.quote(_CLEAN)} labbot {shell.quote(root)}", timeout=300)
+    result = await ssh.run("vm2", shell.sh_c(_CLEAN, root), timeout=300)
     return result.stdout.strip()
