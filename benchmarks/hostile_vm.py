@@ -137,15 +137,17 @@ async def _console_attack() -> dict[str, Any]:
     from rich.console import Console
 
     from bot.console.notifier import ConsoleNotifier
-    from config.settings import load_settings
     from services.labs.notifier import Notice, NoticeKind
-    from services.labs.views import StepView
-    from services.scheduler.orphans import platform_view
+    from services.labs.views import LabView, StepView
 
     out = io.StringIO()
     console = Console(file=out, width=400, force_terminal=True, color_system="truecolor")
     notifier = ConsoleNotifier(console, progress_interval=0)
-    lab = platform_view(load_settings(database_url="sqlite+aiosqlite:///unused.db"), datetime.now(UTC))
+    now = datetime.now(UTC)
+    lab = LabView(id=1, uuid="0" * 32, name="hostile", owner="U1", channel=None, profile="sandbox",
+                  state="provisioning", created_at=now, expires_at=now, destroyed_at=None, ttl_extensions=0,
+                  failed_step=None, error=None, health="unknown", health_failing=(), vm1_public_ip=None,
+                  vm1_vpc_ip=None, vm2_ip=None, iscsi_iqn=None, iscsi_wwid=None, progress_ref=None)
     sent, raised = 100, 0
     for i in range(sent):
         # Half the lines carry a stray closing tag, all of them a title change and a screen clear.

@@ -18,7 +18,7 @@ from bot.picture import TEXT as PICTURE_TEXT
 from bot.picture import PictureUnavailable, render_png, text_tree
 from bot.text import lab_headline, printable, ready_summary, step_line
 from services.i18n import N_, Texts, _
-from services.labs.notifier import Notice, NoticeKind
+from services.labs.notifier import Notice, NoticeKind, OrphanReport
 from services.labs.picture import LabPicture
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ _STYLE = {
     NoticeKind.DESTROY_FAILED: "bold red",
     NoticeKind.HEALTH_CHANGED: "yellow",
     NoticeKind.EXPIRY_WARNING: "yellow",
-    NoticeKind.ORPHANS_FOUND: "yellow",
     NoticeKind.EXERCISE_COMPLETE: "bold green",
 }
 
@@ -54,6 +53,15 @@ class ConsoleNotifier:
         self.files_dir = files_dir or Path("labbot-files")
         self.pictures = pictures
         self._last_progress: dict[tuple[str, str], tuple[float, str]] = {}
+
+    async def report_orphans(self, report: OrphanReport) -> None:
+        """The sweep's report, then one line per resource as the admins' Slack message lists them: label, then
+        uuid, why and fate."""
+        head = _("lab platform: {text} (`labbot sweep --only orphans --dry-run` lists them again)").format(
+            text=report.text)
+        self.console.print(Text(printable(f"[lab-platform] {head}"), style="yellow"))
+        for label, detail in report.resources.items():
+            self.console.print(Text(printable(f"    {label}: {detail}")))
 
     async def notify(self, notice: Notice) -> None:
         """Print one notice (progress at most once per ``progress_interval`` per step)."""
@@ -78,10 +86,6 @@ class ConsoleNotifier:
             path = self.files_dir / report.filename  # type: ignore[attr-defined]
             await asyncio.to_thread(self._copy, report.path, path)  # type: ignore[attr-defined]
             self.console.print(Text(f"    {TEXT['capture_file'].format(lab=notice.lab.name, path=path)}"))
-        if notice.kind == NoticeKind.ORPHANS_FOUND:
-            # One line per resource, as the admins' Slack message lists them: label, then uuid, why and fate.
-            for label, detail in notice.details.items():
-                self.console.print(Text(printable(f"    {label}: {detail}")))
 
     async def _picture(self, picture: LabPicture) -> None:
         """Write the PNG (when Graphviz can draw it) and print the text tree."""
@@ -125,11 +129,6 @@ class ConsoleNotifier:
             case NoticeKind.CREATED:
                 return _("lab requested{by}: profile {profile}, expires {expires_at:%Y-%m-%d %H:%M} UTC").format(
                     by=by, profile=lab.profile, expires_at=lab.expires_at
-                )
-            case NoticeKind.ORPHANS_FOUND:
-                # A platform-wide notice: its "lab" is a stand-in, so no lab headline.
-                return _("lab platform: {text} (`labbot sweep --only orphans --dry-run` lists them again)").format(
-                    text=notice.text
                 )
             case NoticeKind.EXERCISE_CHECKED | NoticeKind.EXERCISE_COMPLETE | NoticeKind.EXERCISE_SOLVED if (
                 lab.exercise is not None

@@ -43,7 +43,7 @@ from bot.slack.pacing import SlackPacer
 from services.capture.service import CaptureReport
 from services.db import utcnow
 from services.i18n import N_, Texts, _, default_language, use_language
-from services.labs.notifier import Notice, NoticeKind
+from services.labs.notifier import Notice, NoticeKind, OrphanReport
 from services.labs.picture import LabPicture
 from services.labs.views import LabView
 
@@ -61,6 +61,15 @@ _NOTE = Texts({
     NoticeKind.RETRYING: N_("Retry requested"),
     NoticeKind.DESTROYING: N_("Destroy requested"),
 })
+
+
+def _platform_news(channel: str, at: datetime) -> LabView:
+    """The key of the outbox that carries news about the lab platform itself (no lab, so no card): the outbox
+    delivers per lab, and platform news uses its pacing and retries under a lab id no real lab has."""
+    return LabView(id=0, uuid="0" * 32, name="lab-platform", owner="labbot", channel=channel, profile="-",
+                   state="ready", created_at=at, expires_at=at, destroyed_at=None, ttl_extensions=0,
+                   failed_step=None, error=None, health="unknown", health_failing=(), vm1_public_ip=None,
+                   vm1_vpc_ip=None, vm2_ip=None, iscsi_iqn=None, iscsi_wwid=None, progress_ref=None)
 
 
 class SlackNotifier:
@@ -157,13 +166,20 @@ class SlackNotifier:
 
         return make
 
+    async def report_orphans(self, report: OrphanReport) -> None:
+        """Post an orphan report in the labs channel (admins read it there); never raises."""
+        channel = report.channel or self.default_channel
+        if not channel:
+            return
+        try:
+            with use_language(default_language()):
+                message = build_orphans_found(report.text, report.resources)
+                self.outbox(_platform_news(channel, report.at)).post_to_channel(message, channel=channel)
+        except Exception:
+            log.exception("Slack notifier could not take an orphan report")
+
     def _accept(self, notice: Notice) -> None:
         lab = notice.lab
-        if notice.kind == NoticeKind.ORPHANS_FOUND:
-            channel = self.default_channel or lab.channel
-            if channel:
-                self.outbox(lab).post_to_channel(build_orphans_found(notice.text, notice.details), channel=channel)
-            return
         outbox = self.outbox(lab)
         outbox.changed(lab)
         at = self.now()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from services.labs.views import LabView, StepView
 
@@ -36,7 +37,6 @@ class NoticeKind(enum.StrEnum):
     DESTROY_FAILED = "destroy_failed"
     HEALTH_CHANGED = "health_changed"
     EXPIRY_WARNING = "expiry_warning"
-    ORPHANS_FOUND = "orphans_found"
     EXERCISE_CHECKED = "exercise_checked"
     EXERCISE_SOLVED = "exercise_solved"
     EXERCISE_COMPLETE = "exercise_complete"
@@ -56,6 +56,34 @@ class Notice:
     actor: str | None = None
     text: str = ""
     details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OrphanReport:
+    """What the orphan sweep found on the lab platform: news about the platform, not about any one lab.
+
+    ``resources`` maps each resource's label to ``uuid; why it is an orphan; what becomes of it``; ``channel`` is
+    where platform news goes (LABBOT_CHANNEL; None: nowhere in Slack).
+    """
+
+    text: str
+    resources: Mapping[str, str]
+    channel: str | None
+    at: datetime
+
+
+@runtime_checkable
+class OrphanReporter(Protocol):
+    """A front end that shows orphan reports (the admins' channel, the console)."""
+
+    async def report_orphans(self, report: OrphanReport) -> None:
+        """Show one report; must not raise into the sweep."""
+
+
+async def report_orphans(notifier: object, report: OrphanReport) -> None:
+    """Hand ``report`` to ``notifier`` if it shows orphan reports (a FanOut passes it on to those that do)."""
+    if isinstance(notifier, OrphanReporter):
+        await notifier.report_orphans(report)
 
 
 class Notifier(Protocol):
@@ -84,16 +112,29 @@ class FanOut:
                 log.exception("notifier %s failed on %s for lab %s", type(notifier).__name__, notice.kind,
                               notice.lab.name)
 
+    async def report_orphans(self, report: OrphanReport) -> None:
+        """Deliver to each subscriber that shows orphan reports, logging (not raising) their failures."""
+        for notifier in self._notifiers:
+            try:
+                await report_orphans(notifier, report)
+            except Exception:
+                log.exception("notifier %s failed on an orphan report", type(notifier).__name__)
+
 
 class RecordingNotifier:
     """Keeps every notice in order: the console's transcript and the tests' witness."""
 
     def __init__(self) -> None:
         self.notices: list[Notice] = []
+        self.orphan_reports: list[OrphanReport] = []
 
     async def notify(self, notice: Notice) -> None:
         """Record the notice."""
         self.notices.append(notice)
+
+    async def report_orphans(self, report: OrphanReport) -> None:
+        """Record the report."""
+        self.orphan_reports.append(report)
 
     def kinds(self, lab: str | None = None) -> list[NoticeKind]:
         """The kinds recorded (for one lab, if given), in order."""

@@ -23,15 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from config.settings import Settings
 from services.errors import ExternalError
 from services.i18n import _
 from services.labs import repository as repo
 from services.labs.build.dag import describe_error
 from services.labs.lifecycle import SYSTEM
 from services.labs.models import Lab, LabState
-from services.labs.notifier import Notice, NoticeKind
-from services.labs.views import LabView
+from services.labs.notifier import OrphanReport, report_orphans
 from services.scheduler.context import OrphanPlatform, SweepContext, clock_or_now
 from services.zstack.query import like
 
@@ -124,33 +122,6 @@ class OrphanSummary:
         elif self.orphans and not self.delete_enabled:
             lines.append(_("orphans: deletion is off (LABBOT_ORPHAN_DELETE); nothing deleted"))
         return lines
-
-
-def platform_view(settings: Settings, now: datetime) -> LabView:
-    """The stand-in "lab" platform-wide notices travel with (the Notice type needs one)."""
-    return LabView(
-        id=0,
-        uuid="0" * _UUID_WIDTH,
-        name="lab-platform",
-        owner=SYSTEM,
-        channel=settings.channel,
-        profile="-",
-        state=LabState.READY.value,
-        created_at=now,
-        expires_at=now,
-        destroyed_at=None,
-        ttl_extensions=0,
-        failed_step=None,
-        error=None,
-        health="unknown",
-        health_failing=(),
-        vm1_public_ip=None,
-        vm1_vpc_ip=None,
-        vm2_ip=None,
-        iscsi_iqn=None,
-        iscsi_wwid=None,
-        progress_ref=None,
-    )
 
 
 async def scan_platform(platform: OrphanPlatform, prefix: str) -> list[PlatformResource]:
@@ -294,7 +265,7 @@ async def _report(ctx: SweepContext, summary: OrphanSummary, now: datetime) -> N
     if not (summary.new or summary.deleted or summary.failed or reminder_due):
         return
     deleted = {o.resource.uuid for o in summary.deleted}
-    details: dict[str, object] = {}
+    details: dict[str, str] = {}
     for orphan in summary.orphans:
         details[orphan.label] = f"{orphan.resource.uuid}; {orphan.why}; {_fate(orphan, summary, deleted)}"
     text = _("{len} resource(s) on the lab platform that no live lab owns").format(len=len(summary.orphans))
@@ -304,9 +275,8 @@ async def _report(ctx: SweepContext, summary: OrphanSummary, now: datetime) -> N
         text += _("; {len} could not be deleted").format(len=len(summary.failed))
     if not summary.delete_enabled:
         text += _("; automatic deletion is off (LABBOT_ORPHAN_DELETE), so nothing is deleted")
-    await ctx.notifier.notify(
-        Notice(NoticeKind.ORPHANS_FOUND, platform_view(ctx.settings, now), actor=SYSTEM, text=text, details=details)
-    )
+    await report_orphans(ctx.notifier, OrphanReport(text=text, resources=details, channel=ctx.settings.channel,
+                                                    at=now))
     async with ctx.sessions() as session, session.begin():
         await repo.add_event_at(
             session=session,

@@ -15,12 +15,12 @@ from bot.console.notifier import ConsoleNotifier
 from config.settings import load_settings
 from sandbox.zstack_sim.server import serve_simulator
 from services import db
-from services.labs.notifier import Notice, NoticeKind
+from services.labs.notifier import Notice, NoticeKind, OrphanReport
 from services.labs.runtime import Runtime
 from services.labs.service import Actor
 from services.labs.tasks import TASK_STEPS, TaskResult
 from services.labs.views import StepView
-from services.scheduler.orphans import platform_view
+from tests.slack.factories import lab as factory_lab
 from tests.slack.world import ScriptedJobs
 
 
@@ -31,13 +31,11 @@ def _console() -> tuple[Console, io.StringIO]:
 
 async def test_orphans_are_listed_one_per_resource_without_a_fake_lab_headline() -> None:
     console, out = _console()
-    settings = load_settings(database_url="sqlite+aiosqlite:///unused.db")
     now = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
     details = {"VM labbot-old-vm1": "5f1c...; its lab `old` is destroyed; deleted",
                "volume labbot-x-data [1]": "9a2b...; no lab of that uuid; kept (deletion is off)"}
-    await ConsoleNotifier(console).notify(Notice(NoticeKind.ORPHANS_FOUND, platform_view(settings, now),
-                                                 actor="labbot", text="2 resource(s) [no live lab] owns",
-                                                 details=details))
+    await ConsoleNotifier(console).report_orphans(OrphanReport(text="2 resource(s) [no live lab] owns",
+                                                               resources=details, channel=None, at=now))
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("[lab-platform] lab platform: 2 resource(s) [no live lab] owns")
     assert lines[1:] == [f"    {label}: {detail}" for label, detail in details.items()]
@@ -46,8 +44,7 @@ async def test_orphans_are_listed_one_per_resource_without_a_fake_lab_headline()
 
 async def test_progress_lines_are_throttled_per_step(tmp_path: Path) -> None:
     console, out = _console()
-    settings = load_settings(database_url="sqlite+aiosqlite:///unused.db")
-    lab = platform_view(settings, datetime(2026, 11, 26, tzinfo=UTC))
+    lab = factory_lab(name="lab-platform")
     notifier = ConsoleNotifier(console, progress_interval=60)
 
     def progress(text: str) -> Notice:

@@ -10,7 +10,6 @@ import dataclasses
 import io
 import logging
 import re
-from datetime import UTC, datetime
 
 import pytest
 from rich.console import Console
@@ -19,11 +18,10 @@ from bot.console.notifier import ConsoleNotifier
 from bot.console.render import render_reply
 from bot.logs import SafeFormatter, configure_logging
 from bot.text import printable
-from config.settings import load_settings
 from services.dispatch import Reply, ReplyKind
 from services.labs.notifier import Notice, NoticeKind
 from services.labs.views import LabView, StepView
-from services.scheduler.orphans import platform_view
+from tests.slack.factories import lab as factory_lab
 
 # Set the window title, clear the screen, a one-byte CSI, a carriage return over the line, a right-to-left
 # override, rich markup that closes a tag never opened, and an emoji code.
@@ -37,7 +35,7 @@ def terminal() -> tuple[Console, io.StringIO]:
 
 
 def lab_view() -> LabView:
-    return platform_view(load_settings(database_url="sqlite+aiosqlite:///unused.db"), datetime(2026, 12, 3, tzinfo=UTC))
+    return factory_lab(name="lab-platform")
 
 
 def step(*, progress: str | None = None, error: str | None = None, output: str | None = None) -> StepView:

@@ -10,7 +10,6 @@ from datetime import timedelta
 from pydantic import SecretStr
 
 from services.labs.models import LabState
-from services.labs.notifier import NoticeKind
 from services.scheduler.orphans import orphan_sweep
 from services.zstack import RetryPolicy, ZStackClient
 from tests.scheduler.conftest import T0, World
@@ -78,17 +77,17 @@ async def test_orphans_are_reported_then_deleted_after_the_grace_period(world: W
     assert not found[p.ghost_vm].deletable and "which this labbot's database does not know" in found[p.ghost_vm].why
     assert not found[p.manual_volume].deletable and "no labbot tag" in found[p.manual_volume].why
     assert first.deleted == [] and first.reported and len(first.new) == 4
-    [report] = world.of(NoticeKind.ORPHANS_FOUND)
-    assert report.lab.channel == "C_LABS" and report.text.startswith("4 resource(s) on the lab platform")
-    assert set(report.details) == {"vm labbot-gone-vm1", "volume labbot-gone-data", "vm labbot-ghost-vm1",
+    [report] = world.notices.orphan_reports
+    assert report.channel == "C_LABS" and report.text.startswith("4 resource(s) on the lab platform")
+    assert set(report.resources) == {"vm labbot-gone-vm1", "volume labbot-gone-data", "vm labbot-ghost-vm1",
                                    "volume labbot-manual-data"}
-    assert report.details["vm labbot-ghost-vm1"].endswith("never deleted automatically: check it by hand")
-    assert f"deleted from {T0 + 120 * M:%Y-%m-%d %H:%M} UTC on" in report.details["vm labbot-gone-vm1"]
+    assert report.resources["vm labbot-ghost-vm1"].endswith("never deleted automatically: check it by hand")
+    assert f"deleted from {T0 + 120 * M:%Y-%m-%d %H:%M} UTC on" in report.resources["vm labbot-gone-vm1"]
     assert len(await world.events("gone", "orphan_seen")) == 2
 
     quiet = await orphan_sweep(world.ctx, now=T0 + 60 * M)
     assert quiet.new == [] and quiet.deleted == [] and not quiet.reported
-    assert len(world.of(NoticeKind.ORPHANS_FOUND)) == 1
+    assert len(world.notices.orphan_reports) == 1
 
     due = await orphan_sweep(world.ctx, now=T0 + 120 * M)
     assert {o.resource.uuid for o in due.deleted} == {p.gone_vm, p.gone_volume} and due.reported
@@ -97,13 +96,13 @@ async def test_orphans_are_reported_then_deleted_after_the_grace_period(world: W
     for kept in (p.live_vm1, p.live_vm2, p.ghost_vm, p.staging_vm, p.other_vm):
         assert state.get("vm", kept) is not None
     assert state.get("volume", p.manual_volume) is not None
-    assert world.of(NoticeKind.ORPHANS_FOUND)[-1].details["vm labbot-gone-vm1"].endswith("; deleted")
+    assert world.notices.orphan_reports[-1].resources["vm labbot-gone-vm1"].endswith("; deleted")
     assert len(await world.events("gone", "orphan_deleted")) == 2
 
     after = await orphan_sweep(world.ctx, now=T0 + 121 * M)
     assert len(after.orphans) == 2 and not after.reported  # the unconfirmed two, already reported
     reminder = await orphan_sweep(world.ctx, now=T0 + 120 * M + timedelta(hours=24))
-    assert reminder.reported and len(world.of(NoticeKind.ORPHANS_FOUND)) == 3
+    assert reminder.reported and len(world.notices.orphan_reports) == 3
 
 
 async def test_with_deletion_off_nothing_is_ever_deleted(world: World) -> None:
@@ -113,8 +112,8 @@ async def test_with_deletion_off_nothing_is_ever_deleted(world: World) -> None:
     late = await orphan_sweep(world.ctx, now=T0 + timedelta(days=3))
     assert late.deleted == [] and world.sim.state.get("vm", p.gone_vm) is not None
     assert "orphans: deletion is off (LABBOT_ORPHAN_DELETE); nothing deleted" in late.lines()
-    report = world.of(NoticeKind.ORPHANS_FOUND)[-1]
-    assert "kept (deletion is off)" in report.details["vm labbot-gone-vm1"]
+    report = world.notices.orphan_reports[-1]
+    assert "kept (deletion is off)" in report.resources["vm labbot-gone-vm1"]
     assert "automatic deletion is off" in report.text
 
 
@@ -135,7 +134,7 @@ async def test_a_failed_deletion_is_reported_and_retried(world: World) -> None:
     world.sim.faults.set(fail_rate=1.0, methods=frozenset({"DELETE"}))
     failing = await orphan_sweep(world.ctx, now=T0 + 130 * M)
     assert not failing.ok and set(failing.failed) == {p.gone_vm, p.gone_volume} and failing.reported
-    assert "delete failed" in world.of(NoticeKind.ORPHANS_FOUND)[-1].details["vm labbot-gone-vm1"]
+    assert "delete failed" in world.notices.orphan_reports[-1].resources["vm labbot-gone-vm1"]
     world.sim.faults.clear()
     retried = await orphan_sweep(world.ctx, now=T0 + 140 * M)
     assert retried.ok and {o.resource.uuid for o in retried.deleted} == {p.gone_vm, p.gone_volume}

@@ -245,15 +245,14 @@ async def test_health_changes_reach_the_cards_channel_in_words(sessions: Session
 
 async def test_orphan_reports_go_to_the_labs_channel_with_date_tokens(sessions: Sessions, fake: FakeSlack) -> None:
     from services.db import utcnow
-    from services.scheduler.orphans import platform_view
+    from services.labs.notifier import OrphanReport
 
     world, notifier = await wire(sessions, fake, progress_events=1)
     try:
-        view = platform_view(world.settings, utcnow())
         details = {"labbot-old-vm1 (VM)": "3f2a; tagged for a destroyed lab; first seen 2026-11-25 10:00 UTC; "
                                           "deleted from 2026-11-25 12:00 UTC on"}
-        await notifier.notify(Notice(NoticeKind.ORPHANS_FOUND, view, actor="labbot", details=details,
-                                     text="1 resource(s) on the lab platform that no live lab owns"))
+        await notifier.report_orphans(OrphanReport(text="1 resource(s) on the lab platform that no live lab owns",
+                                                   resources=details, channel="C_LABS", at=utcnow()))
         await notifier.flush(timeout=30)
     finally:
         await world.engine.stop()
