@@ -137,6 +137,13 @@ def render_png(picture: LabPicture) -> bytes:
         raise PictureUnavailable(_("dot failed: {value}").format(value=str(err)[:200])) from None
 
 
+def _known(text: str | None, missing: str) -> str:
+    """A fact of the tree on one line, or ``<what> (not built yet)`` when the lab has not made it."""
+    if text is None:
+        return _("{what} ({not_yet})").format(what=missing, not_yet=TEXT["not_yet"])
+    return text.replace("\n", " ")
+
+
 def text_tree(picture: LabPicture) -> list[str]:
     """The same lab as indented lines (the console's picture, and the fallback everywhere)."""
     p = picture
@@ -160,32 +167,13 @@ def text_tree(picture: LabPicture) -> list[str]:
         "   │  └─ " + TEXT["role_jump"].replace("\n", " "),
         "   └─ " + TEXT["vm2"].format(vpc=_v(p.vm2_ip)).replace("\n", ": "),
         "      └─ " + TEXT["mn"].format(ui=p.ui_port, api=p.api_port).replace("\n", ": "),
-        "         └─ "
-        + (TEXT["zone"].format(zone=p.zone) if p.zone else _("zone ({not_yet})").format(not_yet=TEXT["not_yet"])),
-        "            └─ "
-        + (
-            TEXT["cluster"].format(cluster=p.cluster)
-            if p.cluster
-            else _("cluster ({not_yet})").format(not_yet=TEXT["not_yet"])
-        ),
-        "               ├─ "
-        + (
-            TEXT["host"].format(host=p.host).replace("\n", " ")
-            if p.host
-            else _("host ({not_yet})").format(not_yet=TEXT["not_yet"])
-        ),
-        "               └─ "
-        + (
-            TEXT["ps"].format(ps=p.primary_storage, wwid=_v(p.iscsi_wwid)).replace("\n", " ")
-            if p.primary_storage
-            else _("primary storage ({not_yet})").format(not_yet=TEXT["not_yet"])
-        ),
-        "                  └─ "
-        + (
-            TEXT["nested_vm"].format(vm=p.nested_vm).replace("\n", " ")
-            if p.nested_vm
-            else _("nested VM ({not_yet})").format(not_yet=TEXT["not_yet"])
-        ),
+        "         └─ " + _known(TEXT["zone"].format(zone=p.zone) if p.zone else None, _("zone")),
+        "            └─ " + _known(TEXT["cluster"].format(cluster=p.cluster) if p.cluster else None, _("cluster")),
+        "               ├─ " + _known(TEXT["host"].format(host=p.host) if p.host else None, _("host")),
+        "               └─ " + _known(TEXT["ps"].format(ps=p.primary_storage, wwid=_v(p.iscsi_wwid))
+                                     if p.primary_storage else None, _("primary storage")),
+        "                  └─ " + _known(TEXT["nested_vm"].format(vm=p.nested_vm) if p.nested_vm else None,
+                                        _("nested VM")),
         TEXT["tree_flows"],
     ]
     names = {"vm1": _("VM1 {v}").format(v=_v(p.vm1_vpc_ip)), "vm2": _("VM2 {v}").format(v=_v(p.vm2_ip))}
