@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from bot.blocks.format import state_word
+from bot.blocks.format import duration, state_word
 from services.db import utcnow
 from services.i18n import _
 from services.labs.views import LabView, StepView
@@ -42,18 +42,6 @@ def printable(text: str, *, multiline: bool = False) -> str:
     and may put terminal escape sequences in it. With ``multiline`` newlines and tabs are kept as they are.
     """
     return (_UNPRINTABLE_MULTILINE if multiline else _UNPRINTABLE).sub(_visible, text)
-
-
-def duration(seconds: float | None) -> str:
-    """``42s``, ``3m 05s``, ``1h 02m``."""
-    if seconds is None:
-        return ""
-    total = int(seconds)
-    if total < 60:
-        return f"{total}s"
-    if total < 3600:
-        return f"{total // 60}m {total % 60:02d}s"
-    return f"{total // 3600}h {total % 3600 // 60:02d}m"
 
 
 def time_left(expires_at: datetime, now: datetime | None = None) -> str:
