@@ -16,13 +16,11 @@ from pydantic import SecretStr
 
 from services.zstack.errors import ZStackInvalidArgumentError, ZStackOperationError, ZStackTimeoutError
 from services.zstack.inventories import (
-    DiskOfferingInventory,
     InstanceOfferingInventory,
     VmInstanceInventory,
     VolumeInventory,
 )
 from services.zstack.network import NetworkApi
-from services.zstack.query import ne
 from services.zstack.wire import deadline_in
 
 log = logging.getLogger(__name__)
@@ -50,12 +48,6 @@ class ComputeApi(NetworkApi):
                                              deadline: float | None = None) -> InstanceOfferingInventory | None:
         """The instance offering named ``name`` (an Enabled one wins over others), or None."""
         return await self._find_by_name("QueryInstanceOffering", InstanceOfferingInventory, name, "instance offering",
-                                        usable=lambda o: o.state in (None, "Enabled"), deadline=deadline)
-
-    async def find_disk_offering_by_name(self, name: str, *,
-                                         deadline: float | None = None) -> DiskOfferingInventory | None:
-        """The disk offering named ``name`` (an Enabled one wins over others), or None."""
-        return await self._find_by_name("QueryDiskOffering", DiskOfferingInventory, name, "disk offering",
                                         usable=lambda o: o.state in (None, "Enabled"), deadline=deadline)
 
     # --- VMs -----------------------------------------------------------------------------------------
@@ -211,23 +203,6 @@ class ComputeApi(NetworkApi):
                                  deadline=deadline)
         return VolumeInventory.model_validate(result["inventory"])
 
-    async def detach_data_volume(self, volume_uuid: str, *, deadline: float | None = None) -> VolumeInventory:
-        """Detach a data volume from its VM (no-op when it is not attached)."""
-        volume = await self._require("QueryVolume", VolumeInventory, volume_uuid, "volume", deadline=deadline)
-        if not volume.vm_instance_uuid:
-            return volume
-        result = await self.call("DetachDataVolumeFromVm", {"uuid": volume_uuid, "vmUuid": volume.vm_instance_uuid},
-                                 deadline=deadline)
-        return VolumeInventory.model_validate(result["inventory"])
-
-    async def delete_data_volume(self, uuid: str, *, deadline: float | None = None) -> bool:
-        """Delete a data volume (status Deleted, detached first by ZStack); False when nothing to do."""
-        volume = await self.get_volume(uuid, deadline=deadline)
-        if volume is None or volume.status == "Deleted":
-            return False
-        await self.call("DeleteDataVolume", {"uuid": uuid}, deadline=deadline)
-        return True
-
     async def expunge_data_volume(self, uuid: str, *, deadline: float | None = None) -> bool:
         """Remove a data volume for good, deleting it first if needed; False when it was already gone."""
         volume = await self.get_volume(uuid, deadline=deadline)
@@ -255,6 +230,3 @@ class ComputeApi(NetworkApi):
         value = result.get("value")
         return value if isinstance(value, str) else None
 
-    async def count_live_vms(self, *, deadline: float | None = None) -> int:
-        """VMs that are not Destroyed (a cheap capacity/leak indicator)."""
-        return await self.count("QueryVmInstance", [ne("state", "Destroyed")], deadline=deadline)

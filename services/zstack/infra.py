@@ -81,10 +81,6 @@ class InfraApi(ResourcesMixin):
         """One zone by uuid, or None."""
         return await self._get("QueryZone", ZoneInventory, uuid, deadline=deadline)
 
-    async def find_zone_by_name(self, name: str, *, deadline: float | None = None) -> ZoneInventory | None:
-        """The zone named ``name``, or None."""
-        return await self._find_by_name("QueryZone", ZoneInventory, name, "zone", deadline=deadline)
-
     async def create_cluster(self, name: str, zone_uuid: str, *, hypervisor_type: str = "KVM",
                              architecture: str | None = None, description: str | None = None,
                              resource_uuid: str | None = None, user_tags: Sequence[str] | None = None,
@@ -94,14 +90,6 @@ class InfraApi(ResourcesMixin):
                   "architecture": architecture, "description": description}
         return await self._create("CreateCluster", "QueryCluster", ClusterInventory, params,
                                   resource_uuid=resource_uuid, user_tags=user_tags, deadline=deadline)
-
-    async def get_cluster(self, uuid: str, *, deadline: float | None = None) -> ClusterInventory | None:
-        """One cluster by uuid, or None."""
-        return await self._get("QueryCluster", ClusterInventory, uuid, deadline=deadline)
-
-    async def find_cluster_by_name(self, name: str, *, deadline: float | None = None) -> ClusterInventory | None:
-        """The cluster named ``name``, or None."""
-        return await self._find_by_name("QueryCluster", ClusterInventory, name, "cluster", deadline=deadline)
 
     # --- hosts ---------------------------------------------------------------------------------------
 
@@ -118,16 +106,6 @@ class InfraApi(ResourcesMixin):
     async def get_host(self, uuid: str, *, deadline: float | None = None) -> HostInventory | None:
         """One host by uuid, or None."""
         return await self._get("QueryHost", HostInventory, uuid, deadline=deadline)
-
-    async def find_host_by_management_ip(self, ip: str, *, deadline: float | None = None) -> HostInventory | None:
-        """The host whose management IP is ``ip``, or None (ZStack keeps management IPs unique)."""
-        found = await self._list("QueryHost", HostInventory, [eq("managementIp", ip)], deadline=deadline)
-        return found[0] if found else None
-
-    async def reconnect_host(self, uuid: str, *, deadline: float | None = None) -> HostInventory:
-        """Reconnect a host (``ReconnectHost``), e.g. after its agent restarted."""
-        result = await self.call("ReconnectHost", {"uuid": uuid}, deadline=deadline)
-        return HostInventory.model_validate(result["inventory"])
 
     async def get_cpu_memory_capacity(self, *, zone_uuids: Sequence[str] = (), cluster_uuids: Sequence[str] = (),
                                       host_uuids: Sequence[str] = (), deadline: float | None = None

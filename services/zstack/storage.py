@@ -50,10 +50,6 @@ class StorageApi(InfraApi):
                                   resource_uuid=resource_uuid, user_tags=user_tags, deadline=deadline,
                                   secrets=(chap_user_password,) if chap_user_password else ())
 
-    async def get_iscsi_server(self, uuid: str, *, deadline: float | None = None) -> IscsiServerInventory | None:
-        """One iSCSI server by uuid (with its targets and LUNs), or None."""
-        return await self._get("QueryIscsiServer", IscsiServerInventory, uuid, deadline=deadline)
-
     async def attach_iscsi_server_to_cluster(self, iscsi_server_uuid: str, cluster_uuid: str, *,
                                              deadline: float | None = None) -> IscsiServerInventory:
         """Log every host of the cluster in to the server's targets (no-op when already attached)."""
@@ -131,10 +127,6 @@ class StorageApi(InfraApi):
                                   resource_uuid=resource_uuid, user_tags=user_tags, deadline=deadline,
                                   secrets=(password,))
 
-    async def get_backup_storage(self, uuid: str, *, deadline: float | None = None) -> BackupStorageInventory | None:
-        """One backup storage by uuid, or None."""
-        return await self._get("QueryBackupStorage", BackupStorageInventory, uuid, deadline=deadline)
-
     async def attach_backup_storage_to_zone(self, backup_storage_uuid: str, zone_uuid: str, *,
                                             deadline: float | None = None) -> BackupStorageInventory:
         """Attach backup storage to a zone (no-op when already attached)."""
@@ -165,10 +157,6 @@ class StorageApi(InfraApi):
                   "guestOsType": guest_os_type, "description": description}
         return await self._create("AddImage", "QueryImage", ImageInventory, params, resource_uuid=resource_uuid,
                                   user_tags=user_tags, deadline=deadline)
-
-    async def get_image(self, uuid: str, *, deadline: float | None = None) -> ImageInventory | None:
-        """One image by uuid, or None."""
-        return await self._get("QueryImage", ImageInventory, uuid, deadline=deadline)
 
     async def find_image_by_name(self, name: str, *, deadline: float | None = None) -> ImageInventory | None:
         """The image named ``name`` that is not Deleted (a Ready, Enabled one wins over others), or None."""
