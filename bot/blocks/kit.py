@@ -1,8 +1,10 @@
 """Small Block Kit constructors and the limits every builder stays within.
 
-Builders compose these instead of writing dicts inline, so text is clipped to Slack's per-field limits in one
-place, and ``fit_blocks`` keeps a whole message under the block count and aggregate size Slack accepts (plain
-dict blocks are never validated by slack_sdk, and Slack answers ``invalid_blocks``/``msg_blocks_too_long``).
+Each block and element is made with ``slack_sdk.models.blocks`` (which knows Block Kit's shapes and checks
+them when the JSON is made); what the SDK does not do stays here: text is clipped to Slack's per-field limits
+before the SDK sees it (the SDK refuses an over-long text instead of cutting it), and ``fit_blocks`` keeps a
+whole message under the block count and aggregate size Slack accepts (``invalid_blocks`` /
+``msg_blocks_too_long``). Builders get plain dicts back, as the Web API and ``respond`` take them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,20 @@ import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+)
 
 from services.i18n import _, ngettext
 
@@ -74,67 +90,59 @@ def code_block(text: str, limit: int = MAX_SECTION_TEXT) -> str:
     return "```" + clip_tail(body, limit - 6) + "```"
 
 
+def _mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> MarkdownTextObject:
+    return MarkdownTextObject(text=clip(text, limit) or " ")
+
+
+def _plain(text: str, limit: int = MAX_SECTION_TEXT) -> PlainTextObject:
+    return PlainTextObject(text=clip(text, limit) or " ", emoji=True)
+
+
 def mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
     """A mrkdwn text object."""
-    return {"type": "mrkdwn", "text": clip(text, limit) or " "}
+    return _mrkdwn(text, limit).to_dict()
 
 
 def plain(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
     """A plain_text text object (emoji shortcodes allowed)."""
-    return {"type": "plain_text", "text": clip(text, limit) or " ", "emoji": True}
+    return _plain(text, limit).to_dict()
 
 
 def header(text: str, block_id: str | None = None) -> Block:
     """A header block."""
-    block: Block = {"type": "header", "text": plain(text, MAX_HEADER_TEXT)}
-    if block_id:
-        block["block_id"] = block_id
-    return block
+    return HeaderBlock(text=_plain(text, MAX_HEADER_TEXT), block_id=block_id).to_dict()
 
 
 def section(text: str, *, block_id: str | None = None, fields: list[str] | None = None) -> Block:
     """A mrkdwn section, optionally with up to ten two-column fields."""
-    block: Block = {"type": "section", "text": mrkdwn(text)}
-    if fields:
-        block["fields"] = [mrkdwn(f, MAX_FIELD_TEXT) for f in fields[:MAX_FIELDS]]
-    if block_id:
-        block["block_id"] = block_id
-    return block
+    parts = [_mrkdwn(f, MAX_FIELD_TEXT) for f in fields[:MAX_FIELDS]] if fields else None
+    return SectionBlock(text=_mrkdwn(text), fields=parts, block_id=block_id).to_dict()
 
 
 def fields_section(fields: list[str], *, block_id: str | None = None) -> Block:
     """A section made only of two-column fields."""
-    block: Block = {"type": "section", "fields": [mrkdwn(f, MAX_FIELD_TEXT) for f in fields[:MAX_FIELDS]]}
-    if block_id:
-        block["block_id"] = block_id
-    return block
+    return SectionBlock(fields=[_mrkdwn(f, MAX_FIELD_TEXT) for f in fields[:MAX_FIELDS]], block_id=block_id).to_dict()
 
 
 def context(*texts: str, block_id: str | None = None) -> Block:
     """A context block of mrkdwn snippets (small grey text)."""
-    block: Block = {"type": "context", "elements": [mrkdwn(t) for t in texts[:MAX_CONTEXT_ELEMENTS]]}
-    if block_id:
-        block["block_id"] = block_id
-    return block
+    return ContextBlock(elements=[_mrkdwn(t) for t in texts[:MAX_CONTEXT_ELEMENTS]], block_id=block_id).to_dict()
 
 
 def divider() -> Block:
     """A divider block."""
-    return {"type": "divider"}
+    return DividerBlock().to_dict()
 
 
 def confirm(title: str, text: str, yes: str, no: str | None = None, *, danger: bool = True) -> dict[str, Any]:
     """A confirmation dialog object, clipped to Slack's limits."""
-    no = no or _("Cancel")
-    dialog: dict[str, Any] = {
-        "title": plain(title, MAX_CONFIRM_TITLE),
-        "text": mrkdwn(text, MAX_CONFIRM_TEXT),
-        "confirm": plain(yes, MAX_CONFIRM_BUTTON),
-        "deny": plain(no, MAX_CONFIRM_BUTTON),
-    }
-    if danger:
-        dialog["style"] = "danger"
-    return dialog
+    return ConfirmObject(
+        title=_plain(title, MAX_CONFIRM_TITLE),
+        text=_mrkdwn(text, MAX_CONFIRM_TEXT),
+        confirm=_plain(yes, MAX_CONFIRM_BUTTON),
+        deny=_plain(no or _("Cancel"), MAX_CONFIRM_BUTTON),
+        style="danger" if danger else None,
+    ).to_dict()
 
 
 def button(
@@ -146,42 +154,29 @@ def button(
     confirm_dialog: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A button element; ``style`` is ``primary`` or ``danger``."""
-    element: dict[str, Any] = {
-        "type": "button",
-        "action_id": action_id,
-        "text": plain(text, MAX_BUTTON_TEXT),
-        "value": value,
-    }
-    if style:
-        element["style"] = style
+    element = ButtonElement(text=_plain(text, MAX_BUTTON_TEXT), action_id=action_id, value=value, style=style)
+    as_dict = element.to_dict()
     if confirm_dialog:
-        element["confirm"] = confirm_dialog
-    return element
+        as_dict["confirm"] = confirm_dialog
+    return as_dict
 
 
 def option(text: str, value: str) -> dict[str, Any]:
     """One option of a select menu."""
     if len(value) > MAX_OPTION_VALUE:
         raise ValueError(f"option value longer than {MAX_OPTION_VALUE} characters")
-    return {"text": plain(text, MAX_OPTION_TEXT), "value": value}
+    return Option(text=_plain(text, MAX_OPTION_TEXT), value=value).to_dict()
 
 
 def static_select(placeholder: str, action_id: str, options: list[dict[str, Any]]) -> dict[str, Any]:
     """A static select menu."""
-    return {
-        "type": "static_select",
-        "action_id": action_id,
-        "placeholder": plain(placeholder, 150),
-        "options": options[:100],
-    }
+    return StaticSelectElement(placeholder=_plain(placeholder, 150), action_id=action_id,
+                               options=options[:100]).to_dict()
 
 
 def actions(elements: list[dict[str, Any]], *, block_id: str | None = None) -> Block:
     """An actions block (at most 25 elements)."""
-    block: Block = {"type": "actions", "elements": elements[:MAX_ACTION_ELEMENTS]}
-    if block_id:
-        block["block_id"] = block_id
-    return block
+    return ActionsBlock(elements=elements[:MAX_ACTION_ELEMENTS], block_id=block_id).to_dict()
 
 
 def text_size(blocks: list[Block]) -> int:
