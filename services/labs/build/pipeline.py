@@ -31,7 +31,7 @@ from services.labs.build.context import LabContext
 from services.labs.build.dag import StepFailed, describe_error, restrict, run_dag
 from services.labs.build.health import HealthReport, run_checks
 from services.labs.build.image import stop_image_server
-from services.labs.build.steps import TITLES, _Steps, build_steps
+from services.labs.build.steps import TITLES, LabSteps, build_steps
 from services.labs.lifecycle import Lifecycle, destroy_backoff
 from services.labs.models import HealthCheck, LabState, StepState
 from services.labs.notifier import Notice, NoticeKind, Notifier
@@ -321,7 +321,7 @@ class LabPipeline:
             await ctx.connections.close()
 
     async def _check(self, ctx: LabContext) -> HealthReport:
-        steps = _Steps(ctx, self.outer, None)
+        steps = LabSteps(ctx, self.outer, None)
         lab = await ctx.lab()
         results = await run_checks(ctx, self.outer, steps.ssh, steps.nested, skip=unbuilt_checks(lab_view(lab)))
         failing = [r.name for r in results if not r.ok]
@@ -346,7 +346,7 @@ class LabPipeline:
         VM2's login), and the platform's VM and volume names after the lab's new name."""
         ctx = await self._context(lab_id)
         lab = await ctx.lab()
-        steps = _Steps(ctx, self.outer, None)
+        steps = LabSteps(ctx, self.outer, None)
         password = SecretStr(secrets.token_urlsafe(18))
         try:
             ssh = await steps.ssh()
@@ -381,7 +381,7 @@ class LabPipeline:
         lab = await ctx.lab()
         if lab.exercise_start is None:
             raise ConflictError(_("lab `{name}` is not an exercise lab").format(name=lab.name))
-        steps = _Steps(ctx, self.outer, None)
+        steps = LabSteps(ctx, self.outer, None)
         facts = LabFacts(
             volume_uuid=lab.volume_uuid or "",
             vm1_vpc_ip=lab.vm1_vpc_ip or "",
@@ -467,7 +467,7 @@ class LabPipeline:
             return
         try:
             async with asyncio.timeout(IMAGE_SERVER_STOP_SECONDS):
-                await stop_image_server(await _Steps(ctx, self.outer, None).ssh())
+                await stop_image_server(await LabSteps(ctx, self.outer, None).ssh())
             await ctx.output("serve_image", "image server stopped (lab destroyed)\n")
         except Exception as err:  # whatever went wrong, VM1 is expunged next
             log.info("lab %s: image server not stopped (%s); it goes with VM1", ctx.lab_name, describe_error(err))

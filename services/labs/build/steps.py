@@ -78,7 +78,7 @@ class ExternalStepError(ExternalError):
 
 def build_steps(ctx: LabContext, outer: ZStackClient, health: object) -> list[Step]:
     """The steps of one lab's build, bound to its context."""
-    s = _Steps(ctx, outer, health)
+    s = LabSteps(ctx, outer, health)
     minutes = ctx.profile.install.timeout_minutes * 60.0
     return [
         Step("prepare", TITLES["prepare"], s.prepare, timeout=120),
@@ -98,7 +98,7 @@ def build_steps(ctx: LabContext, outer: ZStackClient, health: object) -> list[St
     ]
 
 
-class _Steps:
+class LabSteps:
     """The step bodies; each is idempotent and converges on what already exists."""
 
     def __init__(self, ctx: LabContext, outer: ZStackClient, health: object) -> None:
