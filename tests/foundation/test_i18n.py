@@ -51,33 +51,33 @@ def test_catalogue_entries_are_complete_and_keep_their_placeholders(path: Path) 
     assert not problems, "\n".join(problems)
 
 
-def test_no_text_is_translated_twice_differently() -> None:
-    seen: dict[object, tuple[str, object]] = {}
-    clashes = []
+def _entries() -> list[tuple[str, object, object]]:
+    """Every entry of every Chinese catalogue: (file name, msgid — a pair for plurals —, translation)."""
+    found = []
     for path in PO_FILES:
         with path.open("rb") as handle:
             for message in read_po(handle, locale=CHINESE):
-                if not message.id:
-                    continue
-                key = tuple(message.id) if isinstance(message.id, (list, tuple)) else message.id
-                value = tuple(message.string) if isinstance(message.string, (list, tuple)) else message.string
-                if key in seen and seen[key][1] != value:
-                    clashes.append(f"{key!r}: {seen[key][0]} and {path.name} disagree")
-                seen.setdefault(key, (path.name, value))
+                if message.id:
+                    plural = isinstance(message.id, (list, tuple))
+                    key = (message.id[0], message.id[1]) if plural else message.id
+                    value = tuple(message.string) if plural else message.string
+                    found.append((path.name, key, value))
+    return found
+
+
+def test_no_text_is_translated_twice_differently() -> None:
+    seen: dict[object, tuple[str, object]] = {}
+    clashes = []
+    for name, key, value in _entries():
+        if key in seen and seen[key][1] != value:
+            clashes.append(f"{key!r}: {seen[key][0]} and {name} disagree")
+        seen.setdefault(key, (name, value))
     assert not clashes, "\n".join(clashes)
 
 
 def test_catalogues_hold_no_text_the_code_no_longer_has() -> None:
     in_code = {text.msgid for text in extract_texts()}
-    stale = []
-    for path in PO_FILES:
-        with path.open("rb") as handle:
-            for message in read_po(handle, locale=CHINESE):
-                if not message.id:
-                    continue
-                key = (message.id[0], message.id[1]) if isinstance(message.id, (list, tuple)) else message.id
-                if key not in in_code:
-                    stale.append(f"{path.name}: {key!r}")
+    stale = [f"{name}: {key!r}" for name, key, _value in _entries() if key not in in_code]
     assert not stale, "entries no code uses any more (delete them):\n" + "\n".join(stale)
 
 
