@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from bot.cli_bake import bake_command
 from bot.cli_console import console_command, demo_command
 from bot.cli_db import db_app
 from bot.cli_doctor import doctor_command
@@ -18,6 +19,7 @@ from services import __version__
 
 app = typer.Typer(help="labbot: builds, watches and tears down ZStack training labs.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.command("bake")(bake_command)
 app.command("console")(console_command)
 app.command("demo")(demo_command)
 app.command("doctor")(doctor_command)

@@ -15,7 +15,7 @@ from rich.console import Console
 from bot.console.app import ConsoleFrontEnd, stdin_is_terminal
 from bot.console.notifier import ConsoleNotifier
 from bot.logs import configure_logging
-from config.profiles import PoolSpec, load_profiles
+from config.profiles import InstallSpec, PoolSpec, load_profiles
 from config.settings import Settings, load_settings
 from services import db
 from services.crypto import require_strong_secret_key
@@ -36,8 +36,30 @@ DEMO_SCRIPT = [
 ]
 
 
+async def _bake_for_demo(runtime: Runtime, console: Console) -> None:
+    """The demo's baked image: VM2 of a lab built up to the install, as profile ``<default>-baked``."""
+    default = runtime.settings.default_profile
+    console.print(_("baking VM2 of profile {profile} (a lab built up to the install, then an image of its "
+                    "VM2) …").format(profile=default), style="bold")
+
+    async def progress(line: str) -> None:
+        console.print(f"  {line}", style="dim")
+
+    baked = await runtime.baking.bake(profile=default, from_lab=None, image_name=None, progress=progress)
+    recipe = runtime.profiles[default]
+    name = f"{default}-baked"
+    runtime.profiles[name] = recipe.model_copy(update={
+        "name": name,
+        "vm2": recipe.vm2.model_copy(update={"image": baked.name}),
+        "install": InstallSpec(mode="baked", timeout_minutes=recipe.install.timeout_minutes),
+    })
+    console.print(_("baked image {image} holds ZStack {version}; profile {profile} builds VM2 from it "
+                    "(`/lab create NAME --profile {profile}`)").format(
+                        image=baked.name, version=baked.zstack_version, profile=name), style="bold")
+
+
 async def _run_front_end(settings: Settings, console: Console, script: list[str] | None, *, pool: int = 0,
-                         files_dir: Path | None = None) -> int:
+                         files_dir: Path | None = None, bake: bool = False) -> int:
     profiles = None
     if pool:
         # The demo's warm pool: the default profile asks for ``pool`` labs, built before the script runs.
@@ -49,6 +71,8 @@ async def _run_front_end(settings: Settings, console: Console, script: list[str]
     await runtime.start()
     try:
         front = ConsoleFrontEnd(runtime, console)
+        if bake:
+            await _bake_for_demo(runtime, console)
         if pool:
             console.print(
                 _("warm pool: building {pool} lab(s) of profile {default_profile} first …").format(
@@ -121,6 +145,7 @@ async def _demo(
     pool: int = 0,
     files_dir: Path | None = None,
     language: str = "en",
+    bake: bool = False,
 ) -> int:
     from sandbox import lifecycle
     from sandbox.config import SandboxConfig
@@ -150,7 +175,7 @@ async def _demo(
                 language=language,
             )
             await db.upgrade(settings.database_url)
-            return await _run_front_end(settings, console, script, pool=pool, files_dir=files_dir)
+            return await _run_front_end(settings, console, script, pool=pool, files_dir=files_dir, bake=bake)
     finally:
         if keep:
             console.print(
@@ -174,6 +199,9 @@ def demo_command(
         0, "--pool", min=0, max=5, help="Keep this many labs of the default profile built first (a warm pool)."
     ),
     language: str | None = typer.Option(None, "--language", help=LANGUAGE_HELP),
+    bake: bool = typer.Option(
+        False, "--bake", help="Bake VM2 of the default profile first; profile DEFAULT-baked then builds from it."
+    ),
 ) -> None:
     """Bring up the sandbox (outer simulator + namespace VMs) and SQLite, then open the console on them.
 
@@ -186,5 +214,5 @@ def demo_command(
     lines = _script(commands, script)
     if lines is None and not stdin_is_terminal():
         lines = DEMO_SCRIPT
-    code = asyncio.run(_demo(lines, latency_scale, keep, console, pool, files, chosen))
+    code = asyncio.run(_demo(lines, latency_scale, keep, console, pool, files, chosen, bake))
     raise typer.Exit(code)

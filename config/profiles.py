@@ -169,7 +169,10 @@ class InstallSpec(_Strict):
     database, which the installer otherwise refuses).
     """
 
-    installer: str | list[str]
+    # ``installer``: run the installer (the manual procedure). ``baked``: VM2's image already holds an installed
+    # ZStack (``labbot bake``); the build gives it this VM2's address and identity and starts it (see bake.py).
+    mode: Literal["installer", "baked"] = "installer"
+    installer: str | list[str] | None = None
     upload: bool = False
     command: str = "bash {installer} -E"
     retry_command: str = "bash {installer} -E -D"
@@ -195,6 +198,11 @@ class InstallSpec(_Strict):
     @model_validator(mode="after")
     def _installer_paths(self) -> InstallSpec:
         patterns = self.installer_patterns
+        if self.mode == "baked":
+            if patterns or self.upload:
+                raise ValueError("installer: a baked VM2 image has ZStack installed already; remove installer "
+                                 "and upload, or use mode: installer")
+            return self
         if not patterns:
             raise ValueError("installer: give at least one path")
         if self.upload and (len(patterns) != 1 or any(c in patterns[0] for c in "*?[")):
@@ -208,7 +216,9 @@ class InstallSpec(_Strict):
 
     @property
     def installer_patterns(self) -> list[str]:
-        """Where to look for the installer, in order."""
+        """Where to look for the installer, in order (none for a baked image)."""
+        if self.installer is None:
+            return []
         return [self.installer] if isinstance(self.installer, str) else list(self.installer)
 
 

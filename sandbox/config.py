@@ -45,6 +45,16 @@ def nested_sim_command() -> list[str]:
     ]
 
 
+def _seconds(value: str | None) -> float:
+    try:
+        seconds = float(value or 0)
+    except ValueError:
+        raise ConfigError(f"LABBOT_SANDBOX_INSTALL_SECONDS={value!r} is not a number of seconds") from None
+    if not 0 <= seconds <= 3600:
+        raise ConfigError(f"LABBOT_SANDBOX_INSTALL_SECONDS={value!r} must be between 0 and 3600")
+    return seconds
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     """The sandbox's base directory, name prefix and network roles."""
@@ -57,6 +67,9 @@ class SandboxConfig:
     nested_sim: tuple[str, ...] = field(default_factory=lambda: tuple(nested_sim_command()))
     sshd_ready_timeout: float = 15.0
     zstack_images: frozenset[str] = DEFAULT_ZSTACK_IMAGES
+    # How long the stand-in installer spends "installing packages" (LABBOT_SANDBOX_INSTALL_SECONDS): 0 by default;
+    # benchmarks set it so the install takes the share of a build it takes on a real platform.
+    install_seconds: float = field(default_factory=lambda: _seconds(os.environ.get("LABBOT_SANDBOX_INSTALL_SECONDS")))
 
     def __post_init__(self) -> None:
         if not _PREFIX.match(self.prefix):
@@ -132,6 +145,14 @@ class SandboxConfig:
     def vm_dir(self, vm_uuid: str) -> Path:
         """Everything of one VM: its sshd files, overlay layers, console log and state."""
         return self.vms_dir / short(vm_uuid)
+
+    @property
+    def images_dir(self) -> Path:
+        return self.base_dir / "images"
+
+    def image_dir(self, image_uuid: str) -> Path:
+        """A root-volume template made from a VM (``labbot bake``): the VM's overlay upper layers, copied."""
+        return self.images_dir / short(image_uuid)
 
     def volume_file(self, volume_uuid: str) -> Path:
         """A data volume's sparse backing file."""

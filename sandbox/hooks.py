@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import socket
 from pathlib import Path
 
@@ -63,6 +64,16 @@ class OuterSandboxHooks:
         """Remove the network's segment namespace (and the bridge in it): a deleted lab network leaves nothing."""
         async with self._segment_lock:
             await network.remove_private_segment(self.config, l3_uuid)
+
+    async def root_volume_template_created(self, vm_uuid: str, image_uuid: str) -> int:
+        """Copy the VM's disk (its files) into the image; VMs created from it start with them."""
+        return await vm.copy_root_disk(self.config, vm_uuid, image_uuid)
+
+    async def image_expunged(self, image_uuid: str) -> None:
+        """Delete the image's copy of a VM's files, if it has one."""
+        directory = self.config.image_dir(image_uuid)
+        if directory.exists():
+            await asyncio.to_thread(shutil.rmtree, directory)
 
 
 # What the KVM host deploy leaves that labbot depends on: iscsi-initiator-utils, whose first start generates an

@@ -161,6 +161,8 @@ async def prepare_files(config: SandboxConfig, plan: VmPlan, netns: str) -> tupl
     No iSCSI initiator name: a fresh ZStack ISO host gets one when the KVM host deploy installs the initiator
     (the nested simulator's AddKVMHost does that here), or when labbot writes it."""
     vm_dir = config.vm_dir(plan.vm_uuid)
+    if plan.image_uuid and not (vm_dir / "layers").exists():
+        await _seed_from_image(config, plan.image_uuid, vm_dir)
     for path in OVERLAID:
         for part in ("upper", "work"):
             _layer(vm_dir, path).joinpath(part).mkdir(parents=True, exist_ok=True)
@@ -183,12 +185,41 @@ async def prepare_files(config: SandboxConfig, plan: VmPlan, netns: str) -> tupl
         "LABBOT_SANDBOX_VM": plan.vm_uuid,
         "LABBOT_PYTHON": config.nested_sim[0],
         "LABBOT_NESTED_SIM": shlex.join(config.nested_sim),
+        "LABBOT_INSTALL_SECONDS": f"{config.install_seconds:g}",
     }
     (etc_upper / ENV_FILE).write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
     host_cpuinfo = await asyncio.to_thread(Path("/proc/cpuinfo").read_text)
     (vm_dir / "cpuinfo").write_text(cpuinfo(host_cpuinfo, nested_virtualization=plan.nested_virtualization))
     (vm_dir / "boot.sh").write_text(boot_script(vm_dir, hostname))
     return vm_dir, hostname
+
+
+async def _seed_from_image(config: SandboxConfig, image_uuid: str, vm_dir: Path) -> None:
+    """A new VM's disk from a template made of another VM (``copy_root_disk``); a plain image has none."""
+    layers = config.image_dir(image_uuid) / "layers"
+    if layers.is_dir():
+        await asyncio.to_thread(vm_dir.mkdir, parents=True, exist_ok=True)
+        await system.run("cp", "-a", str(layers), str(vm_dir / "layers"), timeout=300)
+        log.info("sandbox VM %s starts from the files of image %s", vm_dir.name, image_uuid)
+
+
+async def copy_root_disk(config: SandboxConfig, vm_uuid: str, image_uuid: str) -> int:
+    """Make an image of the VM's root disk: its overlay upper layers (everything written on it since it was
+    created: an installed ZStack, say), copied with owners, modes and overlay whiteouts. Host keys are not on
+    it (they live beside the layers), so a VM made from the image gets its own, as a new cloud-init instance
+    does. Returns the bytes copied."""
+    source = config.vm_dir(vm_uuid) / "layers"
+    if not source.is_dir():
+        raise SandboxError(f"VM {vm_uuid} has no disk in the sandbox")
+    target = config.image_dir(image_uuid)
+    if target.exists():
+        await asyncio.to_thread(shutil.rmtree, target)
+    await asyncio.to_thread(target.mkdir, parents=True)
+    await system.run("cp", "-a", str(source), str(target / "layers"), timeout=300)
+    for work in (target / "layers").glob("*/work"):  # overlayfs scratch space, not the disk's contents
+        await asyncio.to_thread(shutil.rmtree, work, True)
+    usage = await system.run("du", "-sb", str(target))
+    return int(usage.stdout.split()[0])
 
 
 async def start_vm(config: SandboxConfig, plan: VmPlan, segment_lock: asyncio.Lock) -> VmRecord:

@@ -84,12 +84,13 @@ def vm_plan(state: SimState, vm: dict[str, Any]) -> VmPlan:
     if not serves_userdata(state, vm["defaultL3NetworkUuid"]):
         log.info("vm %s: its default L3 network has no Userdata service; no key, password or user data",
                  vm["uuid"])
-        return VmPlan(vm["uuid"], vm["name"], nics, nested_virtualization=nested, image_name=image.get("name", ""))
+        return VmPlan(vm["uuid"], vm["name"], nics, nested_virtualization=nested, image_name=image.get("name", ""),
+                      image_uuid=image.get("uuid", ""))
     tags = state.tags_of(vm["uuid"], "System")
     user_data = tag_values(tags, "userdata")
     return VmPlan(vm["uuid"], vm["name"], nics, ssh_public_keys=tag_values(tags, "sshkey"),
                   root_password=vm.get("_rootPassword"), user_data=user_data[0] if user_data else None,
-                  nested_virtualization=nested, image_name=image.get("name", ""))
+                  nested_virtualization=nested, image_name=image.get("name", ""), image_uuid=image.get("uuid", ""))
 
 
 def serves_userdata(state: SimState, l3_uuid: str | None) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 from sandbox.zstack_sim.api_infra import ARCHITECTURES, check_address
 from sandbox.zstack_sim.context import Ctx, api, success_if_not_existing
-from sandbox.zstack_sim.errors import argerr, operr
+from sandbox.zstack_sim.errors import ApiError, argerr, operr
 from sandbox.zstack_sim.hooks import ImageFetched
 from sandbox.zstack_sim.store import zstack_date
 from sandbox.zstack_sim.views import render
@@ -164,9 +164,64 @@ async def expunge_image(ctx: Ctx) -> dict[str, Any]:
     if image["status"] != "Deleted":
         raise operr(f"image[uuid:{image['uuid']}] is not deleted, can't expunge it")
     await ctx.work()
+    await ctx.outer_hooks.image_expunged(image["uuid"])
     for ref in image["backupStorageRefs"]:
         storage = ctx.state.get("backup_storage", ref["backupStorageUuid"])
         if storage is not None:
             storage["availableCapacity"] += int(image.get("actualSize") or 0)
     ctx.state.remove("image", image["uuid"])
     return {}
+
+
+@api("CreateRootVolumeTemplateFromRootVolume")
+async def create_root_volume_template_from_root_volume(ctx: Ctx) -> dict[str, Any]:
+    """An image of a VM's root disk, on backup storage: Creating, then Ready (zstackio/zstack ImageManagerImpl).
+
+    As the server: the platform and guest OS type default to the VM's and its image's (ImageApiInterceptor),
+    an SFTP backup storage refuses a Running or Paused VM (SftpBackupStorageApiInterceptor), and the outer
+    hooks copy the disk for real (the lab-in-a-box: the VM's files).
+    """
+    name = ctx.text("name", max_len=255) or ctx.required("name")
+    volume = ctx.ref("rootVolumeUuid", "volume")
+    assert volume is not None
+    if volume["type"] != "Root":
+        raise argerr(f"volume[uuid:{volume['uuid']}] is not a root volume")
+    if volume["status"] != "Ready":
+        raise operr(f"volume[uuid:{volume['uuid']}] is not Ready, it's {volume['status']}")
+    vm = ctx.state.get("vm", volume.get("vmInstanceUuid"))
+    if vm is None:
+        raise operr(f"root volume[uuid:{volume['uuid']}] is not attached to any vm")
+    storages = ctx.uuid_list("backupStorageUuids", "backup_storage", required=False)
+    if not storages:  # the server then picks the backup storage of the VM's zone
+        storages = [s for s in ctx.state.records["backup_storage"].values()
+                    if vm.get("zoneUuid") in s["attachedZoneUuids"]][:1]
+    if not storages:
+        raise operr(f"no backup storage attached to the zone of vm[uuid:{vm['uuid']}]")
+    for storage in storages:
+        if vm["state"] in ("Running", "Paused") and storage["type"] == "SftpBackupStorage":
+            raise argerr(f"Please stop the vm before create volume template to sftp backup storage {storage['uuid']}")
+        if storage["status"] != "Connected":
+            raise operr(f"backup storage[uuid:{storage['uuid']}] is not Connected, current status is "
+                        f"{storage['status']}")
+    source = ctx.state.get("image", volume.get("rootImageUuid")) or {}
+    record = image_record(
+        ctx.resource_uuid(), name, "", [s["uuid"] for s in storages], status="Creating",
+        fmt=volume.get("format") or "qcow2",
+        platform=ctx.choice("platform", PLATFORMS, None) or vm.get("platform") or source.get("platform") or "Linux",
+        architecture=vm.get("architecture") or source.get("architecture") or "x86_64",
+        description=ctx.text("description", max_len=2048),
+        guest_os_type=ctx.text("guestOsType") or source.get("guestOsType"))
+    image = ctx.create("image", record)
+    try:
+        await ctx.work(4)
+        actual = await ctx.outer_hooks.root_volume_template_created(vm["uuid"], image["uuid"])
+    except BaseException as err:
+        ctx.state.remove("image", image["uuid"])
+        if isinstance(err, Exception) and not isinstance(err, ApiError):
+            raise operr(f"failed to create a template from root volume[uuid:{volume['uuid']}]: {err}") from err
+        raise
+    refs = [{**ref, "status": "Ready", "lastOpDate": zstack_date()} for ref in image["backupStorageRefs"]]
+    ctx.state.touch(image, status="Ready", size=int(volume["size"]), actualSize=actual, backupStorageRefs=refs)
+    for storage in storages:
+        storage["availableCapacity"] -= actual
+    return {"inventory": render(ctx.state, "image", image)}

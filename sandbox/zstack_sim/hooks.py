@@ -44,6 +44,7 @@ class VmPlan:
     # The CPU mode (kvm/vm.cpuMode) passes vmx/svm to the guest: host-model or host-passthrough.
     nested_virtualization: bool = False
     image_name: str = ""  # the image it boots: what is on its disk (a ZStack ISO OS has the installer)
+    image_uuid: str = ""  # a template made from another VM's root volume brings that VM's files
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,12 @@ class OuterHooks(Protocol):
 
     async def l3_network_deleted(self, l3_uuid: str) -> None:
         """Remove what made the L3 network's segment real (its VMs' NICs are gone already)."""
+
+    async def root_volume_template_created(self, vm_uuid: str, image_uuid: str) -> int:
+        """Copy the VM's root disk into a new image (VMs created from it start with those files); its size."""
+
+    async def image_expunged(self, image_uuid: str) -> None:
+        """Delete what an image made from a root volume keeps on the machine."""
 
 
 class NestedHooks(Protocol):
@@ -166,6 +173,14 @@ class NoHooks:
 
     async def l3_network_deleted(self, l3_uuid: str) -> None:
         """No segment to remove."""
+        return None
+
+    async def root_volume_template_created(self, vm_uuid: str, image_uuid: str) -> int:
+        """No disk to copy: the template is as big as a typical installed root disk."""
+        return 8 * 1024**3
+
+    async def image_expunged(self, image_uuid: str) -> None:
+        """No file to delete."""
         return None
 
     async def has_interface(self, name: str) -> bool:

@@ -14,13 +14,15 @@ import logging
 import os
 import socket
 import uuid as uuidlib
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
 from services.db import utcnow
+from services.errors import ConflictError
+from services.i18n import _
 from services.labs import repository as repo
 from services.labs.build.dag import StepFailed
 from services.labs.models import LabState
@@ -142,14 +144,17 @@ class LabEngine:
         async with self._slots:
             self._running.add(lab_id)
             try:
-                await self._work_claimed(lab_id)
+                # A kick that lands while the last round is giving its lease back would be lost: look again.
+                while await self._work_claimed(lab_id) and self._attention[lab_id].is_set() and not self._stopping:
+                    log.debug("lab %s was kicked while its work ended; looking again", lab_id)
             finally:
                 self._running.discard(lab_id)
 
-    async def _work_claimed(self, lab_id: int) -> None:
+    async def _work_claimed(self, lab_id: int) -> bool:
+        """One round of work under the lab's lease; False when another process holds it."""
         if not await self._claim(lab_id):
             log.info("lab %s is worked on by another process", lab_id)
-            return
+            return False
         renewer = asyncio.create_task(self._renew(lab_id, asyncio.current_task()), name=f"lease:{lab_id}")
         try:
             attention = self._attention[lab_id]
@@ -162,26 +167,30 @@ class LabEngine:
                     await self._run_build(lab_id, attention)
                 elif state == LabState.DESTROYING:
                     if lab.next_attempt_at is not None and lab.next_attempt_at > utcnow():
-                        return
+                        return True
                     await self._run_destroy(lab_id, attention)
+                elif attention.is_set():
+                    continue  # kicked while the state was read (a destroy asked just now): read it again
                 else:
-                    return
+                    return True
                 if not attention.is_set():
                     # The job ended on its own; loop once more only if the state still asks for work.
                     async with self.sessions() as session:
                         now_state = (await repo.get(session=session, lab_id=lab_id)).state
                     if now_state == state or now_state not in WORKING_STATES:
-                        return
+                        return True
         except asyncio.CancelledError:
             log.info("work on lab %s interrupted; it resumes on the next start", lab_id)
             raise
         except Exception:
             log.exception("work on lab %s crashed", lab_id)
+            return False
         finally:
             renewer.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 async with self.sessions() as session, session.begin():
                     await repo.release(session=session, lab_id=lab_id, owner=self.owner)
+        return True
 
     async def _run_build(self, lab_id: int, attention: asyncio.Event) -> None:
         build = asyncio.create_task(self._build(lab_id, attention), name=f"build:{lab_id}")
@@ -214,6 +223,38 @@ class LabEngine:
 
     async def _run_destroy(self, lab_id: int, attention: asyncio.Event) -> None:
         await self._destroy(lab_id, attention)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, lab_id: int) -> AsyncIterator[None]:
+        """Hold the lab's lease around work that is neither a build nor a destroy (``labbot bake``), so that no
+        process, this one's engine included, starts work on the lab meanwhile; a destroy asked meanwhile waits
+        and runs after. ConflictError when the lab is being worked on."""
+        holder = f"{self.owner}:hold"
+        async with self.sessions() as session, session.begin():
+            held = await repo.claim(session=session, lab_id=lab_id, owner=holder, seconds=self.settings.lease_seconds)
+        if not held:
+            raise ConflictError(_("the lab is being worked on (built, destroyed or baked); try again when that is "
+                                  "done"))
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.settings.lease_seconds / 3)
+                try:
+                    async with self.sessions() as session, session.begin():
+                        await repo.claim(session=session, lab_id=lab_id, owner=holder,
+                                         seconds=self.settings.lease_seconds)
+                except Exception:
+                    log.exception("could not renew the hold on lab %s", lab_id)
+
+        renewer = asyncio.create_task(renew(), name=f"hold:{lab_id}")
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                async with self.sessions() as session, session.begin():
+                    await repo.release(session=session, lab_id=lab_id, owner=holder)
+            self.kick(lab_id)  # work asked for while it was held (a destroy) starts now
 
     async def _claim(self, lab_id: int) -> bool:
         async with self.sessions() as session, session.begin():

@@ -146,6 +146,12 @@ class Lifecycle:
         await self._announce(change, view, actor)
         return view
 
+    async def note(self, lab_id: int, *, kind: str, detail: str, actor: str = SYSTEM) -> None:
+        """An audit event on the lab that changes nothing else (e.g. ``baked``)."""
+        async with self.sessions() as session, session.begin():
+            lab = await repo.get(session=session, lab_id=lab_id)
+            await repo.add_event(session=session, lab=lab, actor=actor, kind=kind, detail=detail)
+
     async def move(
         self,
         lab_id: int,

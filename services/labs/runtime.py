@@ -22,6 +22,7 @@ from services.crypto import SecretBox
 from services.doctor import run_doctor
 from services.i18n import set_default_language
 from services.labs import repository as repo
+from services.labs.baking import BakeService
 from services.labs.build.health import HealthReport
 from services.labs.build.pipeline import LabPipeline, StepHook
 from services.labs.build.steps import TITLES
@@ -93,6 +94,12 @@ class Runtime:
                                   exercise_checker=self.pipeline.check_exercise,
                                   hand_over=self.pipeline.hand_over, doctor_runner=self.doctor,
                                   capture_runner=self.captures.capture)
+        self.baking = BakeService(self.service, bake=self.pipeline.bake, hold=self.engine.hold,
+                                  wait_idle=self.wait_idle)
+
+    async def wait_idle(self, lab_id: int, timeout: float) -> None:  # noqa: ASYNC109 - a build's own budget
+        """Until the engine has nothing left to do on the lab (its build or destroy ended)."""
+        await self.engine.wait_idle(lab_id, timeout=timeout)
 
     async def run_health(self, lab_id: int) -> HealthReport:
         """One lab's health checks, within the process-wide bound the sweep and on-demand checks share."""

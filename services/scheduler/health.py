@@ -90,6 +90,9 @@ async def health_sweep(ctx: SweepContext, *, dry_run: bool = False) -> HealthSum
     summary = HealthSummary(dry_run=dry_run)
     async with ctx.sessions() as session:
         labs = await repo.list_(session=session, states=[s.value for s in WATCHED], limit=100_000)
+        # A ready lab under a live lease is being worked on (``labbot bake`` stops its VM2): not a health verdict.
+        now = utcnow()
+        labs = [lab for lab in labs if not (lab.lease_owner and lab.lease_expires_at and lab.lease_expires_at > now)]
         heard = await repo.latest_events(
             session=session, lab_ids=[lab.id for lab in labs], kinds=[DEGRADED_EVENT, RECOVERED_EVENT]
         )

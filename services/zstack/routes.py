@@ -122,6 +122,8 @@ ROUTES: dict[str, Route] = {
            True, True, _P),
         _r("QueryBackupStorage", "GET", "/backup-storage", True, False, None, "/backup-storage/{uuid}"),
         _r("AddImage", "POST", "/images", True, True, _P),
+        _r("CreateRootVolumeTemplateFromRootVolume", "POST",
+           "/images/root-volume-templates/from/volumes/{rootVolumeUuid}", True, True, _P),
         _r("QueryImage", "GET", "/images", True, False, None, "/images/{uuid}"),
         _r("DeleteImage", "DELETE", "/images/{uuid}", True, True, None),
         _r("ExpungeImage", "PUT", "/images/{imageUuid}/actions", True, True, "expungeImage"),

@@ -25,6 +25,8 @@ from services.db import utcnow
 from services.errors import ConflictError, ExternalError, NotFoundError
 from services.i18n import _
 from services.labs import repository as repo
+from services.labs.build.bake import BakedImage, Progress
+from services.labs.build.bake import bake as bake_vm2
 from services.labs.build.checks import ExerciseChecker, LabFacts
 from services.labs.build.connections import LabConnections
 from services.labs.build.context import LabContext
@@ -370,6 +372,17 @@ class LabPipeline:
                     await self.outer.rename_vm(uuid, f"{prefix}-{new_name}-{role}")
             if lab.volume_uuid:
                 await self.outer.rename_volume(lab.volume_uuid, f"{prefix}-{new_name}-data")
+        finally:
+            await ctx.connections.close()
+
+    # --- baked VM2 -----------------------------------------------------------------------------------
+
+    async def bake(self, lab_id: int, image_name: str, progress: Progress) -> BakedImage:
+        """Make an image of the lab's VM2 with its installed ZStack (``build.bake``); the lab works after."""
+        ctx = await self._context(lab_id)
+        try:
+            return await bake_vm2(LabSteps(ctx, self.outer, None), self.outer, image_name=image_name,
+                                  progress=progress)
         finally:
             await ctx.connections.close()
 

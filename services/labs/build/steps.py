@@ -31,6 +31,7 @@ from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
 from services.iscsi.initiator import ensure_initiator_name, lab_initiator_name
 from services.iscsi.naming import target_iqn
+from services.labs.build.baked import start_baked_zstack
 from services.labs.build.context import LabContext
 from services.labs.build.dag import Step
 from services.labs.build.image import local_image, upload_image
@@ -266,10 +267,10 @@ class LabSteps:
         await ssh.wait_ready("vm1", timeout=300)
         await ssh.wait_ready("vm2", timeout=300)
         await self._check_nested_virtualization(ssh)
-        await self._vm2_initiator(ssh)
+        await self.vm2_initiator(ssh)
         await self._check_vm2_password(ssh)
 
-    async def _vm2_initiator(self, ssh: LabSSH) -> str:
+    async def vm2_initiator(self, ssh: LabSSH) -> str:
         wanted = lab_initiator_name(self.ctx.profile.iscsi.iqn_prefix, self.ctx.lab_name)
         return await ensure_initiator_name(ssh.runner("vm2", timeout=60), wanted)
 
@@ -314,7 +315,7 @@ class LabSteps:
         on_vm1 = ssh.runner("vm1")
         profile = self.ctx.profile
         device = await find_data_disk(on_vm1, _known(lab.volume_uuid, "volume uuid"), profile.data_volume.data_disk)
-        initiator = await self._vm2_initiator(ssh)
+        initiator = await self.vm2_initiator(ssh)
         backend = backend_for(profile.iscsi.backend, on_vm1)
         chap = await self.ctx.chap()
         info = await backend.ensure(
@@ -360,6 +361,9 @@ class LabSteps:
         """
         ssh = await self.ssh()
         install = self.ctx.profile.install
+        if install.mode == "baked":
+            await self._start_baked()
+            return
         status = await job_status(ssh, "vm2", INSTALL_JOB)
         template = install.command
         if status.state == "lost" or (status.state == "finished" and status.exit_code != 0):
@@ -404,6 +408,25 @@ class LabSteps:
                     code=code, lab_name=self.ctx.lab_name
                 )
             )
+        await self._management_node_up()
+
+    async def _start_baked(self) -> None:
+        """VM2's image has ZStack installed (``labbot bake``): give it this lab's identity and start it."""
+        await self.ctx.progress("install_zstack", _("starting the ZStack of VM2's baked image"), min_interval=0)
+        done = await self.start_baked_zstack()
+        await self.ctx.output("install_zstack", f"baked image, no installer:\n{done}\n")
+        await self._management_node_up()
+
+    async def start_baked_zstack(self) -> str:
+        """VM2's identity (key, machine-id, management IP) and ``zstack-ctl start`` (see ``build.baked``)."""
+        lab = await self.ctx.lab()
+        return await start_baked_zstack(
+            await self.ssh(), vm2_ip=_known(lab.vm2_ip, "VM2 address"), public_key=lab.ssh_public_key or "",
+            timeout=self.ctx.profile.install.timeout_minutes * 60.0,
+        )
+
+    async def _management_node_up(self) -> None:
+        """Wait for the nested API, record its version, give the admin the lab's own password."""
         await self.ctx.progress("install_zstack", _("waiting for the management node API"), min_interval=0)
         nested = await self.nested()
         async with asyncio.timeout(600):
@@ -411,9 +434,9 @@ class LabSteps:
                 await asyncio.sleep(2)
         version = await nested.get_version()
         await self.ctx.output("install_zstack", f"management node ready, ZStack {version}\n")
-        await self._own_admin_password()
+        await self.own_admin_password()
 
-    async def _own_admin_password(self) -> None:
+    async def own_admin_password(self) -> None:
         """Give the nested admin the lab's own password (a fresh install has ZStack's default, the same in every
         lab): UpdateAccount as admin with the default, once; a re-run finds the lab's password already works."""
         mine = await self.nested_password()
