@@ -150,3 +150,39 @@ def test_a_nested_image_needs_a_file_or_a_url(tmp_path: Path) -> None:
     (tmp_path / "sandbox.yaml").write_text(text)
     with pytest.raises(ConfigError, match=r"nested\.image: Value error, give file"):
         load_profile(tmp_path / "sandbox.yaml")
+
+
+def test_a_baked_install_needs_no_installer_and_refuses_one(tmp_path: Path) -> None:
+    """``install: {mode: baked}`` (VM2's image holds an installed ZStack): no installer to find; one given is a
+    mistake worth saying, and the installer mode still needs one."""
+    text = (PROFILES / "sandbox.yaml").read_text()
+    installer = "  installer: /opt/zstack-dvd/*/*/zstack-installer.bin\n  command: bash {installer} -E\n"
+    assert installer in text
+    baked = tmp_path / "sandbox.yaml"
+    baked.write_text(text.replace(installer, "  mode: baked\n"))
+    profile = load_profile(baked)
+    assert profile.install.mode == "baked" and profile.install.installer_patterns == []
+    baked.write_text(text.replace(installer, "  mode: baked\n  installer: /opt/zstack-installer.bin\n"))
+    with pytest.raises(ConfigError, match="installer: a baked VM2 image has ZStack installed already"):
+        load_profile(baked)
+    baked.write_text(text.replace(installer, ""))
+    with pytest.raises(ConfigError, match="install: Value error, installer: give at least one path"):
+        load_profile(baked)
+
+
+def test_the_lines_labbot_bake_prints_make_a_baked_profile(tmp_path: Path) -> None:
+    """What `labbot bake` tells the admin to put in a profile is a valid profile once merged."""
+    import yaml
+
+    from bot.cli_bake import profile_lines
+    from services.labs.build.bake import BakedImage
+
+    baked = BakedImage(uuid="a" * 32, name="labbot-sandbox-vm2-baked-20261203-2343", zstack_version="5.2.1",
+                       profile="sandbox", source_lab="bake-1", size_bytes=1)
+    data = yaml.safe_load((PROFILES / "sandbox.yaml").read_text())
+    extra = yaml.safe_load(profile_lines(baked))
+    data["vm2"].update(extra["vm2"])
+    data["install"] = extra["install"]
+    (tmp_path / "sandbox.yaml").write_text(yaml.safe_dump(data))
+    profile = load_profile(tmp_path / "sandbox.yaml")
+    assert profile.vm2.image == baked.name and profile.install.mode == "baked"

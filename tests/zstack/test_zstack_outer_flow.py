@@ -13,6 +13,7 @@ from sandbox.zstack_sim.server import RunningSimulator, serve_simulator
 from services.zstack import ZStackCapacityError, ZStackClient, ZStackOperationError, like
 from services.zstack.errors import ZStackInvalidArgumentError
 from services.zstack.inventories import L3NetworkInventory
+from services.zstack.query import eq
 from tests.zstack.conftest import ClientFactory
 
 GiB = 1024**3
@@ -206,3 +207,34 @@ async def test_a_lab_network_per_lab_from_the_vxlan_pool(hooked: tuple[RunningSi
     assert sim.state.count("ip_range", l3NetworkUuid=l3.uuid) == 0
     again = await zs.create_l2_vxlan_network("labbot-c-l2", pool.uuid)
     assert again.vni == 100  # a deleted network's VNI is free again
+
+
+async def test_an_image_of_a_vm_root_volume(outer: ZStackClient) -> None:
+    """CreateRootVolumeTemplateFromRootVolume (labbot bake): only a root volume, onto Connected backup storage,
+    Ready with the root disk's size and the caller's tags; what a retried bake asks again it finds."""
+    image = await outer.find_image_by_name("sandbox-mn")
+    vpc = await _network(outer, "sandbox-vpc")
+    assert image
+    vm = await outer.create_vm_instance("mn", image_uuid=image.uuid, cpu_num=1, memory_size=GiB,
+                                        l3_network_uuids=[vpc.uuid])
+    volume = await outer.create_data_volume("data", disk_size=GiB)
+    await outer.attach_data_volume(volume.uuid, vm.uuid)
+    storages = [str(ref["backupStorageUuid"]) for ref in image.backup_storage_refs]
+    with pytest.raises(ZStackInvalidArgumentError, match="is not a root volume"):
+        await outer.create_root_volume_template("bad", volume.uuid, storages)
+    await outer.stop_vm(vm.uuid)
+    assert vm.root_volume_uuid
+    uuid = "5e1f3c3b0a1b4c7d9e8f00112233aabb"
+    baked = await outer.create_root_volume_template("mn-baked", vm.root_volume_uuid, storages, resource_uuid=uuid,
+                                                    user_tags=["labbot::baked", "labbot::zstack-version::5.2.1"])
+    assert (baked.uuid, baked.status, baked.media_type, baked.platform) == (uuid, "Ready", "RootVolumeTemplate",
+                                                                            image.platform)
+    assert baked.size == image.size and baked.actual_size and [r["status"] for r in baked.backup_storage_refs] == [
+        "Ready"]
+    tags = await outer.query_user_tags("labbot::zstack-version::%")
+    assert [(t.tag, t.resource_uuid) for t in tags] == [("labbot::zstack-version::5.2.1", uuid)]
+    again = await outer.create_root_volume_template("mn-baked", vm.root_volume_uuid, storages, resource_uuid=uuid)
+    assert again.uuid == uuid and await outer.count("QueryImage", [eq("name", "mn-baked")]) == 1
+    made = await outer.create_vm_instance("from-baked", image_uuid=uuid, cpu_num=1, memory_size=GiB,
+                                          l3_network_uuids=[vpc.uuid])
+    assert made.state == "Running" and made.image_uuid == uuid

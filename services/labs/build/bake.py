@@ -123,8 +123,8 @@ async def _installed_and_empty(steps: LabSteps, lab_name: str) -> ZStackClient:
         raise BakeRefusedError(_("lab `{name}`'s nested ZStack is not running: bake a lab whose install "
                                  "finished").format(name=lab_name))
     found = {what: await nested.count(query) for what, query in (
-        ("zone", "QueryZone"), ("host", "QueryHost"), ("primary storage", "QueryPrimaryStorage"),
-        ("backup storage", "QueryBackupStorage"))}
+        (_("zone"), "QueryZone"), (_("host"), "QueryHost"), (_("primary storage"), "QueryPrimaryStorage"),
+        (_("backup storage"), "QueryBackupStorage"))}
     made = [f"{count} {what}" for what, count in found.items() if count]
     if made:
         raise BakeRefusedError(
