@@ -17,7 +17,8 @@ from pathlib import Path
 
 # In the order ``make bench`` runs them: cheap ones first; the sandbox ones need root and the lab-in-a-box.
 BENCHMARKS = ("zstack_polls", "slack_ack", "cleanup", "engine", "lifecycle_cost", "load", "hostile_vm", "pool", "bake")
-QUICK = frozenset({"cleanup", "engine", "lifecycle_cost", "load", "pool", "bake"})  # the ones with a --quick smoke variant
+QUICK = frozenset({"cleanup", "engine", "lifecycle_cost", "load", "pool",
+                  "bake"})  # the ones with a --quick smoke variant
 
 
 def main(argv: list[str] | None = None) -> int:

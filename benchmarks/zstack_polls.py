@@ -65,7 +65,7 @@ async def measure_polls(scale: float) -> list[PollRow]:
         async with serve_simulator("nested", latency_scale=scale, durations={"CreateZone": duration}) as sim:
             async with ZStackClient(sim.url, "admin", SecretStr("password"), poll_policy=_scaled(DEFAULT, scale)) as zs:
                 await zs.login()
-                await zs.create_zone("bench")
+                await zs.infra.create_zone("bench")
             job = next(j for j in sim.state.jobs.values() if j.action == "CreateZone")
             assert job.finished_at is not None and job.result_seen_at is not None
             rows.append(PollRow(duration, job.polls, DEFAULT.polls_for(duration),

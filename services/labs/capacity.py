@@ -42,7 +42,7 @@ async def needs(outer: ZStackClient, profile: LabProfile) -> list[Need]:
     """VM1's and VM2's sizes, from the instance offerings the profile names."""
     found = []
     for role, spec in (("VM1", profile.vm1), ("VM2", profile.vm2)):
-        offering = await outer.find_instance_offering_by_name(spec.instance_offering)
+        offering = await outer.compute.find_instance_offering_by_name(spec.instance_offering)
         if offering is None:
             raise ConfigError(_("the lab platform has no instance offering called `{instance_offering}` "
                                 "(profile {name})").format(instance_offering=spec.instance_offering, name=profile.name))

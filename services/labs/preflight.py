@@ -96,7 +96,7 @@ async def _guard(report: PlatformReport, name: str, check: object) -> None:
 
 async def _image(outer: ZStackClient, report: PlatformReport, role: Role, spec: VmSpec, profile: str) -> None:
     name = f"{role}_image"
-    image = await outer.find_image_by_name(spec.image)
+    image = await outer.storage.find_image_by_name(spec.image)
     if image is None:
         report.add(
             name,
@@ -142,7 +142,7 @@ async def _image(outer: ZStackClient, report: PlatformReport, role: Role, spec: 
 
 async def _offering(outer: ZStackClient, report: PlatformReport, role: Role, spec: VmSpec, profile: str) -> None:
     name = f"{role}_offering"
-    offering = await outer.find_instance_offering_by_name(spec.instance_offering)
+    offering = await outer.compute.find_instance_offering_by_name(spec.instance_offering)
     if offering is None:
         report.add(
             name,
@@ -183,7 +183,7 @@ async def _offering(outer: ZStackClient, report: PlatformReport, role: Role, spe
 
 
 async def _network(outer: ZStackClient, report: PlatformReport, name: str, profile: LabProfile) -> None:
-    network = await outer.find_l3_network_by_name(name)
+    network = await outer.network.find_l3_network_by_name(name)
     key = f"l3:{name}"
     if network is None:
         report.add(
@@ -238,7 +238,7 @@ async def _network(outer: ZStackClient, report: PlatformReport, name: str, profi
 async def _vxlan_pool(outer: ZStackClient, report: PlatformReport, profile: LabProfile) -> None:
     assert profile.lab_network is not None
     name = profile.lab_network.vxlan_pool
-    pool = await outer.find_l2_network_by_name(name, network_type=VXLAN_POOL_TYPE)
+    pool = await outer.network.find_l2_network_by_name(name, network_type=VXLAN_POOL_TYPE)
     if pool is None:
         report.add(
             "vxlan_pool",

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,36 +16,12 @@ from services.db import utcnow
 from services.labs.build.health import HealthReport
 from services.labs.lifecycle import Lifecycle
 from services.labs.notifier import Notifier
-from services.zstack.inventories import TagInventory
+from services.zstack.client import ZStackClient
 
 if TYPE_CHECKING:
     from services.labs.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-
-class OrphanPlatform(Protocol):
-    """The few lab-platform calls the orphan sweep makes (``services.zstack.client.ZStackClient`` has them)."""
-
-    async def query(self, resource_action: str, conditions: Any = None, *, deadline: float | None = None
-                    ) -> list[dict[str, Any]]:
-        """Every resource of one kind matching ``conditions`` (all pages)."""
-
-    async def query_user_tags(self, pattern: str, *, resource_type: str | None = None,
-                              deadline: float | None = None) -> list[TagInventory]:
-        """User tags whose text matches ``pattern`` (SQL LIKE)."""
-
-    async def expunge_vm(self, uuid: str, *, deadline: float | None = None) -> bool:
-        """Remove a VM for good (False when it was already gone)."""
-
-    async def expunge_data_volume(self, uuid: str, *, deadline: float | None = None) -> bool:
-        """Remove a data volume for good (False when it was already gone)."""
-
-    async def delete_l3_network(self, uuid: str, *, deadline: float | None = None) -> bool:
-        """Delete an L3 network (False when it was already gone)."""
-
-    async def delete_l2_network(self, uuid: str, *, deadline: float | None = None) -> bool:
-        """Delete an L2 network (False when it was already gone)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +38,7 @@ class SweepContext:
     notifier: Notifier
     health: Callable[[int], Awaitable[HealthReport]]
     announce_health: Callable[[HealthReport, str], Awaitable[None]]
-    platform: OrphanPlatform
+    platform: ZStackClient  # the lab platform (the orphan sweep reads and deletes there)
     kick: Callable[[int], None] | None = None
     titles: Mapping[str, str] = field(default_factory=dict)
     refill_pool: Callable[..., Awaitable[Any]] | None = None

@@ -30,7 +30,8 @@ from services.labs.build.dag import describe_error
 from services.labs.lifecycle import SYSTEM
 from services.labs.models import Lab, LabState
 from services.labs.notifier import OrphanReport, report_orphans
-from services.scheduler.context import OrphanPlatform, SweepContext, clock_or_now
+from services.scheduler.context import SweepContext, clock_or_now
+from services.zstack.client import ZStackClient
 from services.zstack.query import like
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class OrphanSummary:
         return lines
 
 
-async def scan_platform(platform: OrphanPlatform, prefix: str) -> list[PlatformResource]:
+async def scan_platform(platform: ZStackClient, prefix: str) -> list[PlatformResource]:
     """Every VM and data volume with labbot's tag or name prefix, with the lab uuid its tag names."""
     lab_of = {
         t.resource_uuid: t.tag.removeprefix(TAG_PREFIX)
@@ -235,13 +236,13 @@ async def _delete_overdue(ctx: SweepContext, summary: OrphanSummary, now: dateti
         try:
             kind, uuid = orphan.resource.kind, orphan.resource.uuid
             if kind == "vm":
-                await ctx.platform.expunge_vm(uuid)
+                await ctx.platform.compute.expunge_vm(uuid)
             elif kind == "volume":
-                await ctx.platform.expunge_data_volume(uuid)
+                await ctx.platform.compute.expunge_data_volume(uuid)
             elif kind == "l3 network":
-                await ctx.platform.delete_l3_network(uuid)
+                await ctx.platform.network.delete_l3_network(uuid)
             else:
-                await ctx.platform.delete_l2_network(uuid)
+                await ctx.platform.network.delete_l2_network(uuid)
         except Exception as err:
             summary.failed[orphan.resource.uuid] = describe_error(err)
             log.warning(

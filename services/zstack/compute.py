@@ -20,7 +20,7 @@ from services.zstack.inventories import (
     VmInstanceInventory,
     VolumeInventory,
 )
-from services.zstack.network import NetworkApi
+from services.zstack.resources import Resources
 from services.zstack.wire import deadline_in
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ _VM_FAILED = frozenset({"Error", "Crashed", "Unknown"})
 _DEFAULT_WAIT = 1800.0
 
 
-class ComputeApi(NetworkApi):
+class ComputeApi(Resources):
     """Instance and disk offerings, VM instances and data volumes."""
 
     # --- offerings -----------------------------------------------------------------------------------
@@ -101,16 +101,16 @@ class ComputeApi(NetworkApi):
     async def find_vms_by_user_tag(self, pattern: str, *, deadline: float | None = None) -> list[VmInstanceInventory]:
         """VMs carrying a user tag that matches ``pattern`` (SQL LIKE), e.g. ``labbot::lab::%``."""
         return [VmInstanceInventory.model_validate(v)
-                for v in await self.find_by_user_tag("QueryVmInstance", pattern, deadline=deadline)]
+                for v in await self.api.find_by_user_tag("QueryVmInstance", pattern, deadline=deadline)]
 
     async def rename_vm(self, uuid: str, name: str, *, deadline: float | None = None) -> VmInstanceInventory:
         """Give a VM a new name (UpdateVmInstance; its uuid, tags and state stay)."""
-        result = await self.call("UpdateVmInstance", {"uuid": uuid, "name": name}, deadline=deadline)
+        result = await self.api.call("UpdateVmInstance", {"uuid": uuid, "name": name}, deadline=deadline)
         return VmInstanceInventory.model_validate(result["inventory"])
 
     async def rename_volume(self, uuid: str, name: str, *, deadline: float | None = None) -> VolumeInventory:
         """Give a volume a new name (UpdateVolume)."""
-        result = await self.call("UpdateVolume", {"uuid": uuid, "name": name}, deadline=deadline)
+        result = await self.api.call("UpdateVolume", {"uuid": uuid, "name": name}, deadline=deadline)
         return VolumeInventory.model_validate(result["inventory"])
 
     async def start_vm(self, uuid: str, *, deadline: float | None = None) -> VmInstanceInventory:
@@ -118,7 +118,7 @@ class ComputeApi(NetworkApi):
         vm = await self._require("QueryVmInstance", VmInstanceInventory, uuid, "vm", deadline=deadline)
         if vm.state == "Running":
             return vm
-        result = await self.call("StartVmInstance", {"uuid": uuid}, deadline=deadline)
+        result = await self.api.call("StartVmInstance", {"uuid": uuid}, deadline=deadline)
         return VmInstanceInventory.model_validate(result["inventory"])
 
     async def stop_vm(self, uuid: str, *, force: bool = False, deadline: float | None = None) -> VmInstanceInventory:
@@ -126,17 +126,9 @@ class ComputeApi(NetworkApi):
         vm = await self._require("QueryVmInstance", VmInstanceInventory, uuid, "vm", deadline=deadline)
         if vm.state == "Stopped":
             return vm
-        result = await self.call("StopVmInstance", {"uuid": uuid, "type": "cold" if force else "grace"},
+        result = await self.api.call("StopVmInstance", {"uuid": uuid, "type": "cold" if force else "grace"},
                                  deadline=deadline)
         return VmInstanceInventory.model_validate(result["inventory"])
-
-    async def destroy_vm(self, uuid: str, *, deadline: float | None = None) -> bool:
-        """Destroy a VM (it becomes Destroyed and can still be expunged); False when there was nothing to do."""
-        vm = await self.get_vm(uuid, deadline=deadline)
-        if vm is None or vm.state == "Destroyed":
-            return False
-        await self.call("DestroyVmInstance", {"uuid": uuid}, deadline=deadline)
-        return True
 
     async def expunge_vm(self, uuid: str, *, deadline: float | None = None) -> bool:
         """Remove a VM for good, destroying it first if needed; False when it was already gone."""
@@ -144,15 +136,15 @@ class ComputeApi(NetworkApi):
         if vm is None:
             return False
         if vm.state != "Destroyed":
-            await self.call("DestroyVmInstance", {"uuid": uuid}, deadline=deadline)
-        await self.call("ExpungeVmInstance", {"uuid": uuid}, deadline=deadline)
+            await self.api.call("DestroyVmInstance", {"uuid": uuid}, deadline=deadline)
+        await self.api.call("ExpungeVmInstance", {"uuid": uuid}, deadline=deadline)
         return True
 
     async def wait_vm_state(self, uuid: str, states: Collection[str], *,
                             deadline: float | None = None) -> VmInstanceInventory:
         """Poll the VM until its state is one of ``states``; a failed state or a vanished VM raises."""
         until = deadline if deadline is not None else deadline_in(_DEFAULT_WAIT)
-        for delay in self._poll.delays():
+        for delay in self.api.poll_policy.delays():
             vm = await self._require("QueryVmInstance", VmInstanceInventory, uuid, "vm", deadline=until)
             if vm.state in states:
                 return vm
@@ -191,7 +183,7 @@ class ComputeApi(NetworkApi):
     async def find_volumes_by_user_tag(self, pattern: str, *, deadline: float | None = None) -> list[VolumeInventory]:
         """Volumes carrying a user tag that matches ``pattern`` (SQL LIKE)."""
         return [VolumeInventory.model_validate(v)
-                for v in await self.find_by_user_tag("QueryVolume", pattern, deadline=deadline)]
+                for v in await self.api.find_by_user_tag("QueryVolume", pattern, deadline=deadline)]
 
     async def attach_data_volume(self, volume_uuid: str, vm_uuid: str, *,
                                  deadline: float | None = None) -> VolumeInventory:
@@ -199,7 +191,7 @@ class ComputeApi(NetworkApi):
         volume = await self._require("QueryVolume", VolumeInventory, volume_uuid, "volume", deadline=deadline)
         if volume.vm_instance_uuid == vm_uuid:
             return volume
-        result = await self.call("AttachDataVolumeToVm", {"volumeUuid": volume_uuid, "vmInstanceUuid": vm_uuid},
+        result = await self.api.call("AttachDataVolumeToVm", {"volumeUuid": volume_uuid, "vmInstanceUuid": vm_uuid},
                                  deadline=deadline)
         return VolumeInventory.model_validate(result["inventory"])
 
@@ -209,8 +201,8 @@ class ComputeApi(NetworkApi):
         if volume is None:
             return False
         if volume.status != "Deleted":
-            await self.call("DeleteDataVolume", {"uuid": uuid}, deadline=deadline)
-        await self.call("ExpungeDataVolume", {"uuid": uuid}, deadline=deadline)
+            await self.api.call("DeleteDataVolume", {"uuid": uuid}, deadline=deadline)
+        await self.api.call("ExpungeDataVolume", {"uuid": uuid}, deadline=deadline)
         return True
 
     # --- resource configuration ----------------------------------------------------------------------
@@ -219,13 +211,13 @@ class ComputeApi(NetworkApi):
                                      deadline: float | None = None) -> None:
         """Bind a global config's value to one resource (``UpdateResourceConfig``), e.g. ``kvm/vm.cpuMode``
         on a VM; a VM reads it when it starts."""
-        await self.call("UpdateResourceConfig", {"category": category, "name": name, "resourceUuid": resource_uuid,
+        await self.api.call("UpdateResourceConfig", {"category": category, "name": name, "resourceUuid": resource_uuid,
                                                  "value": value}, deadline=deadline)
 
     async def get_resource_config(self, category: str, name: str, resource_uuid: str, *,
                                   deadline: float | None = None) -> str | None:
         """The value of a global config that applies to one resource (its own, or what it inherits)."""
-        result = await self.call("GetResourceConfig", {"category": category, "name": name,
+        result = await self.api.call("GetResourceConfig", {"category": category, "name": name,
                                                        "resourceUuid": resource_uuid}, deadline=deadline)
         value = result.get("value")
         return value if isinstance(value, str) else None

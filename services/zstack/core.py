@@ -79,6 +79,11 @@ class ZStackCore:
         self.account_uuid: str | None = None  # the logged-in account (LogInByAccount's session inventory)
         self._login_lock = asyncio.Lock()
 
+    @property
+    def poll_policy(self) -> PollPolicy:
+        """How long to wait between polls of a job or a state (the typed areas poll VM states with it)."""
+        return self._poll
+
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -102,11 +107,6 @@ class ZStackCore:
         await self._wire.aclose()
 
     # --- session ---------------------------------------------------------------------------------
-
-    @property
-    def logged_in(self) -> bool:
-        """Whether the client holds a session (it may still have expired on the server)."""
-        return self._session is not None
 
     async def login(self) -> None:
         """Log in with ``LogInByAccount`` (password sent as lower-case SHA-512 hex) and keep the session."""
@@ -182,10 +182,6 @@ class ZStackCore:
                     raise
                 await self._renew_session(session, deadline)
         raise AssertionError("unreachable")
-
-    async def wait_job(self, job_uuid: str, *, action: str = "job", deadline: float | None = None) -> dict[str, Any]:
-        """Poll an api-job until it finishes (e.g. the one a ``ZStackTimeoutError`` names) and return its result."""
-        return await self._poll_job(job_uuid, action=action, api_timeout=None, deadline=deadline, secrets=())
 
     # --- one request and its job -------------------------------------------------------------------
 

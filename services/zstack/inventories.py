@@ -229,15 +229,6 @@ class VmInstanceInventory(Inventory):
         """The VM's address on one L3 network, or None when it has no NIC there."""
         return next((n.ip for n in self.vm_nics if n.l3_network_uuid == l3_network_uuid), None)
 
-    @property
-    def default_ip(self) -> str | None:
-        """The address on the default L3 network (or the first NIC's)."""
-        if self.default_l3_network_uuid:
-            found = self.ip_on(self.default_l3_network_uuid)
-            if found:
-                return found
-        return self.vm_nics[0].ip if self.vm_nics else None
-
 
 class TagInventory(BaseModel):
     """A user or system tag attached to a resource (``UserTagInventory`` / ``SystemTagInventory``)."""
@@ -250,14 +241,3 @@ class TagInventory(BaseModel):
     tag: str
     type: str | None = None
     create_date: str | None = None
-
-
-class CpuMemoryCapacity(BaseModel):
-    """``GetCpuMemoryCapacity``: CPU (count, after over-provisioning) and memory (bytes) in the scope."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-
-    total_cpu: Long = 0
-    available_cpu: Long = 0
-    total_memory: Long = 0
-    available_memory: Long = 0

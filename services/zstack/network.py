@@ -23,12 +23,12 @@ from services.zstack.inventories import (
     NetworkServiceProviderInventory,
 )
 from services.zstack.query import eq
-from services.zstack.storage import StorageApi
+from services.zstack.resources import Resources
 
 log = logging.getLogger(__name__)
 
 
-class NetworkApi(StorageApi):
+class NetworkApi(Resources):
     """L2 and L3 networks, IP ranges and network services."""
 
     async def create_l2_no_vlan_network(self, name: str, zone_uuid: str, physical_interface: str, *,
@@ -64,27 +64,27 @@ class NetworkApi(StorageApi):
         """Delete an L2 network (ZStack deletes its L3 networks with it); False when it was already gone."""
         if await self.get_l2_network(uuid, deadline=deadline) is None:
             return False
-        await self.call("DeleteL2Network", {"uuid": uuid}, deadline=deadline)
+        await self.api.call("DeleteL2Network", {"uuid": uuid}, deadline=deadline)
         return True
 
     async def delete_l3_network(self, uuid: str, *, deadline: float | None = None) -> bool:
         """Delete an L3 network and its IP ranges; False when it was already gone."""
         if await self.get_l3_network(uuid, deadline=deadline) is None:
             return False
-        await self.call("DeleteL3Network", {"uuid": uuid}, deadline=deadline)
+        await self.api.call("DeleteL3Network", {"uuid": uuid}, deadline=deadline)
         return True
 
     async def find_l3_networks_by_user_tag(self, pattern: str, *,
                                            deadline: float | None = None) -> list[L3NetworkInventory]:
         """L3 networks carrying a user tag that matches ``pattern`` (SQL LIKE)."""
         return [L3NetworkInventory.model_validate(n)
-                for n in await self.find_by_user_tag("QueryL3Network", pattern, deadline=deadline)]
+                for n in await self.api.find_by_user_tag("QueryL3Network", pattern, deadline=deadline)]
 
     async def find_l2_networks_by_user_tag(self, pattern: str, *,
                                            deadline: float | None = None) -> list[L2NetworkInventory]:
         """L2 networks carrying a user tag that matches ``pattern`` (SQL LIKE)."""
         return [L2NetworkInventory.model_validate(n)
-                for n in await self.find_by_user_tag("QueryL2Network", pattern, deadline=deadline)]
+                for n in await self.api.find_by_user_tag("QueryL2Network", pattern, deadline=deadline)]
 
     async def attach_l2_network_to_cluster(self, l2_network_uuid: str, cluster_uuid: str, *,
                                            deadline: float | None = None) -> L2NetworkInventory:
@@ -93,7 +93,7 @@ class NetworkApi(StorageApi):
                                       deadline=deadline)
         if cluster_uuid in network.attached_cluster_uuids:
             return network
-        result = await self.call("AttachL2NetworkToCluster", {"l2NetworkUuid": l2_network_uuid,
+        result = await self.api.call("AttachL2NetworkToCluster", {"l2NetworkUuid": l2_network_uuid,
                                                               "clusterUuid": cluster_uuid}, deadline=deadline)
         return L2NetworkInventory.model_validate(result["inventory"])
 
@@ -147,7 +147,7 @@ class NetworkApi(StorageApi):
         missing = [t for t in service_types if (provider_uuid, t) not in enabled]
         if not missing:
             return network
-        result = await self.call("AttachNetworkServiceToL3Network",
+        result = await self.api.call("AttachNetworkServiceToL3Network",
                                  {"l3NetworkUuid": l3_network_uuid, "networkServices": {provider_uuid: missing}},
                                  deadline=deadline)
         return L3NetworkInventory.model_validate(result["inventory"])

@@ -12,7 +12,7 @@ from typing import Any
 
 from services.zstack.core import ZStackCore
 from services.zstack.errors import ZStackSessionError
-from services.zstack.query import Cond, Query, as_query, eq
+from services.zstack.query import Cond, Query, as_query, eq, like
 from services.zstack.routes import Route, route
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,15 @@ class QueriesMixin(ZStackCore):
         """One inventory by uuid through a Query API, or None when there is none."""
         found = await self.query(resource_action, Query(conditions=(eq("uuid", uuid),), limit=1), deadline=deadline)
         return found[0] if found else None
+
+    async def find_by_user_tag(self, query_action: str, pattern: str, *,
+                               deadline: float | None = None) -> list[dict[str, Any]]:
+        """Resources of one kind with a user tag matching ``pattern`` (SQL LIKE: ``labbot::lab::%``).
+
+        ZStack queries take ``__userTag__`` conditions directly (zstack-api.md §9); this is what an orphan
+        sweep uses to find what labbot made.
+        """
+        return await self.query(query_action, [like("__userTag__", pattern)], deadline=deadline)
 
     async def _query_page(self, api: Route, query: Query, deadline: float | None) -> dict[str, Any]:
         for attempt in (1, 2):

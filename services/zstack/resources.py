@@ -17,7 +17,7 @@ from pydantic import BaseModel, SecretStr
 
 from services.zstack.errors import ZStackAmbiguousError, ZStackError, ZStackNotFoundError, ZStackTimeoutError
 from services.zstack.queries import QueriesMixin
-from services.zstack.query import Cond, Query, eq, like
+from services.zstack.query import Cond, Query, eq
 from services.zstack.wire import new_uuid
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,15 @@ def check_resource_uuid(value: str) -> str:
     return value
 
 
-class ResourcesMixin(QueriesMixin):
-    """Typed reads and idempotent creates over ``ZStackCore.call``/``query``."""
+class Resources:
+    """What every area of the client (``InfraApi``, ``StorageApi``, ``NetworkApi``, ``ComputeApi``) builds on:
+    typed reads and idempotent creates over one management node's ``call``/``query`` (``api``)."""
+
+    def __init__(self, api: QueriesMixin) -> None:
+        self.api = api
 
     async def _get(self, query_action: str, model: type[M], uuid: str, *, deadline: float | None = None) -> M | None:
-        raw = await self.get_raw(query_action, uuid, deadline=deadline)
+        raw = await self.api.get_raw(query_action, uuid, deadline=deadline)
         return model.model_validate(raw) if raw is not None else None
 
     async def _require(self, query_action: str, model: type[M], uuid: str, what: str, *,
@@ -51,7 +55,7 @@ class ResourcesMixin(QueriesMixin):
 
     async def _list(self, query_action: str, model: type[M], conditions: Sequence[Cond | str] = (), *,
                     deadline: float | None = None) -> list[M]:
-        raw = await self.query(query_action, Query(conditions=tuple(conditions)), deadline=deadline)
+        raw = await self.api.query(query_action, Query(conditions=tuple(conditions)), deadline=deadline)
         return [model.model_validate(item) for item in raw]
 
     async def _find_by_name(self, query_action: str, model: type[M], name: str, what: str, *,
@@ -87,7 +91,7 @@ class ResourcesMixin(QueriesMixin):
             log.info("ZStack %s: %s already exists; not creating it again", action, uuid)
             return existing
         try:
-            result = await self.call(action, {**params, "resourceUuid": uuid}, system_tags=system_tags,
+            result = await self.api.call(action, {**params, "resourceUuid": uuid}, system_tags=system_tags,
                                      user_tags=user_tags, deadline=deadline, secrets=secrets)
         except ZStackTimeoutError:
             raise
@@ -104,12 +108,3 @@ class ResourcesMixin(QueriesMixin):
         if not isinstance(inventory, Mapping):
             raise ZStackError("sdk.1002", f"{action} answered without an inventory", action=action)
         return model.model_validate(inventory)
-
-    async def find_by_user_tag(self, query_action: str, pattern: str, *,
-                               deadline: float | None = None) -> list[dict[str, Any]]:
-        """Resources of one kind with a user tag matching ``pattern`` (SQL LIKE: ``labbot::lab::%``).
-
-        ZStack queries take ``__userTag__`` conditions directly (zstack-api.md §9); this is what an orphan
-        sweep uses to find what labbot made.
-        """
-        return await self.query(query_action, [like("__userTag__", pattern)], deadline=deadline)

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from pydantic import SecretStr
 
 from services.zstack.errors import ZStackError, ZStackInvalidArgumentError
-from services.zstack.infra import InfraApi
 from services.zstack.query import eq, ne
+from services.zstack.resources import Resources
 from services.zstack.storage_inventories import (
     BackupStorageInventory,
     ImageInventory,
     IscsiServerInventory,
-    PrimaryStorageCapacity,
     PrimaryStorageInventory,
     SharedBlockCandidate,
 )
@@ -29,7 +28,7 @@ from services.zstack.storage_inventories import (
 log = logging.getLogger(__name__)
 
 
-class StorageApi(InfraApi):
+class StorageApi(Resources):
     """iSCSI, SharedBlock, primary/backup storage and images."""
 
     # --- iSCSI ---------------------------------------------------------------------------------------
@@ -58,14 +57,14 @@ class StorageApi(InfraApi):
                                      deadline=deadline)
         if cluster_uuid in server.attached_cluster_uuids:
             return server
-        result = await self.call("AttachIscsiServerToCluster", {"uuid": iscsi_server_uuid,
+        result = await self.api.call("AttachIscsiServerToCluster", {"uuid": iscsi_server_uuid,
                                                                 "clusterUuid": cluster_uuid}, deadline=deadline)
         return IscsiServerInventory.model_validate(result["inventory"])
 
     async def get_shared_block_candidates(self, cluster_uuid: str, *,
                                           deadline: float | None = None) -> list[SharedBlockCandidate]:
         """Block devices every connected host of the cluster sees and no SharedBlock uses yet."""
-        result = await self.call("GetSharedBlockCandidate", {"clusterUuid": cluster_uuid}, deadline=deadline)
+        result = await self.api.call("GetSharedBlockCandidate", {"clusterUuid": cluster_uuid}, deadline=deadline)
         return [SharedBlockCandidate.model_validate(item) for item in result.get("results") or []]
 
     # --- primary storage -----------------------------------------------------------------------------
@@ -99,20 +98,9 @@ class StorageApi(InfraApi):
                                       "primary storage", deadline=deadline)
         if cluster_uuid in storage.attached_cluster_uuids:
             return storage
-        result = await self.call("AttachPrimaryStorageToCluster", {"primaryStorageUuid": primary_storage_uuid,
+        result = await self.api.call("AttachPrimaryStorageToCluster", {"primaryStorageUuid": primary_storage_uuid,
                                                                    "clusterUuid": cluster_uuid}, deadline=deadline)
         return PrimaryStorageInventory.model_validate(result["inventory"])
-
-    async def get_primary_storage_capacity(self, *, zone_uuids: Sequence[str] = (),
-                                           cluster_uuids: Sequence[str] = (),
-                                           primary_storage_uuids: Sequence[str] = (),
-                                           deadline: float | None = None) -> PrimaryStorageCapacity:
-        """Primary storage capacity of the given scope, or of everything when no scope is given."""
-        params = {"zoneUuids": list(zone_uuids), "clusterUuids": list(cluster_uuids),
-                  "primaryStorageUuids": list(primary_storage_uuids),
-                  "all": not (zone_uuids or cluster_uuids or primary_storage_uuids)}
-        result = await self.call("GetPrimaryStorageCapacity", params, deadline=deadline)
-        return PrimaryStorageCapacity.model_validate(result)
 
     # --- backup storage and images -------------------------------------------------------------------
 
@@ -135,7 +123,7 @@ class StorageApi(InfraApi):
                                       "backup storage", deadline=deadline)
         if zone_uuid in storage.attached_zone_uuids:
             return storage
-        result = await self.call("AttachBackupStorageToZone", {"backupStorageUuid": backup_storage_uuid,
+        result = await self.api.call("AttachBackupStorageToZone", {"backupStorageUuid": backup_storage_uuid,
                                                                "zoneUuid": zone_uuid}, deadline=deadline)
         return BackupStorageInventory.model_validate(result["inventory"])
 

@@ -48,17 +48,6 @@ class PrimaryStorageInventory(Inventory):
     shared_block_group_type: str | None = None
 
 
-class PrimaryStorageCapacity(BaseModel):
-    """``GetPrimaryStorageCapacity``: the four capacity numbers (bytes) over the asked scope."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-
-    total_capacity: Long = 0
-    available_capacity: Long = 0
-    total_physical_capacity: Long = 0
-    available_physical_capacity: Long = 0
-
-
 class SharedBlockCandidate(BaseModel):
     """One ``GetSharedBlockCandidate`` result: a block device every connected host of the cluster sees."""
 

@@ -95,10 +95,10 @@ async def test_exercise_checked_by_hand_and_solved(box, database_url: str, tmp_p
 
         # The student adds zone, cluster and VM2 as KVM host through the nested API: nested_compute flips.
         async with world.nested(lab) as nested:
-            zone = await nested.create_zone("student-zone")
-            cluster = await nested.create_cluster("student-cluster", zone.uuid)
+            zone = await nested.infra.create_zone("student-zone")
+            cluster = await nested.infra.create_cluster("student-cluster", zone.uuid)
             password = world.runtime.box.decrypt(lab.host_password_enc or "")
-            await nested.add_kvm_host("student-host", lab.vm2_ip or "", cluster.uuid, username="root",
+            await nested.infra.add_kvm_host("student-host", lab.vm2_ip or "", cluster.uuid, username="root",
                                       password=password)
         found = verdicts(await world.service.check(OWNER, "ex"))
         assert found["nested_compute"][0], found["nested_compute"]

@@ -54,7 +54,7 @@ async def test_a_recreated_vm_gets_a_new_pin_and_the_lab_is_rebuilt(box, databas
     hook = StopAfterPinning()
     async with lab_world(box, database_url, tmp_path, after_step=hook) as world:
         lab, pins = await _half_built(world, hook, "reborn")
-        await world.runtime.outer.expunge_vm(lab.vm1_uuid)  # lost out of band (an admin, a platform failure)
+        await world.runtime.outer.compute.expunge_vm(lab.vm1_uuid)  # lost out of band (an admin, a platform failure)
         assert not box.config.vm_dir(lab.vm1_uuid).exists()
 
         await world.new_runtime().start()  # the restarted process resumes the lab
@@ -73,8 +73,8 @@ async def test_a_changed_key_on_the_same_vm_is_still_refused(box, database_url: 
     async with lab_world(box, database_url, tmp_path, after_step=hook) as world:
         lab, pins = await _half_built(world, hook, "spoofed")
         sshd.regenerate_host_key(box.config.vm_dir(lab.vm1_uuid) / "ssh")
-        await world.runtime.outer.stop_vm(lab.vm1_uuid)  # reboot: sshd comes back with the other key
-        await world.runtime.outer.start_vm(lab.vm1_uuid)
+        await world.runtime.outer.compute.stop_vm(lab.vm1_uuid)  # reboot: sshd comes back with the other key
+        await world.runtime.outer.compute.start_vm(lab.vm1_uuid)
 
         runtime = world.new_runtime()
         await runtime.start()

@@ -131,21 +131,21 @@ async def test_nested_zstack_offers_the_lab_lun_by_the_wwid_labbot_recorded(lab:
         info = await TgtBackend(ssh.runner("vm1")).ensure(spec)
         port = await ssh.forward_local("vm2", 8080)
         async with ZStackClient(f"http://127.0.0.1:{port}/zstack/v1", "admin", SecretStr("password")) as nested:
-            zone = await nested.create_zone("zone-1")
-            cluster = await nested.create_cluster("cluster-1", zone.uuid)
+            zone = await nested.infra.create_zone("zone-1")
+            cluster = await nested.infra.create_cluster("cluster-1", zone.uuid)
             with pytest.raises(ZStackError, match=r"unable to connect to KVM.* to do DNS check"):
-                await nested.add_kvm_host("vm2", lab.vm2_ip, cluster.uuid, username="root",
+                await nested.infra.add_kvm_host("vm2", lab.vm2_ip, cluster.uuid, username="root",
                                           password=SecretStr("not-the-password"))  # the deploy really logs in
-            await nested.add_kvm_host("vm2", lab.vm2_ip, cluster.uuid, username="root",
+            await nested.infra.add_kvm_host("vm2", lab.vm2_ip, cluster.uuid, username="root",
                                       password=SecretStr(VM2_ROOT_PASSWORD))
             kept = await ssh.run("vm2", "cat /etc/iscsi/initiatorname.iscsi", timeout=10)
             assert kept.stdout == f"InitiatorName={spec.initiator_iqn}\n"  # the deploy keeps the name labbot wrote
-            server = await nested.add_iscsi_server(lab.vm1_vpc_ip, port=3260, name="vm1")
+            server = await nested.storage.add_iscsi_server(lab.vm1_vpc_ip, port=3260, name="vm1")
             assert [(t.iqn, [lun.wwid for lun in t.iscsi_luns]) for t in server.iscsi_targets] == [
                 (info.iqn, [info.wwid]),
             ]
-            await nested.attach_iscsi_server_to_cluster(server.uuid, cluster.uuid)
-            candidates = await nested.get_shared_block_candidates(cluster.uuid)
+            await nested.storage.attach_iscsi_server_to_cluster(server.uuid, cluster.uuid)
+            candidates = await nested.storage.get_shared_block_candidates(cluster.uuid)
     assert [(c.wwid, c.size) for c in candidates] == [(info.wwid, info.size_bytes)]
 
 
@@ -158,9 +158,9 @@ async def test_the_kvm_host_deploy_makes_the_initiator_name_when_labbot_did_not(
         assert await install(ssh, "install_deploy") == 0
         port = await ssh.forward_local("vm2", 8080)
         async with ZStackClient(f"http://127.0.0.1:{port}/zstack/v1", "admin", SecretStr("password")) as nested:
-            zone = await nested.create_zone("zone-1")
-            cluster = await nested.create_cluster("cluster-1", zone.uuid)
-            await nested.add_kvm_host("vm2", lab.vm2_ip, cluster.uuid, username="root",
+            zone = await nested.infra.create_zone("zone-1")
+            cluster = await nested.infra.create_cluster("cluster-1", zone.uuid)
+            await nested.infra.add_kvm_host("vm2", lab.vm2_ip, cluster.uuid, username="root",
                                       password=SecretStr(VM2_ROOT_PASSWORD))
         made = await ssh.run("vm2", "cat /etc/iscsi/initiatorname.iscsi", timeout=10)
     assert re.fullmatch(r"InitiatorName=iqn\.1994-05\.com\.redhat:[0-9a-f]{12}\n", made.stdout), made.stdout
@@ -189,15 +189,15 @@ async def test_the_image_served_from_vm1_is_really_downloaded_and_checked_by_the
             "server already running")
         port = await ssh.forward_local("vm2", 8080)
         async with ZStackClient(f"http://127.0.0.1:{port}/zstack/v1", "admin", SecretStr("password")) as nested:
-            bs = await nested.add_image_store_backup_storage("bs-image-test", lab.vm2_ip, username="root",
+            bs = await nested.storage.add_image_store_backup_storage("bs-image-test", lab.vm2_ip, username="root",
                                                              password=SecretStr(VM2_ROOT_PASSWORD), url="/zstack_bs")
-            image = await nested.add_image("cirros", url(NESTED_IMAGE.name), [bs.uuid], format="qcow2")
+            image = await nested.storage.add_image("cirros", url(NESTED_IMAGE.name), [bs.uuid], format="qcow2")
             assert (image.status, image.actual_size, image.size) == ("Ready", NESTED_IMAGE.stat().st_size,
                                                                      117_440_512)
             with pytest.raises(ZStackError, match="is raw, not the qcow2 image declared"):
-                await nested.add_image("page", url(page.name), [bs.uuid], format="qcow2")
+                await nested.storage.add_image("page", url(page.name), [bs.uuid], format="qcow2")
             with pytest.raises(ZStackError, match=r"download failed.*HTTP 404"):
-                await nested.add_image("gone", url("no-such-image.qcow2"), [bs.uuid], format="qcow2")
+                await nested.storage.add_image("gone", url("no-such-image.qcow2"), [bs.uuid], format="qcow2")
             assert [i["name"] for i in await nested.query("QueryImage")] == ["cirros"]  # failed adds leave nothing
         await stop_image_server(ssh)
         listening = await ssh.run("vm1", "ss -ltn 'sport = :8000' | grep -c :8000", timeout=15, check=False)

@@ -33,17 +33,17 @@ class Platform:
 
 
 async def _vm(client: ZStackClient, name: str, tags: list[str]) -> str:
-    image = await client.find_image_by_name("sandbox-jump")
-    offering = await client.find_instance_offering_by_name("sandbox-small")
-    l3 = await client.find_l3_network_by_name("sandbox-public")
+    image = await client.storage.find_image_by_name("sandbox-jump")
+    offering = await client.compute.find_instance_offering_by_name("sandbox-small")
+    l3 = await client.network.find_l3_network_by_name("sandbox-public")
     assert image and offering and l3
-    vm = await client.create_vm_instance(name, image_uuid=image.uuid, instance_offering_uuid=offering.uuid,
+    vm = await client.compute.create_vm_instance(name, image_uuid=image.uuid, instance_offering_uuid=offering.uuid,
                                          l3_network_uuids=[l3.uuid], user_tags=tags)
     return vm.uuid
 
 
 async def _volume(client: ZStackClient, name: str, tags: list[str]) -> str:
-    return (await client.create_data_volume(name, disk_size=GiB, user_tags=tags)).uuid
+    return (await client.compute.create_data_volume(name, disk_size=GiB, user_tags=tags)).uuid
 
 
 async def populate(world: World) -> Platform:
@@ -158,13 +158,13 @@ async def test_a_destroyed_labs_network_is_an_orphan_deleted_l3_before_l2(world:
     assert isinstance(client, ZStackClient)
     live = await world.add_lab("live", LabState.READY, expires_in=4 * 60 * M)
     gone = await world.add_lab("gone", LabState.DESTROYED, expires_in=-60 * M, destroyed_at=T0 - 30 * M)
-    pool = await client.find_l2_network_by_name("sandbox-vxlan-pool", network_type="VxlanNetworkPool")
+    pool = await client.network.find_l2_network_by_name("sandbox-vxlan-pool", network_type="VxlanNetworkPool")
     assert pool is not None
     nets = {}
     for lab in (live, gone):
         tags = [f"labbot::lab::{lab.uuid}"]
-        l2 = await client.create_l2_vxlan_network(f"labbot-{lab.name}-l2", pool.uuid, user_tags=tags)
-        l3 = await client.create_l3_network(f"labbot-{lab.name}-net", l2.uuid, user_tags=tags)
+        l2 = await client.network.create_l2_vxlan_network(f"labbot-{lab.name}-l2", pool.uuid, user_tags=tags)
+        l3 = await client.network.create_l3_network(f"labbot-{lab.name}-net", l2.uuid, user_tags=tags)
         nets[lab.name] = (l2.uuid, l3.uuid)
 
     first = await orphan_sweep(world.ctx, now=T0)

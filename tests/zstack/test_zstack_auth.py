@@ -31,15 +31,14 @@ async def test_login_sends_the_sha512_hex_and_logout_ends_the_session(nested_sim
     client = ZStackClient(nested_sim.url, "admin", SecretStr("password"), poll_policy=FAST_POLL)
     async with client:
         await client.login()
-        assert client.logged_in and client.stats.logins == 1
+        assert client.stats.logins == 1
         assert len(nested_sim.state.sessions) == 2
-    assert not client.logged_in
     assert len(nested_sim.state.sessions) == 1  # ours was logged out, the raw one above stays
 
 
 async def test_login_is_lazy_and_happens_once_for_concurrent_calls(nested: ZStackClient) -> None:
-    assert not nested.logged_in
-    zones = await asyncio.gather(*(nested.create_zone(f"z{i}") for i in range(5)))
+    assert nested.stats.logins == 0
+    zones = await asyncio.gather(*(nested.infra.create_zone(f"z{i}") for i in range(5)))
     assert len({z.uuid for z in zones}) == 5
     assert nested.stats.logins == 1
 
@@ -50,7 +49,7 @@ async def test_wrong_password_is_an_auth_error_that_names_no_secret(nested_sim: 
     caplog.set_level(logging.DEBUG)
     client = make_client(nested_sim.url, password=SecretStr("hunter2-wrong"))
     with pytest.raises(ZStackAuthError) as caught:
-        await client.create_zone("z")
+        await client.infra.create_zone("z")
     error = caught.value
     assert (error.code, error.description, error.details) == (
         "ID.1000", "Unable to authenticate a user", "wrong account name or password")
@@ -61,11 +60,11 @@ async def test_wrong_password_is_an_auth_error_that_names_no_secret(nested_sim: 
 
 async def test_expired_session_is_renewed_once_for_sync_and_async_calls(nested_sim: RunningSimulator,
                                                                        nested: ZStackClient) -> None:
-    await nested.create_zone("before")
+    await nested.infra.create_zone("before")
     assert len(nested_sim.state.sessions) == 1
     nested_sim.state.expire_sessions()
     assert await nested.get_version() == "5.2.1"  # needs no session: no renewal yet
-    zone = await nested.create_zone("after")  # async: 202, then ID.1001 on the poll, then renewed and re-sent
+    zone = await nested.infra.create_zone("after")  # async: 202, then ID.1001 on the poll, then renewed and re-sent
     # the server saw a second login, and the re-sent call went in under it
     assert nested.stats.relogins == 1 and len(nested_sim.state.sessions) == 2
     nested_sim.state.expire_sessions()
@@ -79,7 +78,7 @@ async def test_a_session_that_keeps_failing_is_reported() -> None:
         client = ZStackClient(instant.url, "admin", SecretStr("password"), poll_policy=FAST_POLL)
         async with client:
             with pytest.raises(ZStackSessionError) as caught:
-                await client.create_zone("z")
+                await client.infra.create_zone("z")
     assert caught.value.code == "ID.1001" and client.stats.relogins == 1
 
 
@@ -113,7 +112,7 @@ async def test_session_uuid_never_reaches_logs(nested_sim: RunningSimulator, cap
     client = ZStackClient(nested_sim.url, "admin", SecretStr("password"), poll_policy=FAST_POLL,
                           retry_policy=FAST_RETRY)
     async with client:
-        await client.create_zone("z")
+        await client.infra.create_zone("z")
         [session] = nested_sim.state.sessions  # the one session the server gave the client
     assert "accounts/sessions/***" in caplog.text  # httpx's request log of the logout, redacted
     assert session not in caplog.text
@@ -131,4 +130,4 @@ async def test_the_admin_password_is_changed_with_update_account(nested_sim: Run
         await make_client(nested_sim.url).login()
     fresh = make_client(nested_sim.url, password=new)
     await fresh.login()
-    assert fresh.logged_in
+    assert fresh.stats.logins == 1

@@ -73,7 +73,7 @@ def test_inventories_are_lenient_to_floats_and_extra_fields() -> None:
     nics = [{"uuid": "n1", "l3NetworkUuid": "a", "ip": "10.0.0.1"},
             {"uuid": "n2", "l3NetworkUuid": "b", "ip": "10.0.1.1"}]
     vm = VmInstanceInventory.model_validate({"uuid": "v", "defaultL3NetworkUuid": "b", "vmNics": nics})
-    assert vm.default_ip == "10.0.1.1" and vm.ip_on("a") == "10.0.0.1" and vm.ip_on("zz") is None
+    assert vm.ip_on("b") == "10.0.1.1" and vm.ip_on("a") == "10.0.0.1" and vm.ip_on("zz") is None
     storage = PrimaryStorageInventory.model_validate({"uuid": "p", "availableCapacity": 5.36870912E10,
                                                       "sharedBlocks": [{"uuid": "s", "diskUuid": "36001405aa"}]})
     assert storage.available_capacity == 53687091200 and storage.shared_blocks[0].disk_uuid == "36001405aa"
@@ -84,20 +84,20 @@ def test_inventories_are_lenient_to_floats_and_extra_fields() -> None:
 async def test_duplicate_resource_uuid_is_refused_but_the_client_returns_the_existing_one(
         nested_sim: RunningSimulator, nested: ZStackClient) -> None:
     uuid = new_uuid()
-    first = await nested.create_zone("zone-1", resource_uuid=uuid)
+    first = await nested.infra.create_zone("zone-1", resource_uuid=uuid)
     with pytest.raises(ZStackError) as raw:
         await nested.call("CreateZone", {"name": "zone-1", "resourceUuid": uuid})
     assert raw.value.code == "SYS.1000" and "Duplicate entry" in raw.value.details
-    again = await nested.create_zone("zone-1", resource_uuid=uuid)
+    again = await nested.infra.create_zone("zone-1", resource_uuid=uuid)
     assert again.uuid == first.uuid and nested_sim.state.count("zone") == 1
     assert nested_sim.state.executed("CreateZone") == 2  # the raw one ran and failed; the idempotent one did not run
     with pytest.raises(ValueError, match="not a ZStack uuid"):
-        await nested.create_zone("zone-2", resource_uuid="123")
+        await nested.infra.create_zone("zone-2", resource_uuid="123")
 
 
 async def test_find_by_name_refuses_ambiguity(nested: ZStackClient) -> None:
-    await nested.create_instance_offering("dup", 1, 1024**3)
-    await nested.create_instance_offering("dup", 2, 1024**3)
+    await nested.compute.create_instance_offering("dup", 1, 1024**3)
+    await nested.compute.create_instance_offering("dup", 2, 1024**3)
     with pytest.raises(ZStackError, match="2 instance offerings are named 'dup'"):
-        await nested.find_instance_offering_by_name("dup")
-    assert await nested.find_instance_offering_by_name("absent") is None
+        await nested.compute.find_instance_offering_by_name("dup")
+    assert await nested.compute.find_instance_offering_by_name("absent") is None

@@ -30,10 +30,11 @@ async def hooked() -> AsyncIterator[tuple[RunningSimulator, RecordingHooks]]:
 
 
 async def _vm(zs: ZStackClient, name: str, l3_names: list[str], *, strategy: str = "InstantStart") -> str:
-    image, small = await zs.find_image_by_name("sandbox-jump"), await zs.find_instance_offering_by_name("sandbox-small")
+    image = await zs.storage.find_image_by_name("sandbox-jump")
+    small = await zs.compute.find_instance_offering_by_name("sandbox-small")
     assert image is not None and small is not None
-    l3s = [(await zs.find_l3_network_by_name(n)) for n in l3_names]
-    vm = await zs.create_vm_instance(name, image_uuid=image.uuid, instance_offering_uuid=small.uuid,
+    l3s = [(await zs.network.find_l3_network_by_name(n)) for n in l3_names]
+    vm = await zs.compute.create_vm_instance(name, image_uuid=image.uuid, instance_offering_uuid=small.uuid,
                                      l3_network_uuids=[n.uuid for n in l3s if n], ssh_public_key="ssh-ed25519 AAAAC3 k",
                                      strategy=strategy)
     return vm.uuid
@@ -43,12 +44,12 @@ async def test_cpu_mode_is_bound_to_a_stopped_vm_and_read_when_it_starts(hooked,
     sim, hooks = hooked
     zs = make_client(sim.url)
     vm = await _vm(zs, "vm2", ["sandbox-vpc"], strategy="CreateStopped")
-    assert (await zs.get_vm(vm)).state == "Stopped" and vm not in hooks.plans
-    assert await zs.get_resource_config("kvm", "vm.cpuMode", vm) == "none"  # the global default
+    assert (await zs.compute.get_vm(vm)).state == "Stopped" and vm not in hooks.plans
+    assert await zs.compute.get_resource_config("kvm", "vm.cpuMode", vm) == "none"  # the global default
 
-    await zs.update_resource_config("kvm", "vm.cpuMode", vm, "host-passthrough")
-    assert await zs.get_resource_config("kvm", "vm.cpuMode", vm) == "host-passthrough"
-    await zs.start_vm(vm)
+    await zs.compute.update_resource_config("kvm", "vm.cpuMode", vm, "host-passthrough")
+    assert await zs.compute.get_resource_config("kvm", "vm.cpuMode", vm) == "host-passthrough"
+    await zs.compute.start_vm(vm)
     assert hooks.plans[vm].nested_virtualization is True
 
     plain = await _vm(zs, "vm1", ["sandbox-vpc"])
@@ -56,17 +57,17 @@ async def test_cpu_mode_is_bound_to_a_stopped_vm_and_read_when_it_starts(hooked,
 
     # ZStack's validation: a value outside the config's valid values, a resource type it is not bound to.
     with pytest.raises(ZStackInvalidArgumentError, match="not a valid value"):
-        await zs.update_resource_config("kvm", "vm.cpuMode", vm, "host-passthru")
-    image = await zs.find_image_by_name("sandbox-jump")
+        await zs.compute.update_resource_config("kvm", "vm.cpuMode", vm, "host-passthru")
+    image = await zs.storage.find_image_by_name("sandbox-jump")
     with pytest.raises(ZStackInvalidArgumentError, match="cannot be bound to resource type ImageVO"):
-        await zs.update_resource_config("kvm", "vm.cpuMode", image.uuid, "host-model")
+        await zs.compute.update_resource_config("kvm", "vm.cpuMode", image.uuid, "host-model")
 
 
 async def test_key_and_password_reach_a_vm_only_through_a_default_l3_with_userdata(hooked,
                                                                                    make_client: ClientFactory):
     sim, hooks = hooked
     zs = make_client(sim.url)
-    public = await zs.find_l3_network_by_name("sandbox-public")
+    public = await zs.network.find_l3_network_by_name("sandbox-public")
     state = sim.app.state.sim.state
     record = state.get("l3", public.uuid)
     record["networkServices"] = [s for s in record["networkServices"] if s["networkServiceType"] != "Userdata"]
@@ -98,18 +99,18 @@ class NoVirtualisation:
 async def test_nested_add_kvm_host_fails_as_zstack_does_without_vmx_or_svm(make_client: ClientFactory):
     async with serve_simulator("nested", hooks=NoVirtualisation()) as sim:
         zs = make_client(sim.url)
-        zone = await zs.create_zone("zone-1")
-        cluster = await zs.create_cluster("cluster-1", zone.uuid, hypervisor_type="KVM")
+        zone = await zs.infra.create_zone("zone-1")
+        cluster = await zs.infra.create_cluster("cluster-1", zone.uuid, hypervisor_type="KVM")
         with pytest.raises(ZStackOperationError) as failed:
-            await zs.add_kvm_host("vm2", "198.19.0.20", cluster.uuid, username="root", password=SecretStr("pw"))
+            await zs.infra.add_kvm_host("vm2", "198.19.0.20", cluster.uuid, username="root", password=SecretStr("pw"))
         assert "cannot find either 'vmx' or 'svm' in /proc/cpuinfo" in str(failed.value)
         assert sim.app.state.sim.state.count("host") == 0  # the new host is rolled back
 
 
 async def test_add_iscsi_server_is_found_by_portal_not_by_resource_uuid(nested: ZStackClient, nested_sim):
-    first = await nested.add_iscsi_server("198.19.0.11", port=3260, name="vm1", resource_uuid=new_uuid())
+    first = await nested.storage.add_iscsi_server("198.19.0.11", port=3260, name="vm1", resource_uuid=new_uuid())
     # A retry whose resourceUuid the server did not keep (AddIscsiServer's server side is closed source).
-    again = await nested.add_iscsi_server("198.19.0.11", port=3260, name="vm1", resource_uuid=new_uuid())
+    again = await nested.storage.add_iscsi_server("198.19.0.11", port=3260, name="vm1", resource_uuid=new_uuid())
     assert again.uuid == first.uuid
     assert nested_sim.app.state.sim.state.count("iscsi_server") == 1
     assert nested_sim.app.state.sim.state.executed("AddIscsiServer") == 1
@@ -118,10 +119,10 @@ async def test_add_iscsi_server_is_found_by_portal_not_by_resource_uuid(nested: 
 async def test_an_iso_is_added_as_an_iso_and_never_as_a_root_volume_template(nested: ZStackClient, nested_sim):
     state = nested_sim.app.state.sim.state
     with pytest.raises(ZStackInvalidArgumentError, match="format iso cannot have mediaType RootVolumeTemplate"):
-        await nested.add_image("cd", "http://198.19.0.11:8000/cd.iso", [new_uuid()], format="iso",
+        await nested.storage.add_image("cd", "http://198.19.0.11:8000/cd.iso", [new_uuid()], format="iso",
                                media_type="RootVolumeTemplate")
     assert state.executed("AddImage") == 0
-    zone = await nested.create_zone("zone-1")
+    zone = await nested.infra.create_zone("zone-1")
     assert zone  # a session exists; the refusal above never reached the server
 
 

@@ -60,7 +60,7 @@ def test_query_params_in_sdk_order() -> None:
 async def _offerings(client: ZStackClient, count: int) -> list[str]:
     names = [f"io-{i:02d}" for i in range(count)]
     for index, name in enumerate(names):
-        await client.create_instance_offering(name, cpu_num=1 + index % 4, memory_size=(1 + index) * 1024**3)
+        await client.compute.create_instance_offering(name, cpu_num=1 + index % 4, memory_size=(1 + index) * 1024**3)
     return names
 
 
@@ -84,25 +84,25 @@ async def test_paging_reads_every_page_without_overlap(nested: ZStackClient) -> 
 
 
 async def test_joins_nested_lists_and_tags(outer: ZStackClient) -> None:
-    image = await outer.find_image_by_name("sandbox-jump")
-    offering = await outer.find_instance_offering_by_name("sandbox-small")
-    public = await outer.find_l3_network_by_name("sandbox-public")
+    image = await outer.storage.find_image_by_name("sandbox-jump")
+    offering = await outer.compute.find_instance_offering_by_name("sandbox-small")
+    public = await outer.network.find_l3_network_by_name("sandbox-public")
     assert image and offering and public
-    vm = await outer.create_vm_instance("tagged", image_uuid=image.uuid, instance_offering_uuid=offering.uuid,
+    vm = await outer.compute.create_vm_instance("tagged", image_uuid=image.uuid, instance_offering_uuid=offering.uuid,
                                         l3_network_uuids=[public.uuid], user_tags=["labbot::lab::alpha"])
-    ip = vm.default_ip
+    ip = vm.ip_on(public.uuid)
     assert ip and ip.startswith("198.18.")
     assert [v["uuid"] for v in await outer.query("QueryVmInstance", [eq("vmNics.ip", ip)])] == [vm.uuid]
     assert len(await outer.query("QueryVmInstance", [eq("zone.name", "lab-platform-zone")])) == 1
     assert await outer.query("QueryVmInstance", [eq("zone.name", "elsewhere")]) == []
-    assert [v.uuid for v in await outer.find_vms_by_user_tag("labbot::lab::%")] == [vm.uuid]
-    assert await outer.find_vms_by_user_tag("other::%") == []
+    assert [v.uuid for v in await outer.compute.find_vms_by_user_tag("labbot::lab::%")] == [vm.uuid]
+    assert await outer.compute.find_vms_by_user_tag("other::%") == []
     tags = await outer.query_user_tags("labbot::lab::%", resource_type="VmInstanceVO")
     assert [(t.resource_uuid, t.tag) for t in tags] == [(vm.uuid, "labbot::lab::alpha")]
 
 
 async def test_get_by_uuid_path_answers_inventories(nested_sim: RunningSimulator, nested: ZStackClient) -> None:
-    zone = await nested.create_zone("z")
+    zone = await nested.infra.create_zone("z")
     async with httpx.AsyncClient(base_url=nested_sim.url, headers=await login_headers(nested_sim.url)) as http:
         found = (await http.get(f"/zones/{zone.uuid}")).json()
         missing = (await http.get("/zones/0123456789abcdef0123456789abcdef")).json()
@@ -124,7 +124,7 @@ async def test_unknown_field_is_refused_not_silently_empty(nested: ZStackClient)
 
 async def test_queries_renew_an_expired_session(nested_sim: RunningSimulator, make_client: ClientFactory) -> None:
     client = make_client(nested_sim.url)
-    await client.create_zone("z")
+    await client.infra.create_zone("z")
     nested_sim.state.expire_sessions()
     assert len(await client.query("QueryZone")) == 1
     assert client.stats.relogins == 1

@@ -24,17 +24,18 @@ from services.zstack import (
     deadline_in,
     new_uuid,
 )
+from services.zstack.query import eq
 from tests.zstack.conftest import FAST_POLL, ClientFactory
 
 GiB = 1024**3
 
 
 async def _lab_vm(client: ZStackClient, name: str, resource_uuid: str) -> str:
-    image = await client.find_image_by_name("sandbox-jump")
-    offering = await client.find_instance_offering_by_name("sandbox-small")
-    vpc = await client.find_l3_network_by_name("sandbox-vpc")
+    image = await client.storage.find_image_by_name("sandbox-jump")
+    offering = await client.compute.find_instance_offering_by_name("sandbox-small")
+    vpc = await client.network.find_l3_network_by_name("sandbox-vpc")
     assert image and offering and vpc
-    vm = await client.create_vm_instance(name, image_uuid=image.uuid, instance_offering_uuid=offering.uuid,
+    vm = await client.compute.create_vm_instance(name, image_uuid=image.uuid, instance_offering_uuid=offering.uuid,
                                          l3_network_uuids=[vpc.uuid], resource_uuid=resource_uuid)
     assert vm.state == "Running" and vm.uuid == resource_uuid
     return vm.uuid
@@ -74,10 +75,10 @@ async def test_api_error_is_not_retried_and_leaves_nothing_behind(nested_sim: Ru
     zone_uuid = new_uuid()
     nested_sim.faults.set(fail_rate=1.0, budget=1)
     with pytest.raises(ZStackOperationError) as caught:
-        await nested.create_zone("zone-1", resource_uuid=zone_uuid)
+        await nested.infra.create_zone("zone-1", resource_uuid=zone_uuid)
     assert caught.value.code == "SYS.1006" and not caught.value.transient
     assert nested_sim.state.count("zone") == 0 and nested_sim.state.executed("CreateZone") == 0
-    zone = await nested.create_zone("zone-1", resource_uuid=zone_uuid)  # the caller's retry, same uuid
+    zone = await nested.infra.create_zone("zone-1", resource_uuid=zone_uuid)  # the caller's retry, same uuid
     assert zone.uuid == zone_uuid and nested_sim.state.count("zone") == 1
 
 
@@ -113,9 +114,16 @@ async def test_chaos_never_duplicates_a_resource(outer_sim: RunningSimulator, ou
 async def test_concurrent_creates_with_one_uuid_make_one_resource(nested_sim: RunningSimulator,
                                                                   nested: ZStackClient) -> None:
     uuid = new_uuid()
-    zones = await asyncio.gather(*(nested.create_zone("same", resource_uuid=uuid) for _ in range(4)))
+    zones = await asyncio.gather(*(nested.infra.create_zone("same", resource_uuid=uuid) for _ in range(4)))
     assert {z.uuid for z in zones} == {uuid}
     assert nested_sim.state.count("zone") == 1
+
+
+async def until_found(client: ZStackClient, action: str, name: str, timeout: float = 5.0) -> None:
+    """Until a resource named ``name`` is there (a job the caller stopped waiting for carries on)."""
+    async with asyncio.timeout(timeout):
+        while not await client.query(action, [eq("name", name)]):
+            await asyncio.sleep(0.05)
 
 
 async def test_slow_polls_end_at_the_deadline(outer_sim: RunningSimulator, outer: ZStackClient) -> None:
@@ -123,11 +131,12 @@ async def test_slow_polls_end_at_the_deadline(outer_sim: RunningSimulator, outer
     outer_sim.faults.set(slow_poll=0.5)
     started = time.monotonic()
     with pytest.raises(ZStackTimeoutError) as caught:
-        await outer.create_data_volume("slow", disk_size=GiB, deadline=deadline_in(0.3))
+        await outer.compute.create_data_volume("slow", disk_size=GiB, deadline=deadline_in(0.3))
     assert time.monotonic() - started < 0.6
     assert caught.value.job_uuid is not None
     outer_sim.faults.clear()
-    assert (await outer.wait_job(caught.value.job_uuid))["inventory"]["name"] == "slow"
+    # The job went on without us: the volume is there once it ends (an idempotent create would find it).
+    await until_found(outer, "QueryVolume", "slow")
 
 
 async def test_no_server_is_unreachable_after_bounded_retries() -> None:
@@ -139,7 +148,7 @@ async def test_no_server_is_unreachable_after_bounded_retries() -> None:
     started = time.monotonic()
     async with client:
         with pytest.raises(ZStackUnreachableError) as caught:
-            await client.create_zone("z")
+            await client.infra.create_zone("z")
         assert not await client.is_ready(within=0.5)
     assert time.monotonic() - started < 2.0
     assert client.stats.transport_retries == 2

@@ -35,8 +35,8 @@ async def test_standalone_simulator_prints_its_url_and_serves() -> None:
         assert "admin" in credentials and "password" in credentials
         url = line.split(" on ", 1)[1].strip()
         async with ZStackClient(url, "admin", SecretStr("password"), poll_policy=FAST_POLL) as client:
-            zone = await client.create_zone("from-cli")
-            assert (await client.get_zone(zone.uuid)) is not None
+            zone = await client.infra.create_zone("from-cli")
+            assert (await client.get_raw("QueryZone", zone.uuid)) is not None
     finally:
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(10):

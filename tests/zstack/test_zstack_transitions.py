@@ -32,17 +32,17 @@ async def test_resources_show_their_transitional_states(make_client: ClientFacto
                  "CreateCluster": 0.0}
     async with serve_simulator("nested", latency_scale=1.0, durations=durations) as sim:
         zs, watcher = make_client(sim.url), make_client(sim.url)
-        zone = await zs.create_zone("z")
-        cluster = await zs.create_cluster("c", zone.uuid)
-        adding = asyncio.create_task(zs.add_kvm_host("h", "198.19.0.11", cluster.uuid, username="root",
+        zone = await zs.infra.create_zone("z")
+        cluster = await zs.infra.create_cluster("c", zone.uuid)
+        adding = asyncio.create_task(zs.infra.add_kvm_host("h", "198.19.0.11", cluster.uuid, username="root",
                                                      password=SecretStr("pw")))
         assert await _state_while(watcher, "QueryHost", "status", adding) == "Connecting"
         assert (await adding).status == "Connected"
-        storing = asyncio.create_task(zs.add_image_store_backup_storage("bs", "198.19.0.11", username="root",
+        storing = asyncio.create_task(zs.storage.add_image_store_backup_storage("bs", "198.19.0.11", username="root",
                                                                         password=SecretStr("pw"), url="/bs"))
         assert await _state_while(watcher, "QueryBackupStorage", "status", storing) == "Connecting"
         backup = await storing
-        downloading = asyncio.create_task(zs.add_image("img", "http://198.19.0.10/i.qcow2", [backup.uuid]))
+        downloading = asyncio.create_task(zs.storage.add_image("img", "http://198.19.0.10/i.qcow2", [backup.uuid]))
         assert await _state_while(watcher, "QueryImage", "status", downloading) == "Downloading"
         image = await downloading
         assert image.status == "Ready" and image.size
@@ -51,15 +51,15 @@ async def test_resources_show_their_transitional_states(make_client: ClientFacto
 async def test_resumed_create_waits_for_the_vm_an_earlier_attempt_is_starting(make_client: ClientFactory) -> None:
     async with serve_simulator("outer", latency_scale=1.0, durations={"CreateVmInstance": 0.25}) as sim:
         first, restarted = make_client(sim.url), make_client(sim.url)
-        image = await first.find_image_by_name("sandbox-jump")
-        vpc = await first.find_l3_network_by_name("sandbox-vpc")
+        image = await first.storage.find_image_by_name("sandbox-jump")
+        vpc = await first.network.find_l3_network_by_name("sandbox-vpc")
         assert image and vpc
         uuid = new_uuid()
         kwargs = {"image_uuid": image.uuid, "cpu_num": 1, "memory_size": GiB, "l3_network_uuids": [vpc.uuid],
                   "resource_uuid": uuid}
-        original = asyncio.create_task(first.create_vm_instance("vm", **kwargs))  # type: ignore[arg-type]
+        original = asyncio.create_task(first.compute.create_vm_instance("vm", **kwargs))  # type: ignore[arg-type]
         assert await _state_while(restarted, "QueryVmInstance", "state", original) == "Starting"
-        resumed = await restarted.create_vm_instance("vm", **kwargs)  # type: ignore[arg-type]
+        resumed = await restarted.compute.create_vm_instance("vm", **kwargs)  # type: ignore[arg-type]
         assert resumed.uuid == uuid and resumed.state == "Running"
         assert (await original).state == "Running"
         assert sim.state.executed("CreateVmInstance") == 1 and sim.state.count("vm") == 1
@@ -85,7 +85,7 @@ async def test_injected_transport_carries_every_request() -> None:
     async with serve_simulator("nested") as sim:
         zs = ZStackClient(sim.url, "admin", SecretStr("password"), transport=transport, poll_policy=FAST_POLL)
         async with zs:
-            zone = await zs.create_zone("via-transport")
+            zone = await zs.infra.create_zone("via-transport")
             assert await zs.query("QueryZone", [eq("uuid", zone.uuid)])
     assert transport.paths[0] == "/zstack/v1/accounts/login"
     assert any(p.startswith("/zstack/v1/api-jobs/") for p in transport.paths)

@@ -73,7 +73,7 @@ async def bake(steps: LabSteps, outer: ZStackClient, *, image_name: str, progres
         raise BakeRefusedError(_("lab `{name}` has no VM2 yet").format(name=lab.name))
     nested = await _installed_and_empty(steps, lab.name)
     version = await nested.get_version()
-    vm2 = await outer.get_vm(lab.vm2_uuid)
+    vm2 = await outer.compute.get_vm(lab.vm2_uuid)
     if vm2 is None or not vm2.root_volume_uuid or not vm2.image_uuid:
         raise BakeRefusedError(_("lab `{name}`'s VM2 is gone from the lab platform").format(name=lab.name))
     source = await outer.get_raw("QueryImage", vm2.image_uuid)
@@ -91,11 +91,11 @@ async def bake(steps: LabSteps, outer: ZStackClient, *, image_name: str, progres
         await progress(done.stdout.strip()[-300:])
         await ctx.connections.close()  # SSH, while VM2 still answers
         await progress(_("stopping VM2"))
-        await outer.stop_vm(lab.vm2_uuid)
-        await outer.wait_vm_state(lab.vm2_uuid, {"Stopped"})
+        await outer.compute.stop_vm(lab.vm2_uuid)
+        await outer.compute.wait_vm_state(lab.vm2_uuid, {"Stopped"})
         await progress(_("copying VM2's root volume to the image {image} (this takes as long as the disk is big)")
                        .format(image=image_name))
-        image = await outer.create_root_volume_template(
+        image = await outer.storage.create_root_volume_template(
             image_name, vm2.root_volume_uuid, storages,
             description=_("VM2 of lab {name} with ZStack {version} installed (labbot bake)").format(
                 name=lab.name, version=version),
@@ -142,10 +142,10 @@ async def _put_back(steps: LabSteps, outer: ZStackClient, progress: Progress) ->
     assert lab.vm2_uuid
     await ctx.connections.close()  # whatever was opened since VM2 stopped
     await progress(_("starting VM2 again"))
-    vm = await outer.get_vm(lab.vm2_uuid)
+    vm = await outer.compute.get_vm(lab.vm2_uuid)
     if vm is not None and vm.state != "Running":
-        await outer.start_vm(lab.vm2_uuid)
-        await outer.wait_vm_state(lab.vm2_uuid, {"Running"})
+        await outer.compute.start_vm(lab.vm2_uuid)
+        await outer.compute.wait_vm_state(lab.vm2_uuid, {"Running"})
     ssh = await steps.ssh()
     await ssh.wait_ready("vm2", timeout=300)
     await steps.vm2_initiator(ssh)

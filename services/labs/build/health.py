@@ -126,7 +126,7 @@ async def run_checks(
     async def outer_vms() -> str:
         states = []
         for role, uuid in (("vm1", lab.vm1_uuid), ("vm2", lab.vm2_uuid)):
-            vm = await outer.get_vm(uuid) if uuid else None
+            vm = await outer.compute.get_vm(uuid) if uuid else None
             state = vm.state if vm else "missing"
             if state != "Running":
                 raise CheckFailed(_("{role} is {state}").format(role=role, state=state))
@@ -168,13 +168,13 @@ async def run_checks(
             version=version, n=len(nodes))
 
     async def kvm_host() -> str:
-        host = await (await nested()).get_host(ids["host"])
+        host = await (await nested()).infra.get_host(ids["host"])
         if host is None or host.status != "Connected":
             raise CheckFailed(_("host is {value}").format(value=host.status if host else "missing"))
         return "Connected"
 
     async def shared_block() -> str:
-        storage = await (await nested()).get_primary_storage(ids["primary_storage"])
+        storage = await (await nested()).storage.get_primary_storage(ids["primary_storage"])
         if storage is None or storage.status != "Connected":
             raise CheckFailed(_("storage is {value}").format(value=storage.status if storage else "missing"))
         if not storage.available_capacity:
@@ -183,7 +183,7 @@ async def run_checks(
         return _("Connected, {free:.1f} GiB free of {total:.1f} GiB").format(free=free, total=total)
 
     async def nested_vm() -> str:
-        vm = await (await nested()).get_vm(ids["vm"])
+        vm = await (await nested()).compute.get_vm(ids["vm"])
         if vm is None or vm.state != "Running":
             raise CheckFailed(_("nested VM is {value}").format(value=vm.state if vm else "missing"))
         return "Running"

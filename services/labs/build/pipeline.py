@@ -267,9 +267,9 @@ class LabPipeline:
         lab = await ctx.lab()
         gone = []
         for role, uuid in (("vm1", lab.vm1_uuid), ("vm2", lab.vm2_uuid)):
-            vm = await self.outer.get_vm(uuid) if uuid else None
+            vm = await self.outer.compute.get_vm(uuid) if uuid else None
             if vm is not None and vm.state == "Destroyed":
-                await self.outer.expunge_vm(vm.uuid)  # so the replacement can have the same uuid
+                await self.outer.compute.expunge_vm(vm.uuid)  # so the replacement can have the same uuid
                 vm = None
             if vm is None:
                 gone.append(role)
@@ -369,9 +369,9 @@ class LabPipeline:
             prefix = self.settings.resource_prefix
             for role, uuid in (("vm1", lab.vm1_uuid), ("vm2", lab.vm2_uuid)):
                 if uuid:
-                    await self.outer.rename_vm(uuid, f"{prefix}-{new_name}-{role}")
+                    await self.outer.compute.rename_vm(uuid, f"{prefix}-{new_name}-{role}")
             if lab.volume_uuid:
-                await self.outer.rename_volume(lab.volume_uuid, f"{prefix}-{new_name}-data")
+                await self.outer.compute.rename_volume(lab.volume_uuid, f"{prefix}-{new_name}-data")
         finally:
             await ctx.connections.close()
 
@@ -492,30 +492,30 @@ class LabPipeline:
         volume = ctx.resource_uuid("data-volume")
         l3, l2 = ctx.resource_uuid("lab-l3"), ctx.resource_uuid("lab-l2")
         await self._stop_image_server(ctx)
-        await self.outer.expunge_vm(vm2)
-        await self.outer.expunge_data_volume(volume)
-        await self.outer.expunge_vm(vm1)
-        for vm in await self.outer.find_vms_by_user_tag(ctx.tag):
-            await self.outer.expunge_vm(vm.uuid)
-        for vol in await self.outer.find_volumes_by_user_tag(ctx.tag):
-            await self.outer.expunge_data_volume(vol.uuid)
-        await self.outer.delete_l3_network(l3)
-        await self.outer.delete_l2_network(l2)
-        for net in await self.outer.find_l3_networks_by_user_tag(ctx.tag):
-            await self.outer.delete_l3_network(net.uuid)
-        for l2net in await self.outer.find_l2_networks_by_user_tag(ctx.tag):
-            await self.outer.delete_l2_network(l2net.uuid)
-        leftovers = [u for u in (vm1, vm2) if await self.outer.get_vm(u) is not None]
-        if await self.outer.get_volume(volume) is not None:
+        await self.outer.compute.expunge_vm(vm2)
+        await self.outer.compute.expunge_data_volume(volume)
+        await self.outer.compute.expunge_vm(vm1)
+        for vm in await self.outer.compute.find_vms_by_user_tag(ctx.tag):
+            await self.outer.compute.expunge_vm(vm.uuid)
+        for vol in await self.outer.compute.find_volumes_by_user_tag(ctx.tag):
+            await self.outer.compute.expunge_data_volume(vol.uuid)
+        await self.outer.network.delete_l3_network(l3)
+        await self.outer.network.delete_l2_network(l2)
+        for net in await self.outer.network.find_l3_networks_by_user_tag(ctx.tag):
+            await self.outer.network.delete_l3_network(net.uuid)
+        for l2net in await self.outer.network.find_l2_networks_by_user_tag(ctx.tag):
+            await self.outer.network.delete_l2_network(l2net.uuid)
+        leftovers = [u for u in (vm1, vm2) if await self.outer.compute.get_vm(u) is not None]
+        if await self.outer.compute.get_volume(volume) is not None:
             leftovers.append(volume)
-        if await self.outer.get_l3_network(l3) is not None:
+        if await self.outer.network.get_l3_network(l3) is not None:
             leftovers.append(l3)
-        if await self.outer.get_l2_network(l2) is not None:
+        if await self.outer.network.get_l2_network(l2) is not None:
             leftovers.append(l2)
-        leftovers += [v.uuid for v in await self.outer.find_vms_by_user_tag(ctx.tag)]
-        leftovers += [v.uuid for v in await self.outer.find_volumes_by_user_tag(ctx.tag)]
-        leftovers += [n.uuid for n in await self.outer.find_l3_networks_by_user_tag(ctx.tag)]
-        leftovers += [n.uuid for n in await self.outer.find_l2_networks_by_user_tag(ctx.tag)]
+        leftovers += [v.uuid for v in await self.outer.compute.find_vms_by_user_tag(ctx.tag)]
+        leftovers += [v.uuid for v in await self.outer.compute.find_volumes_by_user_tag(ctx.tag)]
+        leftovers += [n.uuid for n in await self.outer.network.find_l3_networks_by_user_tag(ctx.tag)]
+        leftovers += [n.uuid for n in await self.outer.network.find_l2_networks_by_user_tag(ctx.tag)]
         if leftovers:
             raise ExternalError(
                 _("the lab platform still holds {join} after destroy").format(join=", ".join(sorted(set(leftovers))))

@@ -179,16 +179,16 @@ class LabSteps:
         spec = self.ctx.profile.lab_network
         assert spec is not None
         rid, tags = self.ctx.resource_uuid, [self.ctx.tag]
-        l2 = await self.outer.create_l2_vxlan_network(self.ctx.resource_name("l2"), pool_uuid,
+        l2 = await self.outer.network.create_l2_vxlan_network(self.ctx.resource_name("l2"), pool_uuid,
                                                       resource_uuid=rid("lab-l2"), user_tags=tags)
-        l3 = await self.outer.create_l3_network(self.ctx.resource_name("net"), l2.uuid, category="Private",
+        l3 = await self.outer.network.create_l3_network(self.ctx.resource_name("net"), l2.uuid, category="Private",
                                                 resource_uuid=rid("lab-l3"), user_tags=tags)
         start, end = spec.ip_range
         if not l3.ip_ranges:
-            await self.outer.add_ip_range(l3.uuid, self.ctx.resource_name("range"), start, end,
+            await self.outer.network.add_ip_range(l3.uuid, self.ctx.resource_name("range"), start, end,
                                           str(spec.network.netmask), spec.gateway, resource_uuid=rid("lab-ip-range"))
         # DHCP gives the VMs their addresses; Userdata brings VM2 (whose only, so default, network this is) its key.
-        await self.outer.attach_flat_network_services(l3.uuid, ("DHCP", "Userdata"))
+        await self.outer.network.attach_flat_network_services(l3.uuid, ("DHCP", "Userdata"))
         return l3.uuid
 
     async def create_vms(self) -> None:
@@ -204,9 +204,9 @@ class LabSteps:
             spec = profile.vm1 if role == "vm1" else profile.vm2
             userdata = base64.b64encode(VM2_USERDATA.encode()).decode() if role == "vm2" else None
             l3s = [uuids[f"l3:{n}"] for n in spec.l3_networks] + ([lab_l3] if lab_l3 else [])
-            existed = await self.outer.get_vm(vm_uuid) is not None
+            existed = await self.outer.compute.get_vm(vm_uuid) is not None
             # A CPU mode is read when the VM starts: create it stopped, bind the mode, then start it.
-            vm = await self.outer.create_vm_instance(
+            vm = await self.outer.compute.create_vm_instance(
                 self.ctx.resource_name(role),
                 image_uuid=uuids[f"{role}_image"],
                 instance_offering_uuid=uuids[f"{role}_offering"],
@@ -225,7 +225,7 @@ class LabSteps:
                 # A new machine has a new host key: the pin of the VM it replaces (same lab, same role) would
                 # refuse it as an interception. A key change of a VM that was not recreated is still refused.
                 await self.ctx.connections.forget_host_key(role)
-            return await self.outer.wait_vm_state(vm.uuid, {"Running"})
+            return await self.outer.compute.wait_vm_state(vm.uuid, {"Running"})
 
         vm1, vm2 = await asyncio.gather(create("vm1", _known(lab.vm1_uuid, "VM1 uuid")),
                                         create("vm2", _known(lab.vm2_uuid, "VM2 uuid")))
@@ -237,24 +237,24 @@ class LabSteps:
 
     async def _set_cpu_mode(self, vm: VmInstanceInventory, mode: str) -> None:
         """Bind ``kvm/vm.cpuMode`` to the VM and start it; a VM that ran with another mode is restarted."""
-        current = await self.outer.get_resource_config("kvm", "vm.cpuMode", vm.uuid)
+        current = await self.outer.compute.get_resource_config("kvm", "vm.cpuMode", vm.uuid)
         if current != mode:
-            await self.outer.update_resource_config("kvm", "vm.cpuMode", vm.uuid, mode)
+            await self.outer.compute.update_resource_config("kvm", "vm.cpuMode", vm.uuid, mode)
             if vm.state == "Running":
-                await self.outer.stop_vm(vm.uuid)
-        await self.outer.start_vm(vm.uuid)
+                await self.outer.compute.stop_vm(vm.uuid)
+        await self.outer.compute.start_vm(vm.uuid)
 
     async def attach_volume(self) -> None:
         """Create VM1's data volume (once) and attach it to VM1."""
         lab = await self.ctx.lab()
         spec = self.ctx.profile.data_volume
-        volume = await self.outer.create_data_volume(
+        volume = await self.outer.compute.create_data_volume(
             self.ctx.resource_name("data"),
             disk_size=spec.size_gb * 1024**3,
             user_tags=[self.ctx.tag],
             resource_uuid=lab.volume_uuid,
         )
-        await self.outer.attach_data_volume(volume.uuid, _known(lab.vm1_uuid, "VM1 uuid"))
+        await self.outer.compute.attach_data_volume(volume.uuid, _known(lab.vm1_uuid, "VM1 uuid"))
 
     async def wait_ssh(self) -> None:
         """Wait until VM1's sshd answers, then VM2's through VM1; host keys are pinned on first sight.
@@ -492,12 +492,12 @@ class LabSteps:
         n = await self.nested()
         spec = self.ctx.profile.nested
         rid = self.ctx.resource_uuid
-        zone = await n.create_zone(spec.zone, resource_uuid=rid("nested-zone"))
-        cluster = await n.create_cluster(
+        zone = await n.infra.create_zone(spec.zone, resource_uuid=rid("nested-zone"))
+        cluster = await n.infra.create_cluster(
             spec.cluster, zone.uuid, hypervisor_type="KVM", resource_uuid=rid("nested-cluster")
         )
         await self.ctx.set_nested(zone=zone.uuid, cluster=cluster.uuid)
-        host = await n.add_kvm_host(
+        host = await n.infra.add_kvm_host(
             f"{lab.name}-vm2",
             _known(lab.vm2_ip, "VM2 address"),
             cluster.uuid,
@@ -520,7 +520,7 @@ class LabSteps:
         ids = lab.nested_ids
         rid = self.ctx.resource_uuid
         chap = await self.ctx.chap()
-        server = await n.add_iscsi_server(
+        server = await n.storage.add_iscsi_server(
             _known(lab.vm1_vpc_ip, "VM1 VPC address"),
             port=self.ctx.profile.iscsi.port,
             name=f"{lab.name}-vm1",
@@ -528,10 +528,10 @@ class LabSteps:
             chap_user_password=chap[1] if chap else None,
             resource_uuid=rid("nested-iscsi"),
         )
-        await n.attach_iscsi_server_to_cluster(server.uuid, ids["cluster"])
-        storage = await n.get_primary_storage(rid("nested-ps"))
+        await n.storage.attach_iscsi_server_to_cluster(server.uuid, ids["cluster"])
+        storage = await n.storage.get_primary_storage(rid("nested-ps"))
         if storage is None:
-            candidates = await n.get_shared_block_candidates(ids["cluster"])
+            candidates = await n.storage.get_shared_block_candidates(ids["cluster"])
             wanted = next((c for c in candidates if c.wwid == lab.iscsi_wwid), None)
             if wanted is None:
                 seen = ", ".join(c.wwid for c in candidates) or "none"
@@ -540,14 +540,14 @@ class LabSteps:
                         iscsi_wwid=lab.iscsi_wwid, seen=seen
                     )
                 )
-            storage = await n.add_shared_block_group_primary_storage(
+            storage = await n.storage.add_shared_block_group_primary_storage(
                 self.ctx.profile.nested.primary_storage,
                 ids["zone"],
                 [wanted.wwid],
                 force_wipe=True,
                 resource_uuid=rid("nested-ps"),
             )
-        await n.attach_primary_storage_to_cluster(storage.uuid, ids["cluster"])
+        await n.storage.attach_primary_storage_to_cluster(storage.uuid, ids["cluster"])
         await self.ctx.set_nested(iscsi_server=server.uuid, primary_storage=storage.uuid)
 
     async def nested_network_image(self) -> None:
@@ -558,7 +558,7 @@ class LabSteps:
         spec = self.ctx.profile.nested
         net = spec.network
         rid = self.ctx.resource_uuid
-        bs = await n.add_image_store_backup_storage(
+        bs = await n.storage.add_image_store_backup_storage(
             spec.backup_storage,
             _known(lab.vm2_ip, "VM2 address"),
             username="root",
@@ -566,14 +566,14 @@ class LabSteps:
             url=spec.backup_storage_url,
             resource_uuid=rid("nested-bs"),
         )
-        await n.attach_backup_storage_to_zone(bs.uuid, ids["zone"])
+        await n.storage.attach_backup_storage_to_zone(bs.uuid, ids["zone"])
         vm2_ip = _known(lab.vm2_ip, "VM2 address")
         nic = net.physical_interface or await interface_carrying((await self.ssh()).runner("vm2", timeout=90), vm2_ip)
         await self.ctx.output("nested_network_image", f"nested L2 on VM2's {nic} (it holds {vm2_ip})\n")
-        l2 = await n.create_l2_no_vlan_network(net.l2_name, ids["zone"], nic, resource_uuid=rid("nested-l2"))
-        await n.attach_l2_network_to_cluster(l2.uuid, ids["cluster"])
-        l3 = await n.create_l3_network(net.l3_name, l2.uuid, resource_uuid=rid("nested-l3"))
-        await n.add_ip_range(
+        l2 = await n.network.create_l2_no_vlan_network(net.l2_name, ids["zone"], nic, resource_uuid=rid("nested-l2"))
+        await n.network.attach_l2_network_to_cluster(l2.uuid, ids["cluster"])
+        l3 = await n.network.create_l3_network(net.l3_name, l2.uuid, resource_uuid=rid("nested-l3"))
+        await n.network.add_ip_range(
             l3.uuid,
             f"{net.l3_name}-range",
             net.ip_start,
@@ -582,8 +582,8 @@ class LabSteps:
             net.gateway,
             resource_uuid=rid("nested-ip-range"),
         )
-        await n.attach_flat_network_services(l3.uuid)
-        offering = await n.create_instance_offering(
+        await n.network.attach_flat_network_services(l3.uuid)
+        offering = await n.compute.create_instance_offering(
             spec.offering.name,
             spec.offering.cpu_num,
             spec.offering.memory_mb * 1024**2,
@@ -592,7 +592,7 @@ class LabSteps:
         await self.ctx.set_nested(backup_storage=bs.uuid, l2=l2.uuid, l3=l3.uuid, offering=offering.uuid)
         await self.ctx.progress("nested_network_image", f"adding image {spec.image.name}", min_interval=0)
         url = spec.image.download_url(_known(lab.vm1_vpc_ip, "VM1 VPC address"))
-        image = await n.add_image(
+        image = await n.storage.add_image(
             spec.image.name,
             url,
             [bs.uuid],
@@ -607,7 +607,7 @@ class LabSteps:
         lab = await self.ctx.lab()
         n = await self.nested()
         ids = lab.nested_ids
-        vm = await n.create_vm_instance(
+        vm = await n.compute.create_vm_instance(
             self.ctx.profile.nested.vm_name,
             image_uuid=ids["image"],
             instance_offering_uuid=ids["offering"],
@@ -615,7 +615,7 @@ class LabSteps:
             primary_storage_uuid_for_root_volume=ids["primary_storage"],
             resource_uuid=self.ctx.resource_uuid("nested-vm"),
         )
-        vm = await n.wait_vm_state(vm.uuid, {"Running"})
+        vm = await n.compute.wait_vm_state(vm.uuid, {"Running"})
         await self.ctx.set_nested(vm=vm.uuid)
 
     async def first_health(self) -> None:
