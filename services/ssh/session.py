@@ -48,6 +48,11 @@ __all__ = ["HostAddress", "LabSSH", "Target"]
 # Errors that mean "the transport is gone": the connection is dropped and re-opened on next use.
 _TRANSPORT_ERRORS = (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError)
 
+# After a command times out, how long a fresh `true` on the same connection may take before the connection is
+# judged dead. Keepalives alone cannot tell: a peer whose sshd lost its session process still answers them at the
+# transport level while no channel ever opens or finishes again.
+LIVENESS_TIMEOUT = 5.0
+
 
 class LabSSH:
     """SSH to one lab's VMs. Use as ``async with LabSSH(...) as ssh:``; every method may be called concurrently."""
@@ -63,7 +68,7 @@ class LabSSH:
         host_keys: HostKeyStore,
         connect_timeout: float = 10,
         on_key_changed: KeyChangedCallback | None = None,
-        keepalive_interval: float = 15,
+        keepalive_interval: float = 5,
     ) -> None:
         self.lab = lab
         self.username = shell.username(username)
@@ -139,6 +144,33 @@ class LabSSH:
             tunnel=tunnel,
         )
 
+    async def _drop_if_dead(self, target: Target) -> None:
+        """After a timeout: keep the connection if it still runs a trivial command, else drop it.
+
+        A slow command says nothing about the connection, but a connection that silently stopped carrying
+        channels would time out every later command too; dropping it lets the next use open a fresh one.
+        """
+        conn = self._conns.get(target)
+        if conn is None or conn.is_closed():
+            return
+        probe: asyncssh.SSHClientProcess[bytes] | None = None
+        try:
+            async with asyncio.timeout(LIVENESS_TIMEOUT):
+                probe = await conn.create_process("true", stdin=asyncssh.DEVNULL, encoding=None)
+                # Its end of output, or any byte a login script prints first: either way the far end answered.
+                await probe.stdout.read(1)
+            return
+        except (*_TRANSPORT_ERRORS, asyncssh.ChannelOpenError, TimeoutError):
+            pass
+        finally:
+            if probe is not None:
+                probe.close()
+        if self._conns.get(target) is conn:
+            log.warning("ssh connection stopped answering; dropping it lab=%s host=%s", self.lab, target)
+            self._forget(target)
+        if target == "vm2":  # the tunnel under it may be what stopped
+            await self._drop_if_dead("vm1")
+
     @contextlib.contextmanager
     def _transport_errors(self, target: Target, command: str) -> Iterator[None]:
         try:
@@ -187,7 +219,9 @@ class LabSSH:
         """Run a shell command on ``target``; stream its output lines to ``on_line``; return status and output.
 
         ``timeout`` bounds the whole call: opening the session, the command and all of its output, however it
-        is paced. Values in ``command`` must have been validated and quoted (``services.shell``). Raises
+        is paced; after a timeout the connection gets up to ``LIVENESS_TIMEOUT`` more seconds to prove it is
+        alive (else it is dropped). Values in ``command`` must have been validated and quoted (``services.shell``).
+        Raises
         ``SSHCommandError`` on a non-zero exit when ``check``, ``SSHTimeoutError`` (with partial output) after
         ``timeout`` seconds, ``SSHOutputLimitError`` once stdout and stderr together pass ``max_output``
         characters (the command is closed, whatever ``check`` says: its outcome is unknown),
@@ -209,6 +243,7 @@ class LabSSH:
                     await _gather_all(pump(process.stdout, stdout), pump(process.stderr, stderr))
                     await process.wait_closed()
         except TimeoutError:
+            await self._drop_if_dead(target)
             raise SSHTimeoutError(
                 lab=self.lab, host=target, command=command, timeout=timeout, stdout=stdout.text(),
                 stderr=stderr.text(),
@@ -287,6 +322,7 @@ class LabSSH:
                     await sftp.chmod(partial, mode)
                     await sftp.posix_rename(partial, remote)
         except TimeoutError:
+            await self._drop_if_dead(target)
             raise SSHTimeoutError(lab=self.lab, host=target, command=f"sftp put {remote}", timeout=timeout) from None
         except (asyncssh.SFTPError, OSError) as err:
             raise SSHError(

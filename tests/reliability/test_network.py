@@ -152,7 +152,9 @@ async def test_ssh_cuts_and_database_connections_killed_mid_build(pg_url: str, s
             await until(inside, f"{step} working over SSH", timeout=60, interval=0.02)
             # iSCSI: the connection reset at once; the install: a silent drop (no FIN, no answer).
             cuts[step] = cut_ssh(box.config, vm1, reset=step == "iscsi_target")
-        if await running_or_retry(rt, view.id, "ssh-pg", "nested_storage", early):
+        # The silent drop is noticed only when a command on the dead connection times out (up to a minute on a
+        # loaded machine, then the step's retries), so the nested storage may start well after the install.
+        if await running_or_retry(rt, view.id, "ssh-pg", "nested_storage", early, timeout=300):
             terminated["nested_storage"] = await _terminate_backends(pg_url)
         outcome = await build_to_ready(rt, "ssh-pg")
         outcome.failures[:0] = early

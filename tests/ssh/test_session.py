@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from services.ssh import (
     generate_keypair,
 )
 from services.ssh.keys import fingerprint
-from tests.sandbox.labbox import Lab, LabBox, drop_connections, require_sandbox
+from tests.sandbox.labbox import Lab, LabBox, drop_connections, require_sandbox, sshd_children
 
 pytestmark = pytest.mark.sandbox
 
@@ -84,12 +85,56 @@ async def test_run_streams_lines_and_reports_exit_status(lab: Lab) -> None:
 
 async def test_a_timeout_keeps_partial_output_and_the_session_stays_usable(lab: Lab) -> None:
     async with lab.ssh() as ssh:
+        first = await ssh.connection("vm1")
         started = asyncio.get_running_loop().time()
         with pytest.raises(SSHTimeoutError) as caught:
             await ssh.run("vm1", "echo started; sleep 30", timeout=1)
         assert asyncio.get_running_loop().time() - started < 5
         assert caught.value.stdout == "started\n" and "did not finish within 1s" in caught.value.message
         assert (await ssh.run("vm1", "echo still here", timeout=10)).stdout == "still here\n"
+        assert await ssh.connection("vm1") is first  # a slow command is not a dead connection
+
+
+def sshd_session_trees(box: LabBox, lab: Lab) -> list[int]:
+    """Every process serving labbot's SSH connections to the lab: VM1's per-connection sshd processes and below."""
+    roots = set(sshd_children(box, lab.vm1))
+    tree: set[int] = set()
+    while roots:
+        tree |= roots
+        roots = {pid for pid in _all_pids() if _parent(pid) in roots} - tree
+    return sorted(tree)
+
+
+def _all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+async def test_a_timeout_on_a_silently_dropped_connection_drops_it(box: LabBox, lab: Lab) -> None:
+    # A connection whose far end stopped without closing (a frozen VM, a half-dead sshd) would time out every
+    # later command too; the timeout must leave the next command a fresh connection.
+    async with lab.ssh(keepalive_interval=3600) as ssh:  # keepalives would notice too, but far later
+        await ssh.run("vm2", "true", timeout=10)
+        first = await ssh.connection("vm1")
+        frozen = sshd_session_trees(box, lab)
+        assert frozen
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(SSHTimeoutError):
+                await ssh.run("vm2", "echo lost", timeout=2)
+            # The old connection is still open and frozen; the next command must not be sent down it.
+            assert (await ssh.run("vm2", "echo back", timeout=15)).stdout == "back\n"
+            assert await ssh.connection("vm1") is not first
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGKILL)
 
 
 async def test_host_keys_are_pinned_on_first_use(box: LabBox, lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
