@@ -38,7 +38,7 @@ from bot.blocks.notices import (
 )
 from bot.blocks.thread import build_audit_note, build_build_report, build_lab_error, build_step_failure
 from bot.picture import PictureUnavailable, render_png
-from bot.slack.outbox import NETWORK_BACKOFF, CardOutbox, Deferred, LabReader
+from bot.slack.outbox import NETWORK_BACKOFF, CardOutbox, ChannelOutbox, Deferred, LabReader
 from bot.slack.pacing import SlackPacer
 from services.capture.service import CaptureReport
 from services.db import utcnow
@@ -63,15 +63,6 @@ _NOTE = Texts({
 })
 
 
-def _platform_news(channel: str, at: datetime) -> LabView:
-    """The key of the outbox that carries news about the lab platform itself (no lab, so no card): the outbox
-    delivers per lab, and platform news uses its pacing and retries under a lab id no real lab has."""
-    return LabView(id=0, uuid="0" * 32, name="lab-platform", owner="labbot", channel=channel, profile="-",
-                   state="ready", created_at=at, expires_at=at, destroyed_at=None, ttl_extensions=0,
-                   failed_step=None, error=None, health="unknown", health_failing=(), vm1_public_ip=None,
-                   vm1_vpc_ip=None, vm2_ip=None, iscsi_iqn=None, iscsi_wwid=None, progress_ref=None)
-
-
 class SlackNotifier:
     """services.labs.notifier.Notifier for Slack (see the module docstring)."""
 
@@ -94,6 +85,7 @@ class SlackNotifier:
         self.now = now
         self.network_backoff = network_backoff
         self._outboxes: dict[int, CardOutbox] = {}
+        self._platform: ChannelOutbox | None = None  # news about the lab platform itself: no lab, no card
 
     async def notify(self, notice: Notice) -> None:
         """Record one notice for Slack; the lab's outbox sends it in the background. Never raises.
@@ -112,7 +104,7 @@ class SlackNotifier:
     async def flush(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Wait until every card and queued message has been sent (shutdown, tests)."""
         async with asyncio.timeout(timeout):
-            for outbox in list(self._outboxes.values()):
+            for outbox in self._all_outboxes():
                 await outbox.idle()
 
     async def close(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
@@ -121,8 +113,12 @@ class SlackNotifier:
             await self.flush(timeout)
         except TimeoutError:
             log.warning("Slack notifier closed with unsent card updates")
-        for outbox in self._outboxes.values():
+        for outbox in self._all_outboxes():
             await outbox.stop()
+
+    def _all_outboxes(self) -> list[ChannelOutbox]:
+        platform = [self._platform] if self._platform is not None else []
+        return [*self._outboxes.values(), *platform]
 
     def outbox(self, lab: LabView) -> CardOutbox:
         """The lab's outbox, created on first use (adopting a card a previous run already posted)."""
@@ -174,7 +170,10 @@ class SlackNotifier:
         try:
             with use_language(default_language()):
                 message = build_orphans_found(report.text, report.resources)
-                self.outbox(_platform_news(channel, report.at)).post_to_channel(message, channel=channel)
+                if self._platform is None:
+                    self._platform = ChannelOutbox(name="the lab platform", channel=channel, client=self.client,
+                                                   pacer=self.pacer, network_backoff=self.network_backoff)
+                self._platform.post_to_channel(message, channel=channel)
         except Exception:
             log.exception("Slack notifier could not take an orphan report")
 

@@ -76,69 +76,38 @@ class LabReader(Protocol):
         """The lab's picture facts (posted in its thread when it is ready)."""
 
 
-class CardOutbox:
-    """Everything labbot still has to send to Slack about one lab."""
+class ChannelOutbox:
+    """Messages labbot still has to post in channels (and kept ones to edit), sent in order by one worker task.
+
+    The base of a lab's ``CardOutbox``; on its own it carries news about the lab platform (orphan reports), which
+    belongs to no lab and has no card.
+    """
 
     def __init__(
         self,
         *,
-        lab: LabView,
+        name: str,
         channel: str,
         client: AsyncWebClient,
-        labs: LabReader,
         pacer: SlackPacer,
-        min_interval: float,
-        now: Callable[[], datetime],
         network_backoff: tuple[float, ...] = NETWORK_BACKOFF,
-        fallbacks: tuple[str, ...] = (),
     ) -> None:
-        self.lab_id, self.name = lab.id, lab.name
-        self._fallbacks = [c for c in fallbacks if c and c != channel]
-        self.latest = lab
+        self.name = name  # what the logs call it: "lab NAME", "the lab platform"
         self.channel = channel
-        self.ts: str | None = None
-        if lab.progress_ref and ":" in lab.progress_ref:
-            self.channel, self.ts = lab.progress_ref.split(":", 1)
-        self.failure_posted = False
-        self._client, self._labs, self._pacer = client, labs, pacer
-        self._min_interval, self._now = min_interval, now
+        self._client, self._pacer = client, pacer
         self._backoff = network_backoff
-        self._dirty = False
-        self._note: CardNote | None = None
-        self._thread: deque[ThreadItem] = deque()
         self._channel_posts: deque[tuple[Message, str | None, str | None]] = deque()
         self._kept: dict[str, list[tuple[str, str]]] = {}  # tag → (channel, ts) of messages to edit later
         self._edits: deque[tuple[str, str, Message]] = deque()
-        self._last_update = float("-inf")
-        self._reposted = False
         self._last_error: str | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
 
-    # --- what the notifier tells it ---------------------------------------------------------------------
-
-    def changed(self, lab: LabView) -> None:
-        """The lab changed: the card needs an update (coalesced)."""
-        self.latest = lab
-        self._dirty = True
-        self._kick()
-
-    def note(self, note: CardNote) -> None:
-        """Show who did what at the foot of the card."""
-        self._note = note
-        self._dirty = True
-        self._kick()
-
-    def post_in_thread(self, message: ThreadItem) -> None:
-        """Queue a reply in the card's thread."""
-        self._thread.append(message)
-        self._kick()
-
     def post_to_channel(self, message: Message, *, channel: str | None = None, keep: str | None = None) -> None:
-        """Queue a message in the lab's channel (wherever the card is by then), or in another one; ``keep`` names
-        it so ``replace_kept`` can edit it later (expiry warnings, once they no longer hold)."""
+        """Queue a message in this outbox's channel (wherever it is by then), or in another one; ``keep`` names it
+        so ``replace_kept`` can edit it later (expiry warnings, once they no longer hold)."""
         self._channel_posts.append((message, channel, keep))
         self._kick()
 
@@ -168,7 +137,14 @@ class CardOutbox:
         self._idle.clear()
         self._wake.set()
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"slack-card:{self.lab_id}")
+            self._task = asyncio.create_task(self._run(), name=f"slack-outbox:{self.name}")
+
+    def _has_work(self) -> bool:
+        return bool(self._channel_posts or self._edits)
+
+    def _drop_pending(self) -> None:
+        self._channel_posts.clear()
+        self._edits.clear()
 
     async def _run(self) -> None:
         try:
@@ -177,26 +153,15 @@ class CardOutbox:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("Slack outbox of lab %s crashed; its pending messages are dropped", self.name)
-            self._thread.clear()
-            self._channel_posts.clear()
-            self._edits.clear()
-            self._dirty = False
+            log.exception("Slack outbox of %s crashed; its pending messages are dropped", self.name)
+            self._drop_pending()
         finally:
-            if not (self._dirty or self._thread or self._channel_posts or self._edits):
+            if not self._has_work():
                 self._idle.set()
 
     async def _step(self) -> bool:
         """Do the next piece of work; False when there is none left."""
         self._wake.clear()
-        if self.ts is None and (self._dirty or self._thread):
-            await self._post_card()
-            return True
-        if self._thread:
-            item = self._thread.popleft()
-            if self.ts is not None:
-                await self._thread_item(item)
-            return True
         if self._channel_posts:
             message, channel, keep = self._channel_posts.popleft()
             data = await self._send("chat.postMessage", channel or self.channel, **message.as_kwargs())
@@ -207,128 +172,7 @@ class CardOutbox:
             channel, ts, message = self._edits.popleft()
             await self._send("chat.update", channel, ts=ts, **message.as_kwargs())
             return True
-        if self._dirty:
-            wait = self._last_update + self._min_interval - time.monotonic()
-            if wait > 0:
-                # Coalesce: let more changes (and thread posts) arrive until the interval has passed.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
-                return True
-            await self._update_card()
-            return True
         return False
-
-    async def _thread_item(self, item: ThreadItem) -> None:
-        if callable(item):
-            try:
-                made = await item()
-            except Exception:
-                log.exception("could not make a thread item for lab %s; skipped", self.name)
-                return
-            if made is None:
-                return
-            item = made
-        if isinstance(item, FileShare):
-            await self._upload(item)
-        else:
-            await self._send("chat.postMessage", self.channel, thread_ts=self.ts, **item.as_kwargs())
-
-    async def _upload(self, share: FileShare) -> None:
-        """Share a file in the card's thread with Slack's upload flow (files.getUploadURLExternal, a POST of the
-        bytes to the URL it gives, files.completeUploadExternal); waits out 429s like messages do."""
-        for _ in range(MAX_ATTEMPTS):
-            await self._pacer.post_slot(self.channel)
-            try:
-                await self._client.files_upload_v2(
-                    filename=share.filename, content=share.data, title=share.title, alt_txt=share.alt_txt,
-                    snippet_type=share.snippet_type, channel=self.channel, thread_ts=self.ts,
-                    initial_comment=share.comment)
-                return
-            except SlackApiError as err:
-                if err.response.status_code == 429:
-                    await asyncio.sleep(retry_after(err))  # files.* have their own limits; the pacer is for chat.*
-                    continue
-                log.warning("Slack refused the file %s for lab %s: %s", share.filename, self.name,
-                            err.response.get("error", "unknown"))
-                return
-            except Exception as err:  # the upload URL's POST (SlackRequestError), the network
-                # Not retried: the file may already be shared, and a thread with the same file twice is worse.
-                log.warning("could not upload %s for lab %s: %s", share.filename, self.name, err)
-                return
-        log.error("gave up uploading %s for lab %s", share.filename, self.name)
-
-    async def _post_card(self) -> None:
-        lab = await self._fresh()
-        self._dirty = False
-        self._last_update = time.monotonic()
-        metadata = {"event_type": CARD_EVENT, "event_payload": {"lab_id": str(self.lab_id)}}
-        data = await self._send("chat.postMessage", self.channel, recover=self._find_card, metadata=metadata,
-                                **self._render(lab).as_kwargs())
-        while data is None and self._last_error in _CANNOT_POST and self._fallbacks:
-            refused, self.channel = self.channel, self._fallbacks.pop(0)
-            log.warning("labbot cannot post the card of lab %s in %s (%s); posting it in %s instead", self.name,
-                        refused, self._last_error, self.channel)
-            data = await self._send("chat.postMessage", self.channel, recover=self._find_card, metadata=metadata,
-                                    **self._render(lab).as_kwargs())
-        if data is None:
-            log.error("could not post the card of lab %s in %s; its thread messages are dropped", self.name,
-                      self.channel)
-            self._thread.clear()
-            self.ts = None
-            return
-        self.channel, self.ts = str(data["channel"]), str(data["ts"])
-        for attempt in range(5):
-            try:
-                await self._labs.set_progress_ref(self.lab_id, f"{self.channel}:{self.ts}")
-                return
-            except StaleWriteError:
-                # The engine wrote the lab at the same moment (optimistic lock); the reference is worth a retry.
-                await asyncio.sleep(0.05 * (attempt + 1))
-            except Exception:
-                log.exception("could not remember the card of lab %s", self.name)
-                return
-        log.error("could not remember the card of lab %s: the lab kept changing", self.name)
-
-    async def _update_card(self) -> None:
-        self._dirty = False
-        lab = await self._fresh()
-        self._last_update = time.monotonic()
-        data = await self._send("chat.update", self.channel, ts=self.ts, **self._render(lab).as_kwargs())
-        if data is None and self._last_error in _CARD_GONE and not self._reposted:
-            log.warning("the card of lab %s is gone (%s); posting a new one", self.name, self._last_error)
-            self._reposted, self.ts, self._dirty = True, None, True
-
-    async def _find_card(self, channel: str) -> dict[str, Any] | None:
-        """This lab's card in the channel's recent history ({channel, ts}), or None (not there, or unreadable)."""
-        try:
-            response = await self._client.conversations_history(channel=channel, limit=HISTORY_LOOKBACK,
-                                                                include_all_metadata=True)
-        except SlackApiError as err:  # missing_scope (channels:history), not_in_channel ...
-            reason = str(err.response.get("error", "unknown"))
-        except (aiohttp.ClientError, TimeoutError) as err:
-            reason = type(err).__name__
-        else:
-            for message in response.get("messages") or []:
-                metadata = message.get("metadata") or {}
-                payload = metadata.get("event_payload") or {}
-                if metadata.get("event_type") == CARD_EVENT and payload.get("lab_id") == str(self.lab_id):
-                    log.info("the card of lab %s was posted although its answer was lost; adopting it", self.name)
-                    return {"channel": channel, "ts": message["ts"]}
-            return None
-        log.warning("could not look for the card of lab %s in %s's history (%s); posting it again", self.name,
-                    channel, reason)
-        return None
-
-    def _render(self, lab: LabView) -> Message:
-        return build_lab_card(lab, now=self._now(), note=self._note)
-
-    async def _fresh(self) -> LabView:
-        """The lab as it is now (the newest notice may already be stale); the last notice's view if that fails."""
-        try:
-            self.latest = await self._labs.view(self.lab_id)
-        except Exception:
-            log.warning("could not read lab %s for its card; using the last notice", self.name, exc_info=True)
-        return self.latest
 
     async def _send(self, method: str, channel: str, *,
                     recover: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None,
@@ -356,18 +200,216 @@ class CardOutbox:
                     self._pacer.rate_limited(method, retry_after(err), channel)
                     continue
                 self._last_error = str(err.response.get("error", "unknown"))
-                log.warning("Slack refused %s for lab %s: %s", method, self.name, self._last_error)
+                log.warning("Slack refused %s for %s: %s", method, self.name, self._last_error)
                 return None
             except (aiohttp.ClientError, TimeoutError) as err:
                 if network_failures >= len(self._backoff):
                     break
                 delay = self._backoff[network_failures]
                 network_failures += 1
-                log.warning("Slack unreachable for %s of lab %s (%s); retrying in %.1fs", method, self.name,
+                log.warning("Slack unreachable for %s of %s (%s); retrying in %.1fs", method, self.name,
                             type(err).__name__, delay)
                 await asyncio.sleep(delay)
                 if recover is not None and (found := await recover(channel)) is not None:
                     return found
         self._last_error = "gave_up"
-        log.error("gave up sending %s for lab %s", method, self.name)
+        log.error("gave up sending %s for %s", method, self.name)
         return None
+
+
+class CardOutbox(ChannelOutbox):
+    """Everything labbot still has to send to Slack about one lab: its card, its thread, its channel notices."""
+
+    def __init__(
+        self,
+        *,
+        lab: LabView,
+        channel: str,
+        client: AsyncWebClient,
+        labs: LabReader,
+        pacer: SlackPacer,
+        min_interval: float,
+        now: Callable[[], datetime],
+        network_backoff: tuple[float, ...] = NETWORK_BACKOFF,
+        fallbacks: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(name=f"lab {lab.name}", channel=channel, client=client, pacer=pacer,
+                         network_backoff=network_backoff)
+        self.lab_id = lab.id
+        self._fallbacks = [c for c in fallbacks if c and c != channel]
+        self.latest = lab
+        self.ts: str | None = None
+        if lab.progress_ref and ":" in lab.progress_ref:
+            self.channel, self.ts = lab.progress_ref.split(":", 1)
+        self.failure_posted = False
+        self._labs = labs
+        self._min_interval, self._now = min_interval, now
+        self._dirty = False
+        self._note: CardNote | None = None
+        self._thread: deque[ThreadItem] = deque()
+        self._last_update = float("-inf")
+        self._reposted = False
+
+    # --- what the notifier tells it ---------------------------------------------------------------------
+
+    def changed(self, lab: LabView) -> None:
+        """The lab changed: the card needs an update (coalesced)."""
+        self.latest = lab
+        self._dirty = True
+        self._kick()
+
+    def note(self, note: CardNote) -> None:
+        """Show who did what at the foot of the card."""
+        self._note = note
+        self._dirty = True
+        self._kick()
+
+    def post_in_thread(self, message: ThreadItem) -> None:
+        """Queue a reply in the card's thread."""
+        self._thread.append(message)
+        self._kick()
+
+    # --- the worker: the card first, then its thread, channel notices, edits, and the coalesced update ------
+
+    def _has_work(self) -> bool:
+        return self._dirty or bool(self._thread) or super()._has_work()
+
+    def _drop_pending(self) -> None:
+        super()._drop_pending()
+        self._thread.clear()
+        self._dirty = False
+
+    async def _step(self) -> bool:
+        self._wake.clear()
+        if self.ts is None and (self._dirty or self._thread):
+            await self._post_card()
+            return True
+        if self._thread:
+            item = self._thread.popleft()
+            if self.ts is not None:
+                await self._thread_item(item)
+            return True
+        if await super()._step():
+            return True
+        if self._dirty:
+            wait = self._last_update + self._min_interval - time.monotonic()
+            if wait > 0:
+                # Coalesce: let more changes (and thread posts) arrive until the interval has passed.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                return True
+            await self._update_card()
+            return True
+        return False
+
+    async def _thread_item(self, item: ThreadItem) -> None:
+        if callable(item):
+            try:
+                made = await item()
+            except Exception:
+                log.exception("could not make a thread item for %s; skipped", self.name)
+                return
+            if made is None:
+                return
+            item = made
+        if isinstance(item, FileShare):
+            await self._upload(item)
+        else:
+            await self._send("chat.postMessage", self.channel, thread_ts=self.ts, **item.as_kwargs())
+
+    async def _upload(self, share: FileShare) -> None:
+        """Share a file in the card's thread with Slack's upload flow (files.getUploadURLExternal, a POST of the
+        bytes to the URL it gives, files.completeUploadExternal); waits out 429s like messages do."""
+        for _ in range(MAX_ATTEMPTS):
+            await self._pacer.post_slot(self.channel)
+            try:
+                await self._client.files_upload_v2(
+                    filename=share.filename, content=share.data, title=share.title, alt_txt=share.alt_txt,
+                    snippet_type=share.snippet_type, channel=self.channel, thread_ts=self.ts,
+                    initial_comment=share.comment)
+                return
+            except SlackApiError as err:
+                if err.response.status_code == 429:
+                    await asyncio.sleep(retry_after(err))  # files.* have their own limits; the pacer is for chat.*
+                    continue
+                log.warning("Slack refused the file %s for %s: %s", share.filename, self.name,
+                            err.response.get("error", "unknown"))
+                return
+            except Exception as err:  # the upload URL's POST (SlackRequestError), the network
+                # Not retried: the file may already be shared, and a thread with the same file twice is worse.
+                log.warning("could not upload %s for %s: %s", share.filename, self.name, err)
+                return
+        log.error("gave up uploading %s for %s", share.filename, self.name)
+
+    async def _post_card(self) -> None:
+        lab = await self._fresh()
+        self._dirty = False
+        self._last_update = time.monotonic()
+        metadata = {"event_type": CARD_EVENT, "event_payload": {"lab_id": str(self.lab_id)}}
+        data = await self._send("chat.postMessage", self.channel, recover=self._find_card, metadata=metadata,
+                                **self._render(lab).as_kwargs())
+        while data is None and self._last_error in _CANNOT_POST and self._fallbacks:
+            refused, self.channel = self.channel, self._fallbacks.pop(0)
+            log.warning("labbot cannot post the card of %s in %s (%s); posting it in %s instead", self.name,
+                        refused, self._last_error, self.channel)
+            data = await self._send("chat.postMessage", self.channel, recover=self._find_card, metadata=metadata,
+                                    **self._render(lab).as_kwargs())
+        if data is None:
+            log.error("could not post the card of %s in %s; its thread messages are dropped", self.name,
+                      self.channel)
+            self._thread.clear()
+            self.ts = None
+            return
+        self.channel, self.ts = str(data["channel"]), str(data["ts"])
+        for attempt in range(5):
+            try:
+                await self._labs.set_progress_ref(self.lab_id, f"{self.channel}:{self.ts}")
+                return
+            except StaleWriteError:
+                # The engine wrote the lab at the same moment (optimistic lock); the reference is worth a retry.
+                await asyncio.sleep(0.05 * (attempt + 1))
+            except Exception:
+                log.exception("could not remember the card of %s", self.name)
+                return
+        log.error("could not remember the card of %s: the lab kept changing", self.name)
+
+    async def _update_card(self) -> None:
+        self._dirty = False
+        lab = await self._fresh()
+        self._last_update = time.monotonic()
+        data = await self._send("chat.update", self.channel, ts=self.ts, **self._render(lab).as_kwargs())
+        if data is None and self._last_error in _CARD_GONE and not self._reposted:
+            log.warning("the card of %s is gone (%s); posting a new one", self.name, self._last_error)
+            self._reposted, self.ts, self._dirty = True, None, True
+
+    async def _find_card(self, channel: str) -> dict[str, Any] | None:
+        """This lab's card in the channel's recent history ({channel, ts}), or None (not there, or unreadable)."""
+        try:
+            response = await self._client.conversations_history(channel=channel, limit=HISTORY_LOOKBACK,
+                                                                include_all_metadata=True)
+        except SlackApiError as err:  # missing_scope (channels:history), not_in_channel ...
+            reason = str(err.response.get("error", "unknown"))
+        except (aiohttp.ClientError, TimeoutError) as err:
+            reason = type(err).__name__
+        else:
+            for message in response.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == CARD_EVENT and payload.get("lab_id") == str(self.lab_id):
+                    log.info("the card of %s was posted although its answer was lost; adopting it", self.name)
+                    return {"channel": channel, "ts": message["ts"]}
+            return None
+        log.warning("could not look for the card of %s in %s's history (%s); posting it again", self.name,
+                    channel, reason)
+        return None
+
+    def _render(self, lab: LabView) -> Message:
+        return build_lab_card(lab, now=self._now(), note=self._note)
+
+    async def _fresh(self) -> LabView:
+        """The lab as it is now (the newest notice may already be stale); the last notice's view if that fails."""
+        try:
+            self.latest = await self._labs.view(self.lab_id)
+        except Exception:
+            log.warning("could not read %s for its card; using the last notice", self.name, exc_info=True)
+        return self.latest
