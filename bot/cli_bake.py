@@ -16,7 +16,6 @@ import typer
 
 from bot.cli_worker import LogNotifier, configure_logging
 from config.settings import Settings, load_settings
-from services import db
 from services.crypto import require_strong_secret_key
 from services.errors import LabbotError
 from services.i18n import _
@@ -46,8 +45,8 @@ async def run_bake(settings: Settings, *, profile: str | None, from_lab: str | N
     async def progress(line: str) -> None:
         echo(f"  {line}")
 
-    await rt.start()
     try:
+        await rt.start()
         return await rt.baking.bake(profile=profile, from_lab=from_lab, image_name=name, progress=progress)
     finally:
         await rt.stop()
@@ -63,12 +62,8 @@ def bake_command(
     require_strong_secret_key(settings)
     configure_logging(settings)
 
-    async def main() -> BakedImage:
-        await db.require_migrated(db.make_engine(settings.database_url))
-        return await run_bake(settings, profile=profile, from_lab=from_lab, name=name, echo=typer.echo)
-
-    try:
-        baked = asyncio.run(main())
+    try:  # the runtime refuses a database that is not migrated, before anything is built
+        baked = asyncio.run(run_bake(settings, profile=profile, from_lab=from_lab, name=name, echo=typer.echo))
     except LabbotError as err:
         typer.echo(_("bake failed: {error}").format(error=err.user_message), err=True)
         raise typer.Exit(1) from None

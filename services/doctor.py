@@ -155,8 +155,8 @@ def _profile_files(profile: LabProfile) -> list[Check]:
     """Local files the profile names: the installer when labbot uploads it, the nested image when served."""
     found: list[Check] = []
     install = profile.install
-    if install.upload:
-        found.append(_local_file("installer", install.installer, "install.installer"))
+    if install.upload:  # then exactly one local file (the profile's own check)
+        found.append(_local_file("installer", install.installer_patterns[0], "install.installer"))
     image = profile.nested.image
     for field_name in ("file", "local_file", "path"):
         value = getattr(image, field_name, None)

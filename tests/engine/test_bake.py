@@ -125,3 +125,20 @@ async def test_a_lab_whose_nested_zstack_holds_resources_is_not_baked(box, datab
         assert row.lease_owner is None and "baked" not in [e.kind for e in await world.events(lab.id)]
         await world.service.destroy(OWNER, "full")
         await world.runtime.engine.wait_idle(timeout=300)
+
+
+def test_the_cli_refuses_an_unmigrated_database_before_building_anything(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABBOT_", "SLACK_"))}
+    env.update({"LABBOT_PLATFORM_URL": "http://127.0.0.1:9/zstack/v1", "LABBOT_PLATFORM_PASSWORD": "pw",
+                "LABBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
+                "LABBOT_STATE_DIR": str(tmp_path), "LABBOT_SECRET_KEY": "bake-test-key-0123456789abcdef-0123"})
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "bake", "--profile", "sandbox"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "bake failed: the database is at an empty database" in done.stderr
+    assert "labbot db upgrade" in done.stderr and "Traceback" not in done.stderr
