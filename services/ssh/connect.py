@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import asyncssh
 
@@ -62,49 +62,16 @@ async def open_connection(
     request: ConnectRequest, *, tunnel: asyncssh.SSHClientConnection | None = None
 ) -> asyncssh.SSHClientConnection:
     """Connect (through ``tunnel`` for VM2), verify the host key against the pin, authenticate with the lab key."""
-    lab, target, address = request.lab, request.target, request.address
-    pinned_text = await request.host_keys.get(lab, target)
-    client = _PinningClient(asyncssh.import_public_key(pinned_text) if pinned_text else None)
-    where = f"{address.host}:{address.port}" + (" via vm1" if tunnel else "")
-    try:
-        conn = await asyncio.wait_for(
-            asyncssh.connect(
-                address.host,
-                address.port,
-                tunnel=tunnel,
-                client_factory=lambda: client,
-                username=request.username,
-                client_keys=[request.client_key],
-                known_hosts=([], [], []),  # an empty trust list: every key goes through _PinningClient
-                agent_path=None,
-                config=None,
-                password=None,
-                kbdint_auth=False,
-                connect_timeout=request.connect_timeout,
-                keepalive_interval=request.keepalive_interval,
-                keepalive_count_max=3,
-            ),
-            timeout=request.connect_timeout * 2,
-        )
-    except asyncssh.HostKeyNotVerifiable:
-        await _refuse_changed_key(request, client)
-        raise SSHError(f"host key of {target} ({where}) not accepted", lab=lab, host=target) from None
-    except asyncssh.PermissionDenied:
-        raise SSHAuthError(
-            f"{target} ({where}) in lab {lab} refused labbot's key for user {request.username}", lab=lab, host=target
-        ) from None
-    except asyncssh.ChannelOpenError as err:
-        raise SSHUnreachableError(
-            f"vm1 could not reach {target} ({where}) in lab {lab}: {err.reason}", lab=lab, host=target
-        ) from None
-    except (TimeoutError, OSError, asyncssh.Error) as err:
-        reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or type(err).__name__
-        raise SSHUnreachableError(f"cannot connect to {target} ({where}) in lab {lab}: {reason}", lab=lab,
-                                  host=target) from None
+    conn, client = await _connect(
+        request, tunnel, refused=f"refused labbot's key for user {request.username}",
+        client_keys=[request.client_key], password=None,
+        keepalive_interval=request.keepalive_interval, keepalive_count_max=3,
+    )
+    lab, target = request.lab, request.target
     if client.pinned is None and client.offered is not None:
         await request.host_keys.pin(lab, target, client.offered.export_public_key("openssh").decode().strip())
         log.info("pinned ssh host key lab=%s host=%s fingerprint=%s", lab, target, client.offered.get_fingerprint())
-    log.info("ssh connected lab=%s host=%s addr=%s", lab, target, where)
+    log.info("ssh connected lab=%s host=%s addr=%s", lab, target, _where(request, tunnel))
     return conn
 
 
@@ -116,17 +83,41 @@ async def check_password_login(
     The host key must be the pinned one (the key check of ``open_connection`` ran first). Raises
     ``SSHAuthError`` when the server refuses the password (e.g. ``PasswordAuthentication no``).
     """
+    conn, _client = await _connect(
+        request, tunnel, refused=f"refuses password login for {request.username}",
+        client_keys=None, password=password, preferred_auth=("password",),
+    )
+    conn.close()
+    await conn.wait_closed()
+
+
+def _where(request: ConnectRequest, tunnel: asyncssh.SSHClientConnection | None) -> str:
+    return f"{request.address.host}:{request.address.port}" + (" via vm1" if tunnel else "")
+
+
+async def _connect(
+    request: ConnectRequest, tunnel: asyncssh.SSHClientConnection | None, *, refused: str, **auth: Any
+) -> tuple[asyncssh.SSHClientConnection, _PinningClient]:
+    """One connection with the host key checked against the pin and ``auth``'s way of logging in; asyncssh's
+    errors become the project's here (``refused`` says what the server refused)."""
     lab, target, address = request.lab, request.target, request.address
     pinned_text = await request.host_keys.get(lab, target)
     client = _PinningClient(asyncssh.import_public_key(pinned_text) if pinned_text else None)
-    where = f"{address.host}:{address.port}" + (" via vm1" if tunnel else "")
+    where = _where(request, tunnel)
     try:
         conn = await asyncio.wait_for(
             asyncssh.connect(
-                address.host, address.port, tunnel=tunnel, client_factory=lambda: client,
-                username=request.username, password=password, client_keys=None, known_hosts=([], [], []),
-                agent_path=None, config=None, kbdint_auth=False, preferred_auth=("password",),
+                address.host,
+                address.port,
+                tunnel=tunnel,
+                client_factory=lambda: client,
+                username=request.username,
+                known_hosts=([], [], []),  # an empty trust list: every key goes through _PinningClient
+                agent_path=None,
+                config=None,
+                kbdint_auth=False,
                 connect_timeout=request.connect_timeout,
+                **auth,
             ),
             timeout=request.connect_timeout * 2,
         )
@@ -134,15 +125,17 @@ async def check_password_login(
         await _refuse_changed_key(request, client)
         raise SSHError(f"host key of {target} ({where}) not accepted", lab=lab, host=target) from None
     except asyncssh.PermissionDenied:
-        raise SSHAuthError(
-            f"{target} ({where}) in lab {lab} refuses password login for {request.username}", lab=lab, host=target
+        raise SSHAuthError(f"{target} ({where}) in lab {lab} {refused}", lab=lab, host=target) from None
+    except asyncssh.ChannelOpenError as err:
+        raise SSHUnreachableError(
+            f"vm1 could not reach {target} ({where}) in lab {lab}: {err.reason}", lab=lab, host=target
         ) from None
     except (TimeoutError, OSError, asyncssh.Error) as err:
         reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or type(err).__name__
-        raise SSHUnreachableError(f"cannot connect to {target} ({where}) in lab {lab}: {reason}", lab=lab,
-                                  host=target) from None
-    conn.close()
-    await conn.wait_closed()
+        raise SSHUnreachableError(
+            f"cannot connect to {target} ({where}) in lab {lab}: {reason}", lab=lab, host=target
+        ) from None
+    return conn, client
 
 
 async def _refuse_changed_key(request: ConnectRequest, client: _PinningClient) -> None:

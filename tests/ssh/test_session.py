@@ -26,7 +26,7 @@ from services.ssh import (
     generate_keypair,
 )
 from services.ssh.keys import fingerprint
-from tests.sandbox.labbox import Lab, LabBox, drop_connections, require_sandbox, sshd_children
+from tests.sandbox.labbox import VM2_ROOT_PASSWORD, Lab, LabBox, drop_connections, require_sandbox, sshd_children
 
 pytestmark = pytest.mark.sandbox
 
@@ -246,3 +246,13 @@ async def test_forward_local_reaches_vm2_and_survives_a_drop(box: LabBox, lab: L
             assert (await http.get("/hello.txt")).text == "hello-from-vm2\n"
             await drop_connections(box, lab.vm1)
             assert (await http.get("/hello.txt")).text == "hello-from-vm2\n"  # same port, new SSH connection
+
+
+async def test_password_login_to_vm2_is_checked_through_vm1(lab: Lab) -> None:
+    # What the nested ZStack's AddKVMHost will do: log in to VM2 with root's password, after the key pinned it.
+    async with lab.ssh() as ssh:
+        await ssh.run("vm2", "true", timeout=10)  # pins VM2's host key
+        await ssh.check_password("vm2", VM2_ROOT_PASSWORD)
+        with pytest.raises(SSHAuthError, match="refuses password login for root") as caught:
+            await ssh.check_password("vm2", "not-" + VM2_ROOT_PASSWORD)
+        assert VM2_ROOT_PASSWORD not in caught.value.message
