@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -278,14 +280,21 @@ class DatabaseHostKeyStore:
         async with self._sessions() as session:
             return await session.scalar(select(HostKey.key).where(HostKey.lab_uuid == lab, HostKey.host == host))
 
-    async def pin(self, lab: str, host: str, key: str) -> None:
-        """Pin a key seen for the first time; pinning again with another key is refused by the caller."""
-        async with self._sessions() as session, session.begin():
-            existing = await session.scalar(
-                select(HostKey).where(and_(HostKey.lab_uuid == lab, HostKey.host == host))
-            )
-            if existing is None:
-                session.add(HostKey(lab_uuid=lab, host=host, key=key))
+    async def pin(self, lab: str, host: str, key: str) -> str:
+        """Pin a key seen for the first time, in one statement; the key pinned now (a concurrent first connection's,
+        if it pinned first: the caller compares)."""
+        dialect = self._sessions.kw["bind"].dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(HostKey).values(lab_uuid=lab, host=host, key=key, pinned_at=utcnow())
+        statement = statement.on_conflict_do_nothing(index_elements=[HostKey.lab_uuid, HostKey.host])
+        for _attempt in range(3):
+            if await execute_alone(self._sessions, statement):
+                return key
+            pinned = await self.get(lab, host)
+            if pinned is not None:
+                return pinned
+            # forgotten between the insert and the read: pin again
+        raise RuntimeError(f"the host key of {host} in lab {lab} keeps being pinned and forgotten")
 
     async def forget(self, lab: str, host: str | None = None) -> None:
         """Drop every pinned key of a lab (on destroy), or one host's (its VM was recreated)."""

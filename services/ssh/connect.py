@@ -69,7 +69,14 @@ async def open_connection(
     )
     lab, target = request.lab, request.target
     if client.pinned is None and client.offered is not None:
-        await request.host_keys.pin(lab, target, client.offered.export_public_key("openssh").decode().strip())
+        offered = client.offered.export_public_key("openssh").decode().strip()
+        pinned = await request.host_keys.pin(lab, target, offered)
+        if pinned != offered:
+            # Another connection to this host pinned first, a key other than the one this host just offered.
+            client.pinned = asyncssh.import_public_key(pinned)
+            if client.pinned.public_data != client.offered.public_data:
+                conn.close()
+                await _refuse_changed_key(request, client)
         log.info("pinned ssh host key lab=%s host=%s fingerprint=%s", lab, target, client.offered.get_fingerprint())
     log.info("ssh connected lab=%s host=%s addr=%s", lab, target, _where(request, tunnel))
     return conn

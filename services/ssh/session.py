@@ -36,7 +36,7 @@ from services.ssh.errors import (
     SSHUnreachableError,
 )
 from services.ssh.forward import LocalForward
-from services.ssh.hostkeys import HostKeyStore, KeyChangedCallback
+from services.ssh.hostkeys import HostKeyStore, KeyChangedCallback, SessionPins
 from services.ssh.keys import KeyPair
 from services.ssh.output import MAX_OUTPUT_CHARS, READ_CHUNK, OutputBudget, OutputLimitReached, StreamCollector
 from services.ssh.result import CommandResult, LineCallback, Runner
@@ -74,7 +74,7 @@ class LabSSH:
         self.username = shell.username(username)
         self._addresses: dict[Target, HostAddress | None] = {"vm1": vm1, "vm2": vm2}
         self._client_key = key.to_asyncssh()
-        self._host_keys = host_keys
+        self._host_keys = SessionPins(host_keys)  # reconnections do not ask the store again
         self._connect_timeout = connect_timeout
         self._keepalive_interval = keepalive_interval
         self._on_key_changed = on_key_changed

@@ -115,8 +115,10 @@ async def test_steps_are_created_once_in_order(sessions: Sessions) -> None:
 async def test_host_key_store_pins_first_key(sessions: Sessions) -> None:
     store = repo.DatabaseHostKeyStore(sessions)
     assert await store.get("lab-uuid", "vm1") is None
-    await store.pin("lab-uuid", "vm1", "ssh-ed25519 AAAAfirst")
-    await store.pin("lab-uuid", "vm1", "ssh-ed25519 AAAAsecond")
+    assert await store.pin("lab-uuid", "vm1", "ssh-ed25519 AAAAfirst") == "ssh-ed25519 AAAAfirst"
+    # A second first pin (a concurrent connection) keeps the first and says which key is pinned.
+    assert await store.pin("lab-uuid", "vm1", "ssh-ed25519 AAAAsecond") == "ssh-ed25519 AAAAfirst"
     assert await store.get("lab-uuid", "vm1") == "ssh-ed25519 AAAAfirst"
+    assert await store.pin("lab-uuid", "vm2", "ssh-ed25519 AAAAother") == "ssh-ed25519 AAAAother"
     await store.forget("lab-uuid")
     assert await store.get("lab-uuid", "vm1") is None

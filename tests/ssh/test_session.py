@@ -170,6 +170,44 @@ async def test_a_different_key_is_refused_as_possible_interception(lab: Lab) -> 
     assert await store.get("sshlab", "vm1") == impostor  # the pin is not replaced
 
 
+class FirstPinRace(MemoryHostKeyStore):
+    """A store in which another connection pins ``impostor`` between this connection's read and its pin."""
+
+    def __init__(self, impostor: str) -> None:
+        super().__init__()
+        self.impostor = impostor
+        self.reads = 0
+
+    async def get(self, lab: str, host: str) -> str | None:
+        self.reads += 1
+        pinned = await super().get(lab, host)
+        if pinned is None:
+            self.keys[(lab, host)] = self.impostor  # lands after this read, before this connection's pin
+        return pinned
+
+
+async def test_a_concurrent_first_pin_of_another_key_is_refused(lab: Lab) -> None:
+    impostor = generate_keypair().public_openssh
+    store = FirstPinRace(impostor)
+    async with lab.ssh(store) as ssh:
+        with pytest.raises(HostKeyChangedError) as caught:
+            await ssh.run("vm1", "true", timeout=10)
+    assert caught.value.old_fingerprint == fingerprint(impostor)
+    assert store.keys[("sshlab", "vm1")] == impostor  # the first pin stays
+
+
+async def test_a_session_reads_each_pin_once_however_often_it_reconnects(box: LabBox, lab: Lab) -> None:
+    store = FirstPinRace("unused")
+    await store.pin("sshlab", "vm1", host_key(box, lab.vm1.vm_uuid))
+    await store.pin("sshlab", "vm2", host_key(box, lab.vm2.vm_uuid))
+    async with lab.ssh(store) as ssh:
+        for _ in range(2):
+            assert (await ssh.run("vm2", "echo ok", timeout=15)).stdout == "ok\n"
+            assert await drop_connections(box, lab.vm1) >= 1
+        assert (await ssh.run("vm2", "echo ok", timeout=15)).stdout == "ok\n"
+    assert store.reads == 2  # vm1 and vm2, once each, over three connections to each
+
+
 async def test_a_rebuilt_vm_with_a_new_host_key_is_refused(box: LabBox, lab: Lab) -> None:
     store = MemoryHostKeyStore()
     async with lab.ssh(store) as ssh:
