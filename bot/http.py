@@ -168,8 +168,9 @@ def malformed(body: bytes, content_type: str) -> str | None:
 
     Mirrors how Bolt reads a body (``slack_bolt.request.internals.parse_body``): JSON when the content type is
     exactly ``application/json`` or the body starts with ``{``; else a form, whose ``payload`` (if any) is JSON.
-    Bolt then assumes Slack's shapes: the JSON is an object, an interaction has a string ``type``, and an
-    ``event`` is an object with a string ``type``.
+    Bolt then assumes Slack's shapes: the JSON is an object, an interaction has a string ``type``, an
+    ``event`` is an object with a string ``type``, and the ids it reads for its context are Slack's (see
+    ``_context_problem``).
     """
     try:
         text = body.decode("utf-8")
@@ -189,7 +190,7 @@ def malformed(body: bytes, content_type: str) -> str | None:
             event = payload.get("event")
             if not isinstance(event, dict) or not isinstance(event.get("type"), str):
                 return "an event that is not an object with a type"
-        return None
+        return _context_problem(payload)
     if "payload" in text:
         form = dict(parse_qsl(text, keep_blank_values=True))
         if "payload" in form:
@@ -199,4 +200,27 @@ def malformed(body: bytes, content_type: str) -> str | None:
                 return "the payload is not JSON"
             if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
                 return "the payload is not an object with a type"
+            return _context_problem(payload)
+    return None
+
+
+# What Bolt reads to build a request's context (slack_bolt.request.internals.build_context): these fields as an id
+# or an object with an ``id``, in the body and in the objects it descends into, and ``authorizations`` as a list
+# of objects. Anything else there (a number, a list) raises inside Bolt before any listener runs.
+_CONTEXT_IDS = ("user", "team", "channel", "enterprise")
+_CONTEXT_OBJECTS = ("event", "message", "previous_message", "item", "assistant_thread", "view", "function_data")
+
+
+def _context_problem(payload: dict[str, Any], depth: int = 0) -> str | None:
+    for key in _CONTEXT_IDS:
+        value = payload.get(key)
+        if value is not None and not isinstance(value, str | dict):
+            return f"`{key}` is neither an id nor an object"
+    for key in ("authorizations", "response_urls"):
+        value = payload.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+            return f"`{key}` is not a list of objects"
+    for inner in [*(payload.get(key) for key in _CONTEXT_OBJECTS), *(payload.get("authorizations") or [])[:1]]:
+        if isinstance(inner, dict) and depth < 3 and (problem := _context_problem(inner, depth + 1)):
+            return problem
     return None

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.http import MAX_BODY_BYTES
+from bot.http import MAX_BODY_BYTES, malformed
 from services import claims, db
 from services.db import utcnow
 from tests.slack import payloads
@@ -136,3 +136,35 @@ def test_a_request_body_of_the_form_slack_sends_fits_the_limit() -> None:
     # A modal submission carrying a view at views.open's 250 kB limit, URL-encoded the way Slack sends it.
     view = "\"" * (250 * 1024)  # each character URL-encodes to three
     assert len(urlencode({"payload": view})) < MAX_BODY_BYTES
+
+
+@pytest.mark.parametrize(("payload", "problem"), [
+    ({"type": "event_callback", "event": {"type": "app_home_opened", "user": 1.5}}, "`user` is neither"),
+    ({"type": "event_callback", "event": {"type": "message", "message": {"user": ["U1"]}}}, "`user` is neither"),
+    ({"type": "event_callback", "team": 7, "event": {"type": "app_mention"}}, "`team` is neither"),
+    ({"type": "event_callback", "authorizations": 3, "event": {"type": "app_mention"}}, "`authorizations` is not"),
+    ({"type": "event_callback", "authorizations": [{"enterprise": [1]}], "event": {"type": "x"}}, "`enterprise`"),
+    ({"type": "view_submission", "view": {"id": "V1", "channel": 5}}, "`channel` is neither"),
+    ({"type": "view_submission", "response_urls": ["https://hooks.slack.com/x"]}, "`response_urls` is not"),
+])
+def test_ids_bolt_reads_for_its_context_must_have_slacks_shape(payload: dict[str, object], problem: str) -> None:
+    """Bolt builds every request's context from these fields before any listener runs, assuming an id string or
+    an object; a signed body with anything else there is refused before Bolt sees it, as JSON and as a form."""
+    import json
+
+    as_json = json.dumps(payload).encode()
+    assert problem in (malformed(as_json, "application/json") or "")
+    assert problem in (malformed(urlencode({"payload": json.dumps(payload)}).encode(), payloads.FORM) or "")
+
+
+def test_what_slack_sends_passes_the_shape_check() -> None:
+    import json
+
+    event = {"type": "event_callback", "team_id": "T1", "authorizations": [{"team_id": "T1", "user_id": "U2",
+             "enterprise_id": None, "is_bot": True}], "event": {"type": "app_home_opened", "user": "U1",
+             "channel": "D1", "tab": "home"}}
+    submission = {"type": "view_submission", "user": {"id": "U1", "team_id": "T1"}, "team": {"id": "T1"},
+                  "enterprise": None, "view": {"id": "V1", "team_id": "T1", "state": {"values": {}}},
+                  "response_urls": [{"response_url": "https://hooks.slack.com/x", "channel_id": "C1"}]}
+    assert malformed(json.dumps(event).encode(), "application/json") is None
+    assert malformed(urlencode({"payload": json.dumps(submission)}).encode(), payloads.FORM) is None

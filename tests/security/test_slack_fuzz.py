@@ -143,6 +143,9 @@ def test_view_submissions(box: SlackBox, name: str, profile: Any, ttl: Any, meta
 @example(event=None, envelope_type="event_callback", event_id="E1")  # crashed Bolt's middleware: a 500
 @example(event="x", envelope_type="url_verification", event_id="E2")  # likewise, in the self-events filter
 @example(event=[1], envelope_type="event_callback", event_id="E3")
+# A number as the user crashed Bolt's context building (`"id" in user`): found by this test, now refused first.
+@example(event={"type": "app_home_opened", "user": -2.2e-311, "tab": "home", "channel": "\n"},
+         envelope_type="url_verification", event_id="E4")
 @given(event=st.one_of(
     st.fixed_dictionaries({"type": st.just("app_home_opened"), "user": any_value, "tab": any_value,
                            "channel": any_value}),
