@@ -133,13 +133,32 @@ class World:
             return {r.host: r.key for r in rows}
 
     async def wait_state(self, name: str, states: set[str], timeout: float = BUILD_TIMEOUT) -> Lab:
-        """Poll the database until the lab is in one of ``states``."""
-        async with asyncio.timeout(timeout):
-            while True:
-                lab = await self.lab_row(name)
-                if lab.state in states:
-                    return lab
-                await asyncio.sleep(0.1)
+        """Poll the database until the lab is in one of ``states``; on timeout, fail with where the lab stands
+        and what its VMs' sshd logged."""
+        lab: Lab | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    lab = await self.lab_row(name)
+                    if lab.state in states:
+                        return lab
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            if lab is None:
+                raise AssertionError(f"lab {name} could not be read within {timeout}s") from None
+            steps = {n: (s.state, s.attempt, s.error) for n, s in (await self.steps(lab.id)).items()}
+            raise AssertionError(f"lab {name} still {lab.state} after {timeout}s; steps {steps}\n"
+                                 f"{self.consoles(lab)}") from None
+
+    def consoles(self, lab: Lab, chars: int = 3000) -> str:
+        """The end of each of the lab's VM consoles (its sshd's log: sessions opened, closed, refused), for a
+        failure's message."""
+        parts = []
+        for role, uuid in (("vm1", lab.vm1_uuid), ("vm2", lab.vm2_uuid)):
+            path = self.box.config.vm_dir(uuid) / "console.log" if uuid else None
+            if path is not None and path.exists():
+                parts.append(f"--- {role} console ---\n{path.read_text(errors='replace')[-chars:]}")
+        return "\n".join(parts)
 
     def outer_vms(self, lab_uuid: str) -> list[dict[str, Any]]:
         """The outer simulator's VMs tagged with the lab (whatever their state)."""

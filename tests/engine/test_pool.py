@@ -41,7 +41,8 @@ async def test_a_pool_lab_is_handed_over_with_fresh_credentials(box, database_ur
         created = (await service.pool.refill()).created
         assert len(created) == 1
         pool_lab = await world.wait_state(created[0], {LabState.READY, LabState.FAILED}, timeout=300)
-        assert pool_lab.state == LabState.READY and pool_lab.pool, (pool_lab.failed_step, pool_lab.error)
+        assert pool_lab.state == LabState.READY and pool_lab.pool, (pool_lab.failed_step, pool_lab.error,
+                                                                    world.consoles(pool_lab))
         old_password = world.runtime.box.decrypt(pool_lab.host_password_enc or "").get_secret_value()
         async with world.lab_ssh(pool_lab) as ssh:
             assert await matches(old_password, await shadow_hash(ssh, "vm1"))
