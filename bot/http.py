@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -82,7 +83,15 @@ async def _slack_event(bot: SlackBot, replays: ReplayGuard, request: Request) ->
         if not valid_signature(secret.get_secret_value(), body, request.headers):
             log.info("refused a Slack request with a bad or stale signature: %s", request_summary(request, len(body)))
             return JSONResponse({"error": "invalid request"}, status_code=401)
-        if not await replays.first_time(request.headers):
+        try:
+            fresh = await replays.first_time(request.headers)
+        except SQLAlchemyError as err:
+            # Without the database a delivery cannot be told from a replay, so it is not acted on: 503 makes Slack
+            # retry an event or a click, and tells whoever typed a command that it did not go through.
+            log.warning("answered 503: could not check a Slack request for replay (database: %s)",
+                        type(err).__name__)
+            return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
+        if not fresh:
             log.info("ignored a replayed Slack request: %s", request_summary(request, len(body)))
             return Response(status_code=200)
     problem = malformed(body, request.headers.get("content-type", ""))

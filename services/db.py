@@ -81,10 +81,17 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
     return engine
 
 
+# How long a SQLite write waits for another connection's write to commit before failing with "database is
+# locked". SQLite has one writer at a time, and a commit waits for its fsync of the WAL: on a busy disk that can
+# take seconds, and 5 s (Python's default) once failed a Slack request in CI. PostgreSQL waits for a row lock
+# without limit; 30 s matches the pool's checkout timeout, and the waiting connection sleeps (no CPU).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import text
 
 from bot.http import MAX_BODY_BYTES, malformed
 from services import claims, db
@@ -130,6 +131,24 @@ async def test_a_replay_is_acted_on_once_across_two_replicas(database_url: str) 
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_a_request_that_cannot_be_checked_for_replay_is_not_acted_on(
+        sessions: Sessions, caplog: pytest.LogCaptureFixture) -> None:
+    async with running_bot(sessions, progress_events=1) as h:
+        await h.command("create demo --ttl 2h")
+        await h.settle()
+        async with sessions() as session, session.begin():  # the replay memory is gone: the database is in trouble
+            await session.execute(text("DROP TABLE claims"))
+        caplog.clear()
+        answer = await h.command("extend demo 1h", hook="ext")
+        await h.settle()
+        assert answer.status_code == 503  # Slack retries a click or an event; a person sees it did not go through
+        assert (await h.world.service.status("demo")).ttl_extensions == 0
+        assert not h.fake.hook_bodies("ext")
+        refusals = [r for r in caplog.records if r.name == "bot.http"]
+        assert [r.levelno for r in refusals] == [logging.WARNING] and refusals[0].exc_info is None
+        assert "replay" in refusals[0].getMessage() and "claims" not in refusals[0].getMessage()
 
 
 def test_a_request_body_of_the_form_slack_sends_fits_the_limit() -> None:
