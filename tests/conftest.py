@@ -69,6 +69,20 @@ async def drop_pg_database(url: str) -> None:
         await conn.close()
 
 
+def on_database(kind: str) -> pytest.MarkDecorator:
+    """Run a test on one database instead of both.
+
+    For the tests that build whole labs in the lab-in-a-box to test something other than the database (baking,
+    pools, isolation, exercises, retries, host keys): each costs 20-40 s per run, and the database layer under
+    them is tested on both databases by the repository, lifecycle and end-to-end tests. They alternate, so
+    each database builds labs of every kind.
+    """
+    param = pytest.param("postgres", marks=pytest.mark.postgres) if kind == "postgres" else kind
+    if kind not in ("sqlite", "postgres"):
+        raise ValueError(f"no database {kind!r}")
+    return pytest.mark.parametrize("empty_database_url", [param], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """The URL of a fresh, empty database of each kind; removed afterwards."""

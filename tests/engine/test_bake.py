@@ -14,6 +14,7 @@ from config.profiles import InstallSpec
 from services.iscsi.initiator import lab_initiator_name
 from services.labs.build.bake import BAKED_TAG, VERSION_TAG, BakeRefusedError
 from services.labs.models import LabState
+from tests.conftest import on_database
 from tests.engine.sandbox_lab import OWNER, box_fixture, lab_world
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(900)]
@@ -24,6 +25,7 @@ PROPERTIES = "/usr/local/zstack/apache-tomcat/webapps/zstack/WEB-INF/classes/zst
 ELSEWHERE = "198.19.8.250"  # a management IP no VM2 of this box has: the image as if baked on another network
 
 
+@on_database("sqlite")
 async def test_a_baked_image_builds_a_lab_without_the_installer(box, database_url: str, tmp_path: Path) -> None:
     async with lab_world(box, database_url, tmp_path) as world:
         rt = world.runtime
@@ -104,6 +106,7 @@ async def test_a_baked_image_builds_a_lab_without_the_installer(box, database_ur
         assert not box.config.image_dir(baked.uuid).exists()
 
 
+@on_database("postgres")
 async def test_a_lab_whose_nested_zstack_holds_resources_is_not_baked(box, database_url: str, tmp_path: Path) -> None:
     async with lab_world(box, database_url, tmp_path) as world:
         await world.service.create(OWNER, name="full")

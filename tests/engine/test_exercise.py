@@ -19,6 +19,7 @@ from services.labs.notifier import NoticeKind
 from services.labs.service import Actor
 from services.labs.tasks import TASK_STEPS
 from services.shell import join
+from tests.conftest import on_database
 from tests.engine.sandbox_lab import OWNER, box_fixture, lab_world
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
@@ -31,6 +32,7 @@ def verdicts(view) -> dict[str, tuple[bool, str]]:  # type: ignore[no-untyped-de
     return {t.step: (t.done, t.detail) for t in view.exercise.tasks}
 
 
+@on_database("postgres")
 async def test_exercise_checked_by_hand_and_solved(box, database_url: str, tmp_path: Path) -> None:
     async with lab_world(box, database_url, tmp_path) as world:
         view = await world.service.create(OWNER, name="ex", exercise=True)

@@ -21,6 +21,7 @@ from services.crypto import SecretBox
 from services.labs.build import steps as steps_module
 from services.labs.models import LabState, StepState
 from services.labs.notifier import NoticeKind
+from tests.conftest import on_database
 from tests.engine.sandbox_lab import OWNER, SandboxBox, box_fixture, lab_world
 from tests.sandbox.labbox import drop_connections
 
@@ -30,6 +31,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 box = box_fixture("fail")
 
 
+@on_database("sqlite")
 async def test_zstack_error_fails_the_step_and_retry_completes_the_lab(box, database_url: str, tmp_path: Path):
     async with lab_world(box, database_url, tmp_path) as world:
         world.sim.faults.set(fail_rate=1.0, methods=frozenset({"POST"}))
@@ -122,6 +124,7 @@ async def test_vm2_refusing_root_password_fails_wait_ssh_with_what_to_change(
         assert world.outer_vms(lab.uuid) == []
 
 
+@on_database("postgres")
 async def test_retry_after_a_failed_install_cleans_vm2_up_and_installs_again(box: SandboxBox, database_url: str,
                                                                              tmp_path: Path):
     # The first install dies half-way (after /usr/local/zstack and the database exist), as a real one can. The

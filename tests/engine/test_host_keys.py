@@ -14,6 +14,7 @@ import pytest
 
 from sandbox import sshd
 from services.labs.models import LabState
+from tests.conftest import on_database
 from tests.engine.sandbox_lab import OWNER, World, box_fixture, lab_world
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(240)]
@@ -50,6 +51,7 @@ async def _half_built(world: World, hook: StopAfterPinning, name: str):
     return lab, pins
 
 
+@on_database("sqlite")
 async def test_a_recreated_vm_gets_a_new_pin_and_the_lab_is_rebuilt(box, database_url: str, tmp_path: Path):
     hook = StopAfterPinning()
     async with lab_world(box, database_url, tmp_path, after_step=hook) as world:

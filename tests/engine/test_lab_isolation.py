@@ -18,6 +18,7 @@ from services.crypto import SecretBox
 from services.labs.models import Lab, LabState
 from services.zstack.client import ZStackClient
 from services.zstack.errors import ZStackAuthError
+from tests.conftest import on_database
 from tests.engine.sandbox_lab import OWNER, World, box_fixture, lab_world
 from tests.sandbox.labbox import python_on
 
@@ -68,6 +69,7 @@ async def _reach(world: World, source: Lab, ip: str, *, as_neighbour: bool = Fal
         return str(await python_on(ssh, "vm1", CONNECT.format(ip=ip)))
 
 
+@on_database("postgres")
 async def test_labs_cannot_reach_each_other_and_each_network_goes_with_its_lab(box, database_url: str,
                                                                               tmp_path: Path):
     async with lab_world(box, database_url, tmp_path, profiles_dir=_profiles(tmp_path)) as world:

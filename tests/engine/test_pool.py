@@ -13,6 +13,7 @@ import pytest
 from config.profiles import PoolSpec
 from services.labs.models import LabState
 from services.labs.notifier import NoticeKind
+from tests.conftest import on_database
 from tests.engine.sandbox_lab import OWNER, box_fixture, lab_world
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
@@ -34,6 +35,7 @@ async def matches(password: str, hashed: str) -> bool:
     return bool(hashed) and crypt.crypt(password, hashed) == hashed
 
 
+@on_database("sqlite")
 async def test_a_pool_lab_is_handed_over_with_fresh_credentials(box, database_url: str, tmp_path: Path) -> None:
     async with lab_world(box, database_url, tmp_path) as world:
         service = world.runtime.service
