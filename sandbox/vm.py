@@ -41,6 +41,10 @@ INSTALLER = Path(__file__).resolve().parent / "assets" / "zstack-installer.bin"
 # Where a ZStack ISO OS keeps its installer: /opt/zstack-dvd/<arch>/<release>/ (h84r: Helix 8.4, ZStack 4.8+).
 INSTALLER_IN_VM = "/opt/zstack-dvd/x86_64/h84r/zstack-installer.bin"
 ENV_FILE = "labbot-sandbox.env"  # /etc/labbot-sandbox.env inside the VM
+# The DNS server each VM is given, as on an offline lab platform: one that never answers. Its address is routed
+# to a veth pair inside the VM's own namespace, so a lookup waits out the resolver's timeouts (glibc: 2 x 5 s)
+# as on the real thing, and no query leaves the VM, whatever the host forwards.
+SILENT_DNS = "198.19.255.53"
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ async def prepare_files(config: SandboxConfig, plan: VmPlan, netns: str) -> tupl
         shutil.copyfile(INSTALLER, placed)
     hostname = _hostname(plan.name, plan.vm_uuid)
     (etc_upper / "hostname").write_text(hostname + "\n")
+    (etc_upper / "resolv.conf").write_text(f"nameserver {SILENT_DNS}\n")  # what DHCP or cloud-init would write
     env = {
         "LABBOT_SANDBOX_DIR": str(config.base_dir),
         "LABBOT_SANDBOX_VM": plan.vm_uuid,
@@ -238,6 +243,7 @@ async def start_vm(config: SandboxConfig, plan: VmPlan, segment_lock: asyncio.Lo
         await system.ip("link", "set", "lo", "up", netns=netns)
         # A jump host, not a router: VM1 must not forward between the public network and the VPC.
         await system.run("ip", "netns", "exec", netns, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward")
+        await _silent_dns(netns)
         nics = []
         for index, nic in enumerate(plan.nics):
             public = nic.l3_network_name in config.public_l3_names
@@ -262,6 +268,16 @@ async def start_vm(config: SandboxConfig, plan: VmPlan, segment_lock: asyncio.Lo
         raise
     log.info("sandbox VM %s (%s) running in %s: %s", plan.name, plan.vm_uuid, netns, [n["ip"] for n in nics])
     return record
+
+
+async def _silent_dns(netns: str) -> None:
+    """Route SILENT_DNS into a veth pair inside the VM: the queries are sent and nobody ever reads them."""
+    await system.ip("link", "add", "dns0", "type", "veth", "peer", "name", "dns1", netns=netns)
+    for link in ("dns0", "dns1"):
+        await system.ip("link", "set", link, "up", netns=netns)
+    await system.ip("route", "add", f"{SILENT_DNS}/32", "dev", "dns0", netns=netns)
+    await system.ip("neigh", "add", SILENT_DNS, "lladdr", "02:00:00:00:00:53", "dev", "dns0", "nud", "permanent",
+                    netns=netns)
 
 
 async def _boot(config: SandboxConfig, vm_dir: Path, netns: str) -> None:

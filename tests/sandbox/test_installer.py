@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sandbox import system
 from sandbox.hooks import OuterSandboxHooks
 from sandbox.images import NESTED_IMAGE, ensure_nested_image
-from sandbox.vm import INSTALLER_IN_VM
+from sandbox.vm import INSTALLER_IN_VM, SILENT_DNS
 from services.iscsi.base import TargetSpec
 from services.iscsi.disk import find_data_disk
 from services.iscsi.initiator import ensure_initiator_name
@@ -202,6 +202,32 @@ async def test_the_image_served_from_vm1_is_really_downloaded_and_checked_by_the
         await stop_image_server(ssh)
         listening = await ssh.run("vm1", "ss -ltn 'sport = :8000' | grep -c :8000", timeout=15, check=False)
         assert listening.stdout.strip() == "0"
+
+
+async def test_vm1s_dns_never_answers_yet_the_image_server_listens_at_once(lab: Lab) -> None:
+    # As on an offline lab platform, VM1's DNS server never answers, and its queries stay inside the VM.
+    async with lab.ssh() as ssh:
+        conf = await ssh.run("vm1", f"cat /etc/resolv.conf; ip route get {SILENT_DNS}", timeout=15)
+        assert f"nameserver {SILENT_DNS}" in conf.stdout and "dev dns0" in conf.stdout
+        received = "cat /sys/class/net/dns1/statistics/rx_packets"
+        before = int((await ssh.run("vm1", received, timeout=15)).stdout)
+        lookup = await ssh.run("vm1", "RES_OPTIONS='timeout:1 attempts:1' getent hosts labbot.invalid", timeout=30,
+                               check=False)
+        assert lookup.exit_status == 2  # no answer
+        assert int((await ssh.run("vm1", received, timeout=15)).stdout) > before  # asked, inside the VM
+        # A resolver that waits 30 s: `python3 -m http.server` would look up its address for that long before
+        # it listened; labbot's server listens at once.
+        await upload_image(ssh, NESTED_IMAGE)
+        await ssh.run("vm1", "cp /etc/resolv.conf /root/resolv.conf.saved && "
+                             "printf 'options timeout:30 attempts:1\\n' >> /etc/resolv.conf", timeout=15)
+        try:
+            await stop_image_server(ssh)
+            url = f"http://{lab.vm1_vpc_ip}:8000/{NESTED_IMAGE.name}"
+            done = await asyncio.wait_for(serve_image(ssh, address=lab.vm1_vpc_ip, port=8000, url=url), 20)
+            assert done.startswith("server started")
+        finally:
+            await stop_image_server(ssh)
+            await ssh.run("vm1", "mv /root/resolv.conf.saved /etc/resolv.conf", timeout=15)
 
 
 async def test_expunging_vm2_stops_the_management_node(box: LabBox, lab: Lab) -> None:

@@ -28,9 +28,19 @@ SERVE_JOB = "serve-image"
 FIREWALL_OWNER = "labbot-image-server"
 _READY_SECONDS = 60.0
 
-# $1 address, $2 port. Rocky 8 may lack python3 but always has platform-python; --bind exists since 3.4.
-_SERVE = r"""cd {directory} && exec "$(command -v python3 || echo /usr/libexec/platform-python)" \
-  -m http.server --bind {address} {port}"""
+# Serve {directory} on {address}:{port}. Rocky 8 may lack python3 but always has platform-python (3.6, so no
+# ThreadingHTTPServer). Not ``python3 -m http.server``: its HTTPServer.server_bind asks the resolver for the
+# address's FQDN before it listens, which on a lab VPC whose DNS server does not answer (an offline platform)
+# holds the server back for the resolver's timeouts (glibc: 2 attempts x 5 s).
+_SERVE = r"""cd {directory} && exec "$(command -v python3 || echo /usr/libexec/platform-python)" -c '
+import http.server, socketserver, sys
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+Server((sys.argv[1], int(sys.argv[2])), http.server.SimpleHTTPRequestHandler).serve_forever()
+' {address} {port}"""
 
 # $1 address, $2 port: exit 0 once something listens there (bash's /dev/tcp; cheaper than starting Python,
 # which takes seconds on a loaded host). The file itself was checked by its SHA-256 when uploaded.
