@@ -13,8 +13,10 @@ cannot stretch it; httpx's own timeouts are per read), and the body is read as a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+import ssl
 import time
 import uuid as uuidlib
 from collections.abc import Mapping
@@ -73,6 +75,13 @@ def safe_path(path: str) -> str:
     return SESSION_IN_PATH.sub(r"\1***", path)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default trust store, loaded once per process: loading it costs about 20 ms of CPU, and labbot
+    opens a client per management node it talks to (the platform's, and each lab's nested one, per step)."""
+    return httpx.create_ssl_context()
+
+
 @dataclass
 class CallStats:
     """Counters of what the client did on the wire (for tests, benchmarks and the health view)."""
@@ -98,6 +107,7 @@ class Wire:
         self._http = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,
+            verify=_tls_context(),
             timeout=timeout,
             headers={"Content-Type": "application/json; charset=utf-8", "Accept": "application/json"},
         )
