@@ -25,6 +25,7 @@ from tests.conftest import on_database
 from tests.engine.sandbox_lab import OWNER, SandboxBox, box_fixture, lab_world
 from tests.sandbox.labbox import drop_connections
 
+PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(240)]
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -57,6 +58,28 @@ async def test_zstack_error_fails_the_step_and_retry_completes_the_lab(box, data
         assert len(world.outer_vms(lab.uuid)) == 2
 
         await world.service.destroy(OWNER, "flaky")
+        await world.runtime.engine.wait_idle(view.id, timeout=60)
+        assert world.outer_vms(lab.uuid) == [] and await world.machine_leftovers(lab) == []
+
+
+@on_database("postgres")
+async def test_a_failed_image_download_fails_its_step_with_zstacks_reason(box, database_url: str, tmp_path: Path):
+    # The image and the network are made at once; the step still fails with the one error, as every step does.
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    profile = (PROFILES / "sandbox.yaml").read_text()
+    assert "    file: build/sandbox/nested-cirros.qcow2\n" in profile
+    (profiles / "sandbox.yaml").write_text(profile.replace(
+        "    file: build/sandbox/nested-cirros.qcow2\n", "    url: http://{vm1_vpc_ip}:9/gone.qcow2\n"))
+    async with lab_world(box, database_url, tmp_path, profiles_dir=profiles) as world:
+        view = await world.service.create(OWNER, name="noimage")
+        await world.runtime.engine.wait_idle(view.id, timeout=120)
+        lab = await world.lab_row("noimage")
+        assert (lab.state, lab.failed_step) == (LabState.FAILED, "nested_network_image"), lab.error
+        assert "download" in (lab.error or "") and "TaskGroup" not in (lab.error or ""), lab.error
+        assert "image" not in lab.nested_ids
+
+        await world.service.destroy(OWNER, "noimage")
         await world.runtime.engine.wait_idle(view.id, timeout=60)
         assert world.outer_vms(lab.uuid) == [] and await world.machine_leftovers(lab) == []
 

@@ -38,6 +38,7 @@ from services.labs.build.image import local_image, upload_image
 from services.labs.build.image import serve_image as run_image_server
 from services.labs.build.installer import clean_failed_install, find_installer
 from services.labs.build.interfaces import interface_carrying
+from services.labs.models import Lab
 from services.labs.preflight import check_platform
 from services.shell import quote
 from services.ssh.detached import JobStatus, follow, job_status, reset_job, start_detached
@@ -551,22 +552,48 @@ class LabSteps:
         await self.ctx.set_nested(iscsi_server=server.uuid, primary_storage=storage.uuid)
 
     async def nested_network_image(self) -> None:
-        """Backup storage, a flat L2/L3 network with an IP range and DHCP, an offering, and the image."""
+        """Backup storage and the image beside a flat L2/L3 network with an IP range and DHCP, and an offering.
+
+        The image's calls (backup storage, its zone, the download) and the network's do not depend on each other,
+        so they run at once: the image download is the longest call of the step.
+        """
         lab = await self.ctx.lab()
         n = await self.nested()
-        ids = lab.nested_ids
+        try:
+            async with asyncio.TaskGroup() as group:
+                image = group.create_task(self._nested_image(lab, n))
+                network = group.create_task(self._nested_network(lab, n))
+        except ExceptionGroup as failed:  # the other half was cancelled; the step reports its one error
+            raise failed.exceptions[0] from None
+        await self.ctx.set_nested(**image.result(), **network.result())
+
+    async def _nested_image(self, lab: Lab, n: ZStackClient) -> dict[str, str]:
         spec = self.ctx.profile.nested
-        net = spec.network
-        rid = self.ctx.resource_uuid
         bs = await n.storage.add_image_store_backup_storage(
             spec.backup_storage,
             _known(lab.vm2_ip, "VM2 address"),
             username="root",
             password=await self.ctx.secret("host_password_enc"),
             url=spec.backup_storage_url,
-            resource_uuid=rid("nested-bs"),
+            resource_uuid=self.ctx.resource_uuid("nested-bs"),
         )
-        await n.storage.attach_backup_storage_to_zone(bs.uuid, ids["zone"])
+        await n.storage.attach_backup_storage_to_zone(bs.uuid, lab.nested_ids["zone"])
+        await self.ctx.progress("nested_network_image", f"adding image {spec.image.name}", min_interval=0)
+        image = await n.storage.add_image(
+            spec.image.name,
+            spec.image.download_url(_known(lab.vm1_vpc_ip, "VM1 VPC address")),
+            [bs.uuid],
+            format=spec.image.format,
+            platform=spec.image.platform,
+            resource_uuid=self.ctx.resource_uuid("nested-image"),
+        )
+        return {"backup_storage": bs.uuid, "image": image.uuid}
+
+    async def _nested_network(self, lab: Lab, n: ZStackClient) -> dict[str, str]:
+        ids = lab.nested_ids
+        spec = self.ctx.profile.nested
+        net = spec.network
+        rid = self.ctx.resource_uuid
         vm2_ip = _known(lab.vm2_ip, "VM2 address")
         nic = net.physical_interface or await interface_carrying((await self.ssh()).runner("vm2", timeout=90), vm2_ip)
         await self.ctx.output("nested_network_image", f"nested L2 on VM2's {nic} (it holds {vm2_ip})\n")
@@ -589,18 +616,7 @@ class LabSteps:
             spec.offering.memory_mb * 1024**2,
             resource_uuid=rid("nested-offering"),
         )
-        await self.ctx.set_nested(backup_storage=bs.uuid, l2=l2.uuid, l3=l3.uuid, offering=offering.uuid)
-        await self.ctx.progress("nested_network_image", f"adding image {spec.image.name}", min_interval=0)
-        url = spec.image.download_url(_known(lab.vm1_vpc_ip, "VM1 VPC address"))
-        image = await n.storage.add_image(
-            spec.image.name,
-            url,
-            [bs.uuid],
-            format=spec.image.format,
-            platform=spec.image.platform,
-            resource_uuid=rid("nested-image"),
-        )
-        await self.ctx.set_nested(image=image.uuid)
+        return {"l2": l2.uuid, "l3": l3.uuid, "offering": offering.uuid}
 
     async def nested_vm(self) -> None:
         """Create the nested VM with its root disk on the SharedBlock storage, and wait for Running."""
