@@ -26,6 +26,15 @@ SEGMENT_BRIDGE = "br0"
 # On the host, every 198.18.0.0/15 address that is not on a sandbox bridge is unreachable: without this, a
 # connection to VM2's address would follow the host's default route off the machine instead of failing here.
 GUARD_ROUTE = ("unreachable", str(ALLOWED), "metric", "4242")
+# And whatever the host forwards (ip_forward=1 on a Docker host, say), a packet from a sandbox address to one
+# outside the block is refused rather than forwarded: a student with root on VM1 can send anywhere by its default
+# route, and the guard route only covers destinations inside the block. The host's own packets (iif lo) and
+# packets between sandbox addresses keep the main table.
+GUARD_RULES = (
+    ("from", str(ALLOWED), "iif", "lo", "lookup", "main", "priority", "4240"),
+    ("from", str(ALLOWED), "to", str(ALLOWED), "lookup", "main", "priority", "4241"),
+    ("from", str(ALLOWED), "unreachable", "priority", "4242"),
+)
 
 
 def nic_network(nic: NicPlan) -> ipaddress.IPv4Interface:
@@ -46,16 +55,23 @@ def nic_mac(vm_uuid: str, index: int) -> str:
 
 
 async def ensure_guard_route() -> None:
-    """Install the host route that keeps sandbox addresses from ever leaving the machine."""
+    """Install the host route and rules that keep sandbox traffic from ever leaving the machine."""
     existing = await system.ip("route", "show", str(ALLOWED), check=False)
     if "unreachable" not in existing.stdout:
         await system.ip("route", "add", *GUARD_ROUTE)
         log.info("sandbox guard route: %s", " ".join(GUARD_ROUTE))
+    rules = (await system.ip("rule", "show", check=False)).stdout.splitlines()
+    for rule in GUARD_RULES:
+        if not any(line.startswith(f"{rule[-1]}:") for line in rules):
+            await system.ip("rule", "add", *rule)
+            log.info("sandbox guard rule: %s", " ".join(rule))
 
 
 async def remove_guard_route() -> None:
-    """Remove the guard route (when no sandbox is left on the host)."""
+    """Remove the guard route and rules (when no sandbox is left on the host)."""
     await system.ip("route", "del", *GUARD_ROUTE, check=False)
+    for rule in GUARD_RULES:
+        await system.ip("rule", "del", *rule, check=False)
 
 
 async def ensure_public_bridge(config: SandboxConfig, gateway: str, netmask: str) -> str:

@@ -79,6 +79,23 @@ async def test_the_host_cannot_route_to_the_vpc() -> None:
         await asyncio.wait_for(asyncio.open_connection("198.19.200.250", 22), 2)
 
 
+async def test_a_host_that_forwards_still_keeps_vm_traffic_on_the_machine(lab: Lab) -> None:
+    # A stand-in for a VM's side of a bridge, on a host that forwards (only on this link, and only route lookups:
+    # no packet is sent): a packet from a sandbox address to the outside is refused, one inside is routed.
+    link = "lbgtest0"
+    await system.ip("link", "add", link, "type", "veth", "peer", "name", "lbgtest1")
+    try:
+        await system.ip("addr", "add", "198.19.254.1/24", "dev", link)
+        await system.ip("link", "set", link, "up")
+        await system.run("sysctl", "-qw", f"net.ipv4.conf.{link}.forwarding=1")
+        out = await system.ip("route", "get", "10.255.255.53", "from", "198.19.254.2", "iif", link, check=False)
+        assert out.returncode != 0 and "unreachable" in out.stderr, (out.stdout, out.stderr)
+        inside = await system.ip("route", "get", "198.19.254.9", "from", "198.19.254.2", "iif", link, check=False)
+        assert inside.returncode == 0 and f"dev {link}" in inside.stdout, (inside.stdout, inside.stderr)
+    finally:
+        await system.ip("link", "del", link, check=False)
+
+
 async def test_each_vm_has_private_etc_root_tmp_and_run(box: LabBox, lab: Lab) -> None:
     marker = f"labbot-{uuid.uuid4().hex[:8]}"
     async with lab.ssh() as ssh:
